@@ -1,0 +1,29 @@
+# make setup   create .venv and install the pinned dependencies (quick when nothing changed)
+# make test    run the test suite (CPU only; CUDA tests are skipped without a GPU)
+# make bench   print the speed and memory benchmarks
+PYTHON ?= python3
+VENV   ?= .venv
+TORCH  ?= torch==2.13.0
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.dubber-setup
+
+.PHONY: setup test bench clean
+
+setup: $(STAMP)
+
+$(STAMP): setup.cfg constraints.txt pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@# torch first and alone: an unpinned torch would pull several GB of CUDA packages.
+	@# A torch already in the venv (a CUDA build, say) is kept.
+	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH)"
+	$(PY) -m pip install -q -c constraints.txt -e ".[test]"
+	@touch $(STAMP)
+
+test: setup
+	$(PY) -m pytest -q -ra
+
+bench: setup
+	$(PY) -m dubber.bench
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache

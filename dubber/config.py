@@ -1,0 +1,244 @@
+"""Typed, frozen configuration and named presets.
+
+A :class:`Config` is built from three layers, later ones winning:
+
+1. the defaults written in the dataclasses below,
+2. a preset: ``presets/NAME.yaml`` (or any YAML file given by path), whose top-level keys
+   are the section names (``media``, ``encode``, ``runtime``, ``faces``, ``models``),
+3. overrides from the command line, as ``{section: {field: value}}``.
+
+Unknown sections, unknown fields and values of the wrong type are a :class:`UsageError`,
+so a typo in a preset never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from dubber.errors import UsageError
+
+PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
+DEFAULT_PRESET = "fast"
+
+VIDEO_CODECS = ("x264", "x265", "prores", "ffv1")
+
+
+@dataclass(frozen=True)
+class MediaConfig:
+    """Decoding and the chunk loop."""
+
+    # Frames per chunk. Peak memory is about chunk_frames * frame bytes * (2 * queue_depth + 3);
+    # a 4K 8-bit 4:2:0 frame is 12.4 MB, so 16 frames keep a 4K run near 1 GB.
+    chunk_frames: int = 16
+    # Chunks buffered between decode -> stages and stages -> encode. 1 is enough to overlap
+    # the three; more only costs memory.
+    queue_depth: int = 1
+    # Scale of the RGB analysis copy decoded beside each full-resolution frame (DESIGN: faces
+    # are detected at quarter resolution). 0 disables the copy.
+    analysis_scale: float = 0.25
+    # Decoder threads; 0 lets FFmpeg choose (one per core).
+    decode_threads: int = 0
+
+
+@dataclass(frozen=True)
+class EncodeConfig:
+    """The output file: video codec, audio handling and the length policy."""
+
+    # x264 (default, 8- or 10-bit H.264), x265 (HEVC, 8/10/12-bit), prores (ProRes 422 HQ,
+    # 10-bit), ffv1 (lossless, any depth).
+    codec: str = "x264"
+    # Quality for x264/x265 (lower is better; 18 is visually transparent for most film).
+    crf: int = 18
+    # x264/x265 speed preset (ultrafast ... veryslow).
+    speed: str = "medium"
+    # Audio codec of the dub track; empty = chosen for the container (aac in mp4, pcm in mov,
+    # flac in mkv).
+    audio_codec: str = ""
+    # Bit rate for lossy audio codecs.
+    audio_bitrate: str = "192k"
+    # Keep the input's first audio stream as a second, labelled track.
+    keep_original_audio: bool = False
+    # ISO 639-2 language tag written on the dub track ("hin", "fra", ...); empty = untagged.
+    dub_language: str = ""
+    # A dub track whose length differs from the picture by more than one frame is an error
+    # instead of being padded with silence or cut.
+    strict_length: bool = False
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """Where the model stages run."""
+
+    # auto (CUDA when present, else CPU), cpu, cuda or cuda:N.
+    device: str = "auto"
+
+
+@dataclass(frozen=True)
+class FacesConfig:
+    """Face detection, tracking, shot cuts and speaker selection (the analysis pass)."""
+
+
+@dataclass(frozen=True)
+class ModelsConfig:
+    """Model sizes and the stages that use them."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration of one run. Build it with :func:`load_config`."""
+
+    preset: str = ""
+    media: MediaConfig = field(default_factory=MediaConfig)
+    encode: EncodeConfig = field(default_factory=EncodeConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    faces: FacesConfig = field(default_factory=FacesConfig)
+    models: ModelsConfig = field(default_factory=ModelsConfig)
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+
+def _validate(cfg: Config) -> None:
+    m, e = cfg.media, cfg.encode
+    if m.chunk_frames < 1:
+        raise UsageError(f"chunk_frames must be at least 1, got {m.chunk_frames}")
+    if m.queue_depth < 1:
+        raise UsageError(f"queue_depth must be at least 1, got {m.queue_depth}")
+    if not 0 <= m.analysis_scale <= 1:
+        raise UsageError(f"analysis_scale must be between 0 and 1, got {m.analysis_scale}")
+    if e.codec not in VIDEO_CODECS:
+        raise UsageError(f"unknown video codec {e.codec!r}; choose one of {', '.join(VIDEO_CODECS)}")
+    if not 0 <= e.crf <= 51:
+        raise UsageError(f"crf must be between 0 and 51, got {e.crf}")
+    dev = cfg.runtime.device
+    if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
+        raise UsageError(f"unknown device {dev!r}; use auto, cpu, cuda or cuda:N")
+
+
+def available_presets() -> list[str]:
+    """Names of the presets in the presets folder, sorted."""
+    return sorted(p.stem for p in _presets_dir().glob("*.yaml"))
+
+
+def _presets_dir() -> Path:
+    return Path(os.environ.get("DUBBER_PRESETS", PRESETS_DIR))
+
+
+def _preset_file(preset: str) -> Path:
+    as_path = Path(preset)
+    if preset.endswith((".yaml", ".yml")):
+        if not as_path.is_file():
+            raise UsageError(f"preset file {preset} does not exist")
+        return as_path
+    path = _presets_dir() / f"{preset}.yaml"
+    if not path.is_file():
+        names = ", ".join(available_presets()) or "none found"
+        raise UsageError(f"unknown preset {preset!r}; available presets: {names}")
+    return path
+
+
+def read_preset(preset: str) -> dict[str, dict[str, Any]]:
+    """The raw ``{section: {field: value}}`` mapping of a preset name or YAML path."""
+    path = _preset_file(preset)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise UsageError(f"preset {path} is not valid YAML: {exc}".splitlines()[0]) from None
+    if not isinstance(data, dict):
+        raise UsageError(f"preset {path} must be a mapping of sections")
+    return data
+
+
+def load_config(
+    preset: str | None = DEFAULT_PRESET,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Config:
+    """Build a :class:`Config`: dataclass defaults < preset < ``overrides``.
+
+    Args:
+        preset: preset name (a file in ``presets/``), a path to a YAML file, or None for the
+            bare defaults.
+        overrides: ``{section: {field: value}}``; values of None are ignored, so a CLI can
+            pass every option and let unset ones fall through to the preset.
+    """
+    layers: list[Mapping[str, Any]] = []
+    if preset:
+        layers.append(read_preset(preset))
+    if overrides:
+        layers.append(
+            {s: {k: v for k, v in vals.items() if v is not None} for s, vals in overrides.items()}
+        )
+    sections: dict[str, Any] = {}
+    hints = typing.get_type_hints(Config)
+    for f in dataclasses.fields(Config):
+        if f.name == "preset":
+            continue
+        merged: dict[str, Any] = {}
+        for layer in layers:
+            merged.update(layer.get(f.name) or {})
+        sections[f.name] = _build_section(hints[f.name], f.name, merged)
+    for layer in layers:
+        unknown = set(layer) - set(sections)
+        if unknown:
+            raise UsageError(
+                f"unknown configuration section(s) {', '.join(sorted(unknown))}; "
+                f"known: {', '.join(sections)}"
+            )
+    name = Path(preset).stem if preset else ""
+    return Config(preset=name, **sections)
+
+
+def _build_section(cls: type, section: str, values: Mapping[str, Any]) -> Any:
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(values) - known
+    if unknown:
+        raise UsageError(
+            f"unknown setting(s) {', '.join(f'{section}.{k}' for k in sorted(unknown))}"
+        )
+    return cls(**{k: _coerce(hints[k], f"{section}.{k}", v) for k, v in values.items()})
+
+
+def _coerce(typ: Any, name: str, value: Any) -> Any:
+    """Check ``value`` against the annotation ``typ``; ints are accepted for floats and
+    lists for tuples. Nested dataclasses are built from mappings."""
+    origin = typing.get_origin(typ)
+    if dataclasses.is_dataclass(typ):
+        if not isinstance(value, Mapping):
+            raise UsageError(f"{name} must be a mapping")
+        return _build_section(typ, name, value)
+    if origin is typing.Union or str(origin) == "types.UnionType":
+        args = typing.get_args(typ)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(arg, name, value)
+            except UsageError:
+                continue
+        raise UsageError(f"{name} has the wrong type: {value!r}")
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise UsageError(f"{name} must be a list, got {value!r}")
+        args = typing.get_args(typ)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(args[0], name, v) for v in value)
+        if len(args) != len(value):
+            raise UsageError(f"{name} must have {len(args)} items, got {len(value)}")
+        return tuple(_coerce(a, name, v) for a, v in zip(args, value))
+    if typ is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if typ in (int, float, str, bool):
+        if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
+            raise UsageError(f"{name} must be {typ.__name__}, got {value!r}")
+        return value
+    return value

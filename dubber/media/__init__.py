@@ -1,0 +1,1 @@
+"""Media in and out: probe, chunked decode, audio, mel, timeline, encode and mux."""
