@@ -80,9 +80,67 @@ class RuntimeConfig:
     device: str = "auto"
 
 
+FACE_DETECTORS = ("mediapipe", "s3fd")
+
+
 @dataclass(frozen=True)
 class FacesConfig:
     """Face detection, tracking, shot cuts and speaker selection (the analysis pass)."""
+
+    # mediapipe (full-range BlazeFace, shipped in the wheel) or s3fd (the paper's detector,
+    # through face-alignment; needs s3fd-619a316812.pth already in the torch hub cache).
+    detector: str = "mediapipe"
+    # Detection runs on frames scaled by this (DESIGN: a quarter of full resolution).
+    detect_scale: float = 0.25
+    # Detections scoring below this are ignored.
+    min_score: float = 0.5
+    # Square tiles, side as a fraction of the shorter frame side, scanned so that faces too
+    # small for the whole-frame pass (under ~6% of the frame width) are found. 0 disables.
+    tile_size: float = 0.5
+    # Overlap between neighbouring tiles, as a fraction of the tile side.
+    tile_overlap: float = 0.25
+    # Scan the tiles every this many frames (and on the first frame of every shot); known
+    # small faces are followed in between by detection in a window around their last box.
+    tile_every: int = 5
+    # Side of that window around a known face, in face sizes.
+    roi_scale: float = 3.0
+    # Boxes of two detections in consecutive frames must overlap this much (IoU) to be the
+    # same track; a centre within half a face size also counts.
+    match_iou: float = 0.3
+    # Gaps of up to this many frames inside a track are bridged (boxes interpolated).
+    max_gap: int = 12
+    # Tracks with fewer detected frames than this are dropped.
+    min_track_frames: int = 10
+    # Tracks whose median box side is below this fraction of the frame's shorter side are
+    # dropped (faces too small to re-render; DESIGN: tiny faces are left alone).
+    min_face_size: float = 0.04
+    # Gaussian smoothing of the box centre and size over time, in frames (0 = none). The
+    # filter is centred and never crosses a shot cut, so boxes do not lag.
+    smooth_center: float = 2.0
+    smooth_size: float = 4.0
+    # Shot cuts: PySceneDetect's AdaptiveDetector threshold (content change relative to
+    # the neighbouring frames' average) and the shortest shot in frames.
+    cut_threshold: float = 3.0
+    min_shot_frames: int = 8
+    # Speaker selection: sliding windows of this many seconds, moved by half a window.
+    speaker_window: float = 3.0
+    # A track speaks in a window when its lip aperture correlates with the original audio's
+    # speech envelope at least this much (Pearson r, best lag up to speaker_max_lag seconds).
+    speaker_min_corr: float = 0.3
+    speaker_max_lag: float = 0.12
+    # Windows whose speech envelope is quieter than this (dB below the clip's loud level)
+    # have no speaker.
+    speech_floor_db: float = 30.0
+    # Speaking runs shorter than this many seconds are absorbed by their neighbours.
+    min_speaking: float = 1.0
+    # Which faces are re-rendered: speaker (by the audio), largest, all, or a track id.
+    face: str = "speaker"
+    # Square crop side as a multiple of the face box side (margin around the face).
+    crop_margin: float = 1.6
+    # Size of the model's square input in pixels.
+    crop_size: int = 256
+    # Feather of the soft mouth mask, as a fraction of the mouth width.
+    mask_feather: float = 0.15
 
 
 @dataclass(frozen=True)
@@ -117,9 +175,29 @@ def _validate(cfg: Config) -> None:
         raise UsageError(f"unknown video codec {e.codec!r}; choose one of {', '.join(VIDEO_CODECS)}")
     if not 0 <= e.crf <= 51:
         raise UsageError(f"crf must be between 0 and 51, got {e.crf}")
+    _validate_faces(cfg.faces)
     dev = cfg.runtime.device
     if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
         raise UsageError(f"unknown device {dev!r}; use auto, cpu, cuda or cuda:N")
+
+
+def _validate_faces(f: FacesConfig) -> None:
+    if f.detector not in FACE_DETECTORS:
+        raise UsageError(
+            f"unknown face detector {f.detector!r}; choose one of {', '.join(FACE_DETECTORS)}"
+        )
+    if not 0 < f.detect_scale <= 1:
+        raise UsageError(f"faces.detect_scale must be in (0, 1], got {f.detect_scale}")
+    if not 0 <= f.tile_size < 1 or not 0 <= f.tile_overlap < 1:
+        raise UsageError("faces.tile_size and faces.tile_overlap must be in [0, 1)")
+    if f.tile_every < 1 or f.min_track_frames < 1 or f.max_gap < 0:
+        raise UsageError("faces.tile_every and faces.min_track_frames must be at least 1")
+    if f.crop_margin < 1 or f.crop_size < 16:
+        raise UsageError("faces.crop_margin must be at least 1 and faces.crop_size at least 16")
+    if f.speaker_window <= 0:
+        raise UsageError(f"faces.speaker_window must be positive, got {f.speaker_window}")
+    if not (f.face in ("speaker", "largest", "all") or f.face.isdigit()):
+        raise UsageError(f"--face must be speaker, largest, all or a track id, got {f.face!r}")
 
 
 def available_presets() -> list[str]:

@@ -1,0 +1,5 @@
+"""Faces: detection, tracking, shot cuts, landmarks, speaker selection and crops.
+
+Entry points: :func:`dubber.faces.analyze.analyze` (the analysis pass, cached) and
+:class:`dubber.faces.select.FaceSelector` (per-chunk faces for the render loop).
+"""

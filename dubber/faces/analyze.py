@@ -1,0 +1,277 @@
+"""The analysis pass: frames in, a :class:`~dubber.faces.tracks_file.Tracks` out.
+
+Steps, per frame of the chunks: (1) shot-cut detection on the analysis copy, (2) face
+detection (whole frame, tiles, windows around known faces), (3) online track association,
+(4) face mesh on a full-resolution crop of every detected face -> lip aperture. Then, for
+the whole clip: (5) tracks cut at shots, bridged, filtered, smoothed, (6) speaker windows
+from the original audio, (7) the ``--face`` choice. The result is cached by input content
+and settings (:mod:`dubber.faces.cache`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+from dubber.chunk import Chunk
+from dubber.config import Config, FacesConfig
+from dubber.errors import InputError
+from dubber.faces import speaker
+from dubber.faces.detect import make_detector
+from dubber.faces.landmarks import MESH_INPUT, Landmarker, lip_aperture, mesh_region
+from dubber.faces.shots import ShotDetector, shots_from_cuts
+from dubber.faces.tiles import FrameDetector, resize_for_detection
+from dubber.faces.track import Tracker, finalize_tracks
+from dubber.faces.tracks_file import Shot, Track, Tracks, Window
+from dubber.faces.yuv import crop_rgb
+
+log = logging.getLogger(__name__)
+
+AUDIO_RATE = 16000
+
+
+@dataclasses.dataclass
+class AnalysisStats:
+    """What the pass cost (filled by :func:`analyze_chunks` when given one)."""
+
+    frames: int = 0
+    seconds: float = 0.0
+    detector_calls: int = 0
+    mesh_calls: int = 0
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds else 0.0
+
+
+def analyze_chunks(
+    chunks: Iterable[Chunk],
+    width: int,
+    height: int,
+    frame_rate: Fraction,
+    cfg: FacesConfig,
+    audio: np.ndarray | None,
+    analysis_scale: float,
+    device: str = "cpu",
+    progress: Callable[[int], None] | None = None,
+    stats: AnalysisStats | None = None,
+) -> Tracks:
+    """Run the analysis over decoded chunks.
+
+    Args:
+        chunks: consecutive chunks from frame 0; ``analysis`` (RGB at ``analysis_scale``)
+            and ``frames`` (full resolution, for the mesh crops) are read.
+        width, height: full-resolution coded size.
+        frame_rate: nominal frame rate (for the shot detector and window lengths).
+        cfg: the faces configuration.
+        audio: shape = (S,), float32 mono at 16 kHz, the ORIGINAL soundtrack; None when the
+            video has none (the largest face is taken, with a warning).
+        analysis_scale: the scale of ``chunk.analysis``.
+        device: torch device for the s3fd detector.
+        progress: called with the number of frames done after each chunk.
+        stats: filled with timings when given.
+    """
+    t_start = time.perf_counter()
+    fps = float(frame_rate)
+    detector = make_detector(cfg.detector, cfg.min_score, device)
+    frame_det = FrameDetector(detector, cfg.detect_scale, cfg.tile_size, cfg.tile_overlap,
+                              cfg.tile_every, cfg.roi_scale)
+    shot_det = ShotDetector(fps, cfg.cut_threshold, cfg.min_shot_frames)
+    tracker = Tracker(cfg.match_iou, cfg.max_gap)
+    meshes: dict[int, Landmarker] = {}
+    apertures: dict[int, dict[int, float]] = {}
+    min_mesh_side = cfg.min_face_size * min(width, height) * 0.75
+    times: list[np.ndarray] = []
+    n = 0
+    mesh_calls = 0
+    for chunk in chunks:
+        times.append(chunk.times)
+        for i, idx in enumerate(chunk.frame_indices.tolist()):
+            image = _detection_image(chunk, i, analysis_scale, cfg.detect_scale)
+            cut = shot_det.push(idx, image)
+            dets = frame_det.detect(image, tracker.live_boxes(idx), scan=(cut is not None))
+            tracker.update(idx, dets)
+            for k, t in enumerate(tracker.tracks):
+                if t.frames[-1] != idx:
+                    continue
+                x0, y0, x1, y1 = t.boxes[-1]
+                if np.sqrt(max(x1 - x0, 0) * max(y1 - y0, 0)) < min_mesh_side:
+                    continue
+                region = mesh_region(t.boxes[-1], width, height)
+                crop = crop_rgb(chunk.frames, i, region, MESH_INPUT)
+                if k not in meshes:
+                    meshes[k] = Landmarker()
+                pts = meshes[k].landmarks(crop, region)
+                mesh_calls += 1
+                if pts is not None:
+                    apertures.setdefault(k, {})[idx] = lip_aperture(pts)
+            for k in [k for k in meshes if idx - tracker.tracks[k].frames[-1] > cfg.max_gap]:
+                meshes.pop(k).close()
+            n = idx + 1
+        if progress:
+            progress(n)
+    for m in meshes.values():
+        m.close()
+    if hasattr(detector, "close"):
+        detector.close()
+    if n == 0:
+        raise InputError("the video has no frames to analyse")
+
+    shots = shots_from_cuts(shot_det.cuts, n)
+    segments = finalize_tracks(
+        tracker.tracks, shots, (width, height), cfg.max_gap, cfg.min_track_frames,
+        cfg.min_face_size, cfg.smooth_center, cfg.smooth_size,
+    )
+    tracks = []
+    for tid, seg in enumerate(segments):
+        ap = apertures.get(seg.source, {})
+        aperture = np.array([ap.get(f, np.nan) for f in range(seg.first, seg.last + 1)])
+        tracks.append(Track(tid, seg.first, seg.last, seg.boxes, seg.scores, aperture,
+                            np.zeros(len(aperture))))
+    frame_times = np.concatenate(times)[:n]
+    tracks, shot_list = _select_speakers(tracks, shots, audio, frame_times, fps, cfg)
+    result = Tracks(width, height, Fraction(frame_rate), n, tuple(tracks), tuple(shot_list),
+                    has_audio=audio is not None, settings=settings_of(cfg))
+    if stats is not None:
+        stats.frames = n
+        stats.seconds = time.perf_counter() - t_start
+        stats.detector_calls = frame_det.calls
+        stats.mesh_calls = mesh_calls
+    log.info("analysed %d frames: %d shots, %d tracks", n, len(shot_list), len(tracks))
+    return result
+
+
+def _detection_image(chunk: Chunk, i: int, analysis_scale: float, detect_scale: float):
+    if chunk.analysis is not None and analysis_scale > 0:
+        return resize_for_detection(chunk.analysis[i], detect_scale / analysis_scale)
+    lay = chunk.frames.layout
+    full = crop_rgb(chunk.frames, i, (0, 0, lay.width, lay.height))
+    return resize_for_detection(full, detect_scale)
+
+
+def _select_speakers(
+    tracks: list[Track],
+    shots: list[tuple[int, int]],
+    audio: np.ndarray | None,
+    times: np.ndarray,
+    fps: float,
+    cfg: FacesConfig,
+) -> tuple[list[Track], list[Shot]]:
+    if audio is None:
+        log.warning("no original audio: selecting the largest face of each shot")
+    s = speaker.SpeakerSettings(
+        window=max(8, round(cfg.speaker_window * fps)),
+        max_lag=round(cfg.speaker_max_lag * fps),
+        min_corr=cfg.speaker_min_corr,
+        floor_db=cfg.speech_floor_db,
+        min_run=max(1, round(cfg.min_speaking * fps)),
+    )
+    env = None if audio is None else speaker.speech_envelope(audio, AUDIO_RATE, times)
+    speaking = {t.id: np.zeros(len(t)) for t in tracks}
+    out_shots = []
+    for start, end in shots:
+        in_shot = [t for t in tracks if t.first >= start and t.last <= end]
+        if not in_shot:
+            out_shots.append(Shot(start, end))
+            continue
+        if env is None:
+            largest = max(in_shot, key=lambda t: t.size)
+            out_shots.append(Shot(start, end, largest.id))
+            continue
+        aps = {t.id: (t.first, t.aperture) for t in in_shot}
+        scores = speaker.score_shot(start, end, aps, env, s)
+        for t in in_shot:
+            speaking[t.id] = scores[t.id][t.first - start: t.last - start + 1]
+        runs = speaker.speaking_runs(start, scores, s.min_corr, s.min_run)
+        windows = tuple(Window(a, b, tid) for a, b, tid in runs)
+        frames_by = {}
+        for w in windows:
+            frames_by[w.track] = frames_by.get(w.track, 0) + w.end - w.start + 1
+        sel = max(frames_by, key=frames_by.get) if frames_by else None
+        out_shots.append(Shot(start, end, sel, windows))
+    tracks = [dataclasses.replace(t, speaking=speaking[t.id]) for t in tracks]
+    return tracks, out_shots
+
+
+def apply_face_choice(tracks: Tracks, face: str) -> Tracks:
+    """Override the speaker choice: ``speaker`` (keep), ``largest``, ``all`` or a track id.
+
+    ``largest`` and an id select that track on every frame it is on; ``all`` selects every
+    track (one window per track, so :meth:`Tracks.speakers_at` returns them all).
+    """
+    if face == "speaker":
+        return tracks
+    shots = []
+    for sh in tracks.shots:
+        in_shot = [t for t in tracks.tracks if t.first >= sh.start and t.last <= sh.end]
+        if face == "all":
+            wins = tuple(Window(t.first, t.last, t.id) for t in in_shot)
+            shots.append(Shot(sh.start, sh.end, in_shot[0].id if in_shot else None, wins))
+        elif face == "largest":
+            sel = max(in_shot, key=lambda t: t.size).id if in_shot else None
+            shots.append(Shot(sh.start, sh.end, sel, ()))
+        else:
+            tid = int(face)
+            if tid not in [t.id for t in tracks.tracks]:
+                from dubber.errors import UsageError
+
+                raise UsageError(f"--face {tid}: no such track (see `dub inspect`)")
+            sel = tid if any(t.id == tid for t in in_shot) else None
+            shots.append(Shot(sh.start, sh.end, sel, ()))
+    return dataclasses.replace(tracks, shots=tuple(shots))
+
+
+def settings_of(cfg: FacesConfig) -> dict:
+    """The settings that change the analysis (everything but the ``face`` choice)."""
+    d = dataclasses.asdict(cfg)
+    d.pop("face", None)
+    return d
+
+
+def analyze(
+    video: str | Path,
+    cfg: Config,
+    audio_path: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Tracks:
+    """Analyse a video (or reuse the cached analysis) and apply ``cfg.faces.face``.
+
+    Args:
+        video: the input film.
+        cfg: the run's configuration.
+        audio_path: the ORIGINAL soundtrack when it is not the video's own audio.
+        cache_dir: where analyses are cached (default: :func:`dubber.faces.cache.cache_dir`).
+        progress: called with frames done.
+    """
+    from dubber.faces import cache
+    from dubber.media.audio import load_audio
+    from dubber.media.decode import read_chunks
+    from dubber.media.probe import probe
+
+    key = cache.cache_key(video, settings_of(cfg.faces), audio_path)
+    cached = cache.load_cached(key, cache_dir)
+    if cached is not None:
+        log.info("reusing the cached analysis %s", key[:12])
+        return apply_face_choice(cached, cfg.faces.face)
+    info = probe(video)
+    try:
+        audio = load_audio(audio_path or video, sample_rate=AUDIO_RATE)
+    except InputError as exc:
+        if audio_path:
+            raise
+        log.warning("%s", exc)
+        audio = None
+    scale = cfg.media.analysis_scale or cfg.faces.detect_scale
+    chunks = read_chunks(info, cfg.media.chunk_frames, scale, full=True)
+    result = analyze_chunks(chunks, info.width, info.height, info.frame_rate, cfg.faces, audio,
+                            scale, device=cfg.runtime.device, progress=progress)
+    result = dataclasses.replace(result, key=key)
+    cache.store(result, cache_dir)
+    return apply_face_choice(result, cfg.faces.face)

@@ -1,0 +1,118 @@
+"""Face mesh landmarks on a crop around a tracked face; lip polygon, aperture, mouth mask.
+
+MediaPipe's face mesh (478 points with the attention model, shipped in the mediapipe
+0.10.21 wheel) runs on a square full-resolution crop around each tracked box, resized to
+``MESH_INPUT`` pixels. One mesh instance per track runs in tracking mode, so it re-detects
+the face inside the crop only when it loses it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+# MediaPipe face-mesh indices, in order around each contour.
+LIP_OUTER = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291,
+             409, 270, 269, 267, 0, 37, 39, 40, 185)
+LIP_INNER = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308,
+             415, 310, 311, 312, 13, 82, 81, 80, 191)
+# Upper / lower inner-lip pairs measured for the aperture, and the outer eye corners.
+_APERTURE_PAIRS = ((82, 87), (13, 14), (312, 317))
+_EYE_CORNERS = (33, 263)
+
+# The mesh's input side in pixels: crops are resized to this whatever the face size.
+MESH_INPUT = 256
+# Crop side around the face box for the mesh, in box sides.
+MESH_MARGIN = 1.8
+
+
+def mesh_region(box: Sequence[float], width: int, height: int,
+                margin: float = MESH_MARGIN) -> tuple[int, int, int, int]:
+    """The square full-res region (clipped to the frame) on which the mesh runs."""
+    x0, y0, x1, y1 = box
+    side = margin * max(x1 - x0, y1 - y0)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    rx0 = int(np.clip(round(cx - side / 2), 0, width - 1))
+    ry0 = int(np.clip(round(cy - side / 2), 0, height - 1))
+    rx1 = int(np.clip(round(cx + side / 2), rx0 + 1, width))
+    ry1 = int(np.clip(round(cy + side / 2), ry0 + 1, height))
+    return rx0, ry0, rx1, ry1
+
+
+class Landmarker:
+    """MediaPipe face mesh for one track (tracking state is per instance)."""
+
+    def __init__(self) -> None:
+        import mediapipe as mp
+
+        self._mesh = mp.solutions.face_mesh.FaceMesh(
+            static_image_mode=False, max_num_faces=1, refine_landmarks=True,
+            min_detection_confidence=0.5, min_tracking_confidence=0.5,
+        )
+
+    def landmarks(self, crop: np.ndarray, region: tuple[int, int, int, int]) -> np.ndarray | None:
+        """The 478 mesh points of the face in ``crop``, in full-resolution pixels.
+
+        Args:
+            crop: shape = (s, s, 3), uint8 RGB: ``region`` of the frame resized to a square.
+            region: (x0, y0, x1, y1) full-resolution pixels that ``crop`` shows.
+
+        Returns:
+            shape = (478, 2), float64 (x, y), or None when no face is found.
+        """
+        res = self._mesh.process(np.ascontiguousarray(crop))
+        if not res.multi_face_landmarks:
+            return None
+        lm = res.multi_face_landmarks[0].landmark
+        pts = np.array([(p.x, p.y) for p in lm], np.float64)
+        x0, y0, x1, y1 = region
+        return pts * [x1 - x0, y1 - y0] + [x0, y0]
+
+    def close(self) -> None:
+        self._mesh.close()
+
+
+def lip_polygon(points: np.ndarray) -> np.ndarray:
+    """The outer lip contour, shape = (20, 2), from mesh points of shape (478, 2)."""
+    return points[list(LIP_OUTER)]
+
+
+def lip_aperture(points: np.ndarray) -> float:
+    """Mouth opening: mean inner-lip gap over the distance between the outer eye corners.
+
+    Args:
+        points: shape = (478, 2), any pixel scale.
+
+    Returns:
+        About 0 for a closed mouth, 0.3 to 0.5 wide open.
+    """
+    gaps = [np.linalg.norm(points[a] - points[b]) for a, b in _APERTURE_PAIRS]
+    eyes = np.linalg.norm(points[_EYE_CORNERS[0]] - points[_EYE_CORNERS[1]])
+    return float(np.mean(gaps) / max(eyes, 1e-6))
+
+
+def mouth_mask(polygon: np.ndarray, shape: tuple[int, int], feather: float = 0.15) -> np.ndarray:
+    """A soft mask of the mouth: the lip polygon grown and blurred by ``feather``.
+
+    Args:
+        polygon: shape = (K, 2), (x, y) in the mask's pixels.
+        shape: (height, width) of the mask.
+        feather: grow and blur radius as a fraction of the mouth width.
+
+    Returns:
+        shape = ``shape``, float32 in [0, 1]: 1 inside the mouth region, falling smoothly
+        to 0 about ``2 * feather`` mouth widths outside the lips.
+    """
+    h, w = shape
+    mask = np.zeros((h, w), np.uint8)
+    width = float(np.ptp(polygon[:, 0])) if len(polygon) else 0.0
+    r = max(1, int(round(feather * width)))
+    cv2.fillPoly(mask, [np.round(polygon).astype(np.int32)], 255)
+    mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+    soft = cv2.GaussianBlur(mask.astype(np.float32) / 255.0, (0, 0), sigmaX=r / 2 + 0.5)
+    return np.clip(soft, 0.0, 1.0)

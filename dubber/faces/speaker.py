@@ -1,0 +1,174 @@
+"""Active-speaker selection: whose lips move with the original audio's speech.
+
+For each shot, sliding windows of ``speaker_window`` seconds (moved by half a window; a
+shorter shot is one window) are scored per track: the Pearson correlation between the
+track's lip aperture and the speech envelope of the original audio, at the best lag within
+``speaker_max_lag`` (lips open slightly before the sound). A window with too little speech
+energy, or a track whose lips do not move, scores 0. A frame's score is the mean of the
+windows covering it; on each frame the best-scoring track speaks if its score reaches
+``speaker_min_corr``; runs shorter than ``min_speaking`` are merged into their neighbours.
+A face whose lips do not follow the speech is therefore never selected.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.signal import butter, sosfiltfilt
+
+# Speech band of the envelope, Hz.
+SPEECH_BAND = (300.0, 3400.0)
+# Envelope window around each frame's timestamp, seconds.
+ENVELOPE_WINDOW = 0.04
+# Below this standard deviation of the aperture inside a window the lips are still.
+MIN_APERTURE_STD = 0.008
+# A window needs this fraction of its frames above the speech floor to have a speaker.
+MIN_SPEECH_FRACTION = 0.2
+# A track must cover this fraction of a window to be scored in it.
+MIN_WINDOW_COVER = 0.6
+
+
+@dataclass(frozen=True)
+class SpeakerSettings:
+    """The ``faces.speaker_*`` settings, in frames where they are times."""
+
+    window: int
+    max_lag: int
+    min_corr: float
+    floor_db: float
+    min_run: int
+
+
+def speech_envelope(audio: np.ndarray, sample_rate: int, times: np.ndarray) -> np.ndarray:
+    """Speech-band loudness around each frame's timestamp.
+
+    Args:
+        audio: shape = (S,), float32 mono in [-1, 1].
+        sample_rate: Hz.
+        times: shape = (N,), float64, frame presentation times in seconds.
+
+    Returns:
+        shape = (N,), float64, dB relative to full scale (frames past the audio's end get
+        the minimum, -120 dB).
+    """
+    nyq = sample_rate / 2
+    lo, hi = SPEECH_BAND[0] / nyq, min(SPEECH_BAND[1] / nyq, 0.99)
+    sos = butter(4, [lo, hi], btype="band", output="sos")
+    x = sosfiltfilt(sos, audio.astype(np.float64)) if len(audio) > 64 else audio.astype(np.float64)
+    power = np.concatenate([[0.0], np.cumsum(x * x)])
+    half = int(ENVELOPE_WINDOW * sample_rate / 2)
+    centre = np.round(times * sample_rate).astype(np.int64)
+    a = np.clip(centre - half, 0, len(x))
+    b = np.clip(centre + half, 0, len(x))
+    mean = (power[b] - power[a]) / np.maximum(b - a, 1)
+    return np.where(b > a, 10 * np.log10(mean + 1e-12), -120.0)
+
+
+def _best_lag_corr(a: np.ndarray, e: np.ndarray, max_lag: int) -> float:
+    """Highest Pearson r of ``a`` against ``e`` shifted by -max_lag .. max_lag samples."""
+    best = -1.0
+    n = len(a)
+    for lag in range(-max_lag, max_lag + 1):
+        x = a[max(0, lag): n + min(0, lag)]
+        y = e[max(0, -lag): n - max(0, lag)]
+        if len(x) < 8 or x.std() < 1e-9 or y.std() < 1e-9:
+            continue
+        best = max(best, float(np.corrcoef(x, y)[0, 1]))
+    return best
+
+
+def window_starts(start: int, end: int, window: int) -> list[tuple[int, int]]:
+    """Inclusive (first, last) windows of ``window`` frames covering ``start .. end``,
+    moved by half a window; the last one ends at ``end``."""
+    n = end - start + 1
+    if n <= window:
+        return [(start, end)]
+    hop = max(1, window // 2)
+    firsts = list(range(start, end - window + 2, hop))
+    if firsts[-1] + window - 1 < end:
+        firsts.append(end - window + 1)
+    return [(f, f + window - 1) for f in firsts]
+
+
+def score_shot(
+    start: int,
+    end: int,
+    apertures: dict[int, tuple[int, np.ndarray]],
+    envelope: np.ndarray,
+    s: SpeakerSettings,
+) -> dict[int, np.ndarray]:
+    """Per-frame speaking scores of the tracks of one shot.
+
+    Args:
+        start, end: the shot's inclusive frame range.
+        apertures: track id -> (first frame, aperture per frame, NaN where unknown).
+        envelope: shape = (frame_count,), dB, the whole clip's speech envelope.
+        s: settings in frames.
+
+    Returns:
+        track id -> shape = (end - start + 1,) float64 scores (0 where not scored).
+    """
+    n = end - start + 1
+    env = envelope[start: end + 1]
+    loud = env.max() if len(env) else -120.0
+    sums = {tid: np.zeros(n) for tid in apertures}
+    counts = np.zeros(n)
+    for w0, w1 in window_starts(start, end, s.window):
+        sl = slice(w0 - start, w1 - start + 1)
+        counts[sl] += 1
+        e = env[sl]
+        if np.mean(e > loud - s.floor_db) < MIN_SPEECH_FRACTION or loud < -70:
+            continue
+        e = np.maximum(e, loud - s.floor_db)
+        for tid, (first, ap) in apertures.items():
+            idx = np.arange(w0, w1 + 1) - first
+            inside = (idx >= 0) & (idx < len(ap))
+            if inside.mean() < MIN_WINDOW_COVER:
+                continue
+            a = np.full(len(idx), np.nan)
+            a[inside] = ap[idx[inside]]
+            ok = ~np.isnan(a)
+            if ok.mean() < MIN_WINDOW_COVER or np.nanstd(a) < MIN_APERTURE_STD:
+                continue
+            a = np.interp(np.arange(len(a)), np.flatnonzero(ok), a[ok])
+            r = _best_lag_corr(a, e, s.max_lag)
+            sums[tid][sl] += max(r, 0.0)
+    return {tid: v / np.maximum(counts, 1) for tid, v in sums.items()}
+
+
+def speaking_runs(
+    start: int, scores: dict[int, np.ndarray], min_corr: float, min_run: int
+) -> list[tuple[int, int, int]]:
+    """Who speaks when: (first, last, track) runs from per-frame scores.
+
+    The best-scoring track above ``min_corr`` speaks on each frame (else nobody); runs
+    shorter than ``min_run`` frames are merged into their longer neighbour.
+    """
+    if not scores:
+        return []
+    ids = list(scores)
+    mat = np.stack([scores[i] for i in ids])
+    best = mat.argmax(axis=0)
+    label = np.where(mat.max(axis=0) >= min_corr, np.array(ids)[best], -1)
+    runs = _runs(label)
+    while len(runs) > 1:
+        lengths = [b - a + 1 for a, b, _ in runs]
+        k = int(np.argmin(lengths))
+        if lengths[k] >= min_run:
+            break
+        if k == 0:
+            nb = 1
+        elif k == len(runs) - 1:
+            nb = k - 1
+        else:
+            nb = k - 1 if lengths[k - 1] >= lengths[k + 1] else k + 1
+        label[runs[k][0]: runs[k][1] + 1] = runs[nb][2]
+        runs = _runs(label)
+    return [(start + a, start + b, int(v)) for a, b, v in runs if v >= 0 and b - a + 1 >= min_run]
+
+
+def _runs(label: np.ndarray) -> list[tuple[int, int, int]]:
+    edges = np.flatnonzero(np.diff(label) != 0) + 1
+    bounds = np.concatenate([[0], edges, [len(label)]])
+    return [(int(a), int(b) - 1, int(label[a])) for a, b in zip(bounds[:-1], bounds[1:])]

@@ -1,0 +1,56 @@
+"""Small full-resolution regions of planar YUV frames as RGB, for the face mesh.
+
+Interim: the models engineer's ``dubber.media.color`` owns the exact conversion (colour
+matrix and range from the video's metadata). The mesh is insensitive to a slightly wrong
+matrix, so this uses BT.709 for HD and larger and BT.601 below, limited range, and
+nearest-neighbour chroma upsampling.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from dubber.media.frames import FrameBatch
+
+# Kr, Kb of the two matrices.
+_K = {"bt709": (0.2126, 0.0722), "bt601": (0.299, 0.114)}
+
+
+def crop_rgb(frames: FrameBatch, i: int, region: tuple[int, int, int, int],
+             out_size: int | None = None) -> np.ndarray:
+    """Frame ``i``'s ``region`` as RGB.
+
+    Args:
+        frames: the chunk's full-resolution frames.
+        i: frame number inside the batch.
+        region: (x0, y0, x1, y1) integer luma pixels, clipped to the frame by the caller.
+        out_size: resize the result to ``out_size`` x ``out_size`` (area filter) if given.
+
+    Returns:
+        shape = (y1 - y0, x1 - x0, 3) or (out_size, out_size, 3), uint8 RGB.
+    """
+    lay = frames.layout
+    x0, y0, x1, y1 = region
+    sx, sy = lay.chroma_shift
+    y = frames.y[i, y0:y1, x0:x1].astype(np.float32)
+    cu = frames.u[i, y0 >> sy:((y1 - 1) >> sy) + 1, x0 >> sx:((x1 - 1) >> sx) + 1]
+    cv = frames.v[i, y0 >> sy:((y1 - 1) >> sy) + 1, x0 >> sx:((x1 - 1) >> sx) + 1]
+    rows = (np.arange(y0, y1) >> sy) - (y0 >> sy)
+    cols = (np.arange(x0, x1) >> sx) - (x0 >> sx)
+    u = cu[rows][:, cols].astype(np.float32)
+    v = cv[rows][:, cols].astype(np.float32)
+    scale = 1 << (lay.bit_depth - 8)
+    kr, kb = _K["bt709" if lay.height >= 720 else "bt601"]
+    kg = 1 - kr - kb
+    yl = (y / scale - 16) * (255 / 219)
+    pb = (u / scale - 128) * (255 / 224)
+    pr = (v / scale - 128) * (255 / 224)
+    r = yl + 2 * (1 - kr) * pr
+    b = yl + 2 * (1 - kb) * pb
+    g = (yl - kr * r - kb * b) / kg
+    rgb = np.clip(np.stack([r, g, b], axis=-1) + 0.5, 0, 255).astype(np.uint8)
+    if out_size:
+        interp = cv2.INTER_AREA if rgb.shape[0] > out_size else cv2.INTER_LINEAR
+        rgb = cv2.resize(rgb, (out_size, out_size), interpolation=interp)
+    return rgb
