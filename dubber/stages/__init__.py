@@ -1,0 +1,1 @@
+"""Pipeline stages: each is ``stage(chunk, models, cfg) -> chunk`` over one chunk."""
