@@ -96,14 +96,17 @@ class FacesConfig:
     min_score: float = 0.5
     # Square tiles, side as a fraction of the shorter frame side, scanned so that faces too
     # small for the whole-frame pass (under ~6% of the frame width) are found. 0 disables.
-    tile_size: float = 0.5
+    tile_size: float = 0.6
     # Overlap between neighbouring tiles, as a fraction of the tile side.
-    tile_overlap: float = 0.25
+    tile_overlap: float = 0.2
     # Scan the tiles every this many frames (and on the first frame of every shot); known
-    # small faces are followed in between by detection in a window around their last box.
-    tile_every: int = 5
+    # faces are followed in between by detection in a window around their last box.
+    tile_every: int = 10
     # Side of that window around a known face, in face sizes.
     roi_scale: float = 3.0
+    # Run the whole-frame pass every this many frames (and on the first frame of a shot, and
+    # whenever no face is being followed); known faces are followed in their windows.
+    full_every: int = 3
     # Boxes of two detections in consecutive frames must overlap this much (IoU) to be the
     # same track; a centre within half a face size also counts.
     match_iou: float = 0.3
@@ -190,8 +193,10 @@ def _validate_faces(f: FacesConfig) -> None:
         raise UsageError(f"faces.detect_scale must be in (0, 1], got {f.detect_scale}")
     if not 0 <= f.tile_size < 1 or not 0 <= f.tile_overlap < 1:
         raise UsageError("faces.tile_size and faces.tile_overlap must be in [0, 1)")
-    if f.tile_every < 1 or f.min_track_frames < 1 or f.max_gap < 0:
-        raise UsageError("faces.tile_every and faces.min_track_frames must be at least 1")
+    if min(f.tile_every, f.full_every, f.min_track_frames) < 1 or f.max_gap < 0:
+        raise UsageError(
+            "faces.tile_every, faces.full_every and faces.min_track_frames must be at least 1"
+        )
     if f.crop_margin < 1 or f.crop_size < 16:
         raise UsageError("faces.crop_margin must be at least 1 and faces.crop_size at least 16")
     if f.speaker_window <= 0:

@@ -81,7 +81,7 @@ def analyze_chunks(
     fps = float(frame_rate)
     detector = make_detector(cfg.detector, cfg.min_score, device)
     frame_det = FrameDetector(detector, cfg.detect_scale, cfg.tile_size, cfg.tile_overlap,
-                              cfg.tile_every, cfg.roi_scale)
+                              cfg.tile_every, cfg.roi_scale, cfg.full_every)
     shot_det = ShotDetector(fps, cfg.cut_threshold, cfg.min_shot_frames)
     tracker = Tracker(cfg.match_iou, cfg.max_gap)
     meshes: dict[int, Landmarker] = {}

@@ -3,11 +3,13 @@
 The whole-frame pass of a 192-pixel detector misses faces under about 6% of the frame width
 (a 130-pixel face in a 4K frame is 3.4%). Each frame therefore gets:
 
-1. the whole (downscaled) frame,
+1. every ``full_every`` frames, on the first frame of a shot and whenever no face is being
+   followed: the whole (downscaled) frame,
 2. every ``tile_every`` frames, and on the first frame of a shot: square tiles of
    ``tile_size`` x the shorter side, overlapping by ``tile_overlap``,
-3. for each face found in the previous frame that step 1 did not find again: a window of
-   ``roi_scale`` face sizes around it (cheap, and keeps small faces on every frame).
+3. for each face found in the previous frame that steps 1-2 did not find again: a window
+   of ``roi_scale`` face sizes around it (one small detector call per face, which keeps
+   every known face, small ones included, on every frame).
 
 Boxes are mapped back to full-resolution coded pixels and merged by non-maximum suppression.
 """
@@ -84,7 +86,8 @@ class FrameDetector:
         detector: the backend.
         scale: the ratio of the images given to :meth:`detect` to full resolution
             (e.g. 0.25); boxes are returned in full-resolution pixels.
-        tile_size, tile_overlap, tile_every, roi_scale: see :class:`~dubber.config.FacesConfig`.
+        tile_size, tile_overlap, tile_every, roi_scale, full_every: see
+            :class:`~dubber.config.FacesConfig`.
     """
 
     def __init__(
@@ -93,8 +96,9 @@ class FrameDetector:
         scale: float,
         tile_size: float = 0.5,
         tile_overlap: float = 0.25,
-        tile_every: int = 5,
+        tile_every: int = 10,
         roi_scale: float = 3.0,
+        full_every: int = 3,
     ) -> None:
         self.detector = detector
         self.scale = scale
@@ -102,6 +106,7 @@ class FrameDetector:
         self.tile_overlap = tile_overlap
         self.tile_every = tile_every
         self.roi_scale = roi_scale
+        self.full_every = full_every
         self._count = 0
         self.calls = 0  # detector invocations so far (for the benchmark)
 
@@ -119,8 +124,10 @@ class FrameDetector:
             Detections in full-resolution coded pixels, after NMS.
         """
         h, w = image.shape[:2]
-        dets = self.detector.detect(np.ascontiguousarray(image))
-        self.calls += 1
+        dets: list[Detection] = []
+        if scan or not known or self._count % self.full_every == 0:
+            dets += self.detector.detect(np.ascontiguousarray(image))
+            self.calls += 1
         if scan or self._count % self.tile_every == 0:
             for region in tile_grid(w, h, self.tile_size, self.tile_overlap):
                 dets += detect_in(self.detector, image, region)

@@ -3,7 +3,7 @@
 Interim: the models engineer's ``dubber.media.color`` owns the exact conversion (colour
 matrix and range from the video's metadata). The mesh is insensitive to a slightly wrong
 matrix, so this uses BT.709 for HD and larger and BT.601 below, limited range, and
-nearest-neighbour chroma upsampling.
+nearest-neighbour chroma upsampling (or each plane resized to the output size).
 """
 
 from __future__ import annotations
@@ -33,13 +33,22 @@ def crop_rgb(frames: FrameBatch, i: int, region: tuple[int, int, int, int],
     lay = frames.layout
     x0, y0, x1, y1 = region
     sx, sy = lay.chroma_shift
-    y = frames.y[i, y0:y1, x0:x1].astype(np.float32)
+    y = frames.y[i, y0:y1, x0:x1]
     cu = frames.u[i, y0 >> sy:((y1 - 1) >> sy) + 1, x0 >> sx:((x1 - 1) >> sx) + 1]
     cv = frames.v[i, y0 >> sy:((y1 - 1) >> sy) + 1, x0 >> sx:((x1 - 1) >> sx) + 1]
-    rows = (np.arange(y0, y1) >> sy) - (y0 >> sy)
-    cols = (np.arange(x0, x1) >> sx) - (x0 >> sx)
-    u = cu[rows][:, cols].astype(np.float32)
-    v = cv[rows][:, cols].astype(np.float32)
+    if out_size:
+        # Resize the planes first: the conversion then costs out_size**2, not the region.
+        size = (out_size, out_size)
+        interp = cv2.INTER_AREA if (y1 - y0) > out_size else cv2.INTER_LINEAR
+        y = cv2.resize(y, size, interpolation=interp).astype(np.float32)
+        u = cv2.resize(cu, size, interpolation=interp).astype(np.float32)
+        v = cv2.resize(cv, size, interpolation=interp).astype(np.float32)
+    else:
+        rows = (np.arange(y0, y1) >> sy) - (y0 >> sy)
+        cols = (np.arange(x0, x1) >> sx) - (x0 >> sx)
+        y = y.astype(np.float32)
+        u = cu[rows][:, cols].astype(np.float32)
+        v = cv[rows][:, cols].astype(np.float32)
     scale = 1 << (lay.bit_depth - 8)
     kr, kb = _K["bt709" if lay.height >= 720 else "bt601"]
     kg = 1 - kr - kb
@@ -49,8 +58,4 @@ def crop_rgb(frames: FrameBatch, i: int, region: tuple[int, int, int, int],
     r = yl + 2 * (1 - kr) * pr
     b = yl + 2 * (1 - kb) * pb
     g = (yl - kr * r - kb * b) / kg
-    rgb = np.clip(np.stack([r, g, b], axis=-1) + 0.5, 0, 255).astype(np.uint8)
-    if out_size:
-        interp = cv2.INTER_AREA if rgb.shape[0] > out_size else cv2.INTER_LINEAR
-        rgb = cv2.resize(rgb, (out_size, out_size), interpolation=interp)
-    return rgb
+    return np.clip(np.stack([r, g, b], axis=-1) + 0.5, 0, 255).astype(np.uint8)

@@ -1,0 +1,106 @@
+"""The faces the render loop re-renders, per frame, looked up from a tracks file.
+
+:func:`faces_stage` makes a stage ``stage(chunk, models, cfg) -> chunk`` that fills
+``chunk.faces[i]`` with one :class:`Face` per selected track on frame ``i`` (an empty list
+on frames with no speaker: those frames are not modified). Each face's lip polygon comes
+from the face mesh on a full-resolution crop of that frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from dubber.chunk import Chunk
+from dubber.faces.crop import CropBox
+from dubber.faces.landmarks import MESH_INPUT, Landmarker, lip_polygon, mesh_region, mouth_mask
+from dubber.faces.tracks_file import Tracks
+from dubber.faces.yuv import crop_rgb
+
+
+@dataclass(frozen=True)
+class Face:
+    """One face to re-render on one frame.
+
+    Attributes:
+        box: (x0, y0, x1, y1) float, full-resolution coded pixels, smoothed.
+        track_id: the track it belongs to (stable within the tracks file).
+        lip_polygon: shape = (20, 2), float64 (x, y) full-res pixels, the outer lip contour
+            from the face mesh; None when the mesh failed on this frame.
+    """
+
+    box: tuple[float, float, float, float]
+    track_id: int
+    lip_polygon: np.ndarray | None = None
+
+    def mouth_mask(self, cb: CropBox, feather: float = 0.15) -> np.ndarray:
+        """The soft mouth mask in the model crop ``cb``.
+
+        Returns:
+            shape = (cb.size, cb.size), float32 in [0, 1]. Without a lip polygon, an
+            ellipse over the lower third of the box (where the mouth is on a frontal face).
+        """
+        poly = self.lip_polygon
+        if poly is None:
+            x0, y0, x1, y1 = self.box
+            cx, cy = (x0 + x1) / 2, y0 + 0.78 * (y1 - y0)
+            a = np.linspace(0, 2 * np.pi, 20, endpoint=False)
+            poly = np.stack([cx + 0.25 * (x1 - x0) * np.cos(a),
+                             cy + 0.1 * (y1 - y0) * np.sin(a)], axis=1)
+        return mouth_mask(cb.to_crop(poly), (cb.size, cb.size), feather)
+
+
+class FaceSelector:
+    """Looks up the selected faces of each frame and measures their lips.
+
+    Args:
+        tracks: the analysis (after :func:`dubber.faces.analyze.apply_face_choice`).
+        landmarks: run the face mesh for lip polygons (False: boxes only).
+    """
+
+    def __init__(self, tracks: Tracks, landmarks: bool = True) -> None:
+        self.tracks = tracks
+        self.landmarks = landmarks
+        self._meshes: dict[int, Landmarker] = {}
+        self._last_seen: dict[int, int] = {}
+
+    def faces(self, chunk: Chunk) -> list[list[Face]]:
+        """Per frame of ``chunk``, the faces to re-render."""
+        out: list[list[Face]] = []
+        lay = chunk.frames.layout
+        for i, idx in enumerate(chunk.frame_indices.tolist()):
+            row = []
+            for tid in self.tracks.speakers_at(idx):
+                box = self.tracks.track(tid).box_at(idx)
+                poly = None
+                if self.landmarks:
+                    if tid in self._meshes and self._last_seen.get(tid, -2) != idx - 1:
+                        self._meshes.pop(tid).close()  # a gap: start tracking afresh
+                    mesh = self._meshes.setdefault(tid, Landmarker())
+                    region = mesh_region(box, lay.width, lay.height)
+                    pts = mesh.landmarks(crop_rgb(chunk.frames, i, region, MESH_INPUT), region)
+                    poly = None if pts is None else lip_polygon(pts)
+                    self._last_seen[tid] = idx
+                row.append(Face(box, tid, poly))
+            out.append(row)
+        return out
+
+    def close(self) -> None:
+        for m in self._meshes.values():
+            m.close()
+        self._meshes.clear()
+
+
+def faces_stage(tracks: Tracks, landmarks: bool = True) -> Callable[[Chunk, object, object], Chunk]:
+    """A render stage that fills ``chunk.faces`` from ``tracks`` (see the module docstring)."""
+    selector = FaceSelector(tracks, landmarks)
+
+    def select_faces(chunk: Chunk, models: object, cfg: object) -> Chunk:
+        chunk.faces = selector.faces(chunk)
+        return chunk
+
+    select_faces.close = selector.close  # type: ignore[attr-defined]
+    return select_faces
+
