@@ -87,6 +87,8 @@ def cli() -> None:
               help="Frames decoded and processed together; bounds memory.")
 @click.option("--codec", type=click.Choice(VIDEO_CODECS), help="Video codec of OUT.")
 @click.option("--crf", type=click.IntRange(0, 51), help="x264/x265 quality (lower is better).")
+@click.option("--speed", metavar="PRESET",
+              help="x264/x265 speed preset (ultrafast ... veryslow).")
 @click.option("--keep-original-audio", is_flag=True, default=None,
               help="Keep the input's audio as a second track labelled Original.")
 @click.option("--dub-language", metavar="LANG", help="ISO 639-2 tag for the dub track (hin).")
@@ -95,14 +97,14 @@ def cli() -> None:
 @_verbosity
 @_quiet
 def run_command(input_path, audio_path, output, force, preset, device, chunk_frames, codec,
-                crf, keep_original_audio, dub_language, strict_length, verbose, quiet):
+                crf, speed, keep_original_audio, dub_language, strict_length, verbose, quiet):
     """Dub INPUT with the DUB track: the whole picture is re-encoded, frame for frame."""
     from dubber.pipeline import render
 
     _setup_logging(verbose, quiet)
     cfg = load_config(preset, {
         "media": {"chunk_frames": chunk_frames},
-        "encode": {"codec": codec, "crf": crf, "keep_original_audio": keep_original_audio,
+        "encode": {"codec": codec, "crf": crf, "speed": speed, "keep_original_audio": keep_original_audio,
                    "dub_language": dub_language, "strict_length": strict_length},
         "runtime": {"device": device},
     })

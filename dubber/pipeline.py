@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 from contextlib import closing
 from dataclasses import dataclass
 from fractions import Fraction
@@ -58,8 +59,14 @@ def check_output(input_path: Path, output: Path, force: bool) -> None:
     folder = output.parent
     if not folder.is_dir():
         raise OutputError(f"the output folder {folder} does not exist")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise OutputError(f"the output folder {folder} is not writable")
+    # Try it: os.access says yes to root even on read-only mounts and pseudo-filesystems.
+    try:
+        fd, probe_file = tempfile.mkstemp(prefix=".dubber-write-test-", dir=folder)
+    except OSError as exc:
+        raise OutputError(f"the output folder {folder} is not writable "
+                          f"({exc.strerror or exc})") from None
+    os.close(fd)
+    os.unlink(probe_file)
 
 
 def length_policy(info: VideoInfo, dub_seconds: float, strict: bool) -> str:

@@ -21,12 +21,15 @@ import tempfile
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import av
 import numpy as np
-import torch
 
 from dubber.errors import InputError
+
+if TYPE_CHECKING:  # torch is imported where the mel is computed, not at start-up
+    import torch
 
 SAMPLE_RATE = 16000  # Hz, what every model hears
 N_FFT = 400  # 25 ms analysis window
@@ -188,10 +191,12 @@ class AudioTrack:
 
 @functools.lru_cache(maxsize=4)
 def mel_filters(n_mels: int = N_MELS, n_fft: int = N_FFT, sample_rate: int = SAMPLE_RATE,
-                fmin: float = 0.0, fmax: float | None = None) -> torch.Tensor:
+                fmin: float = 0.0, fmax: float | None = None) -> "torch.Tensor":
     """Slaney-style triangular mel filterbank (area-normalised), as librosa computes it.
 
     Returns: shape = (n_mels, n_fft // 2 + 1), float32."""
+    import torch
+
     fmax = fmax if fmax is not None else sample_rate / 2
 
     def hz_to_mel(f):
@@ -217,7 +222,7 @@ def mel_filters(n_mels: int = N_MELS, n_fft: int = N_FFT, sample_rate: int = SAM
     return torch.from_numpy(weights.astype(np.float32))
 
 
-def log_mel(samples: np.ndarray | torch.Tensor, center: bool = True) -> torch.Tensor:
+def log_mel(samples: np.ndarray | "torch.Tensor", center: bool = True) -> "torch.Tensor":
     """Log10 mel power spectrogram.
 
     Args:
@@ -229,6 +234,8 @@ def log_mel(samples: np.ndarray | torch.Tensor, center: bool = True) -> torch.Te
         shape = (N_MELS, n // HOP_LENGTH + 1) with center, float32; silence is
         ``SILENCE_LOG_MEL``.
     """
+    import torch
+
     x = torch.as_tensor(samples, dtype=torch.float32)
     if center:
         x = torch.nn.functional.pad(x, (N_FFT // 2, N_FFT // 2))
@@ -247,7 +254,7 @@ def centre_step(t: Fraction | float) -> int:
 
 
 def mel_windows(track: AudioTrack | np.ndarray, times, steps: int = GENERATOR_WINDOW_STEPS
-                ) -> torch.Tensor:
+                ) -> "torch.Tensor":
     """The mel window of every frame, each centred on its frame's presentation time.
 
     Computes the spectrogram only over the steps these frames need (with the real
@@ -263,6 +270,8 @@ def mel_windows(track: AudioTrack | np.ndarray, times, steps: int = GENERATOR_WI
     Returns:
         shape = (N, N_MELS, steps), float32.
     """
+    import torch
+
     centres = [centre_step(t) for t in times]
     if not centres:
         return torch.empty(0, N_MELS, steps)
@@ -270,7 +279,7 @@ def mel_windows(track: AudioTrack | np.ndarray, times, steps: int = GENERATOR_WI
     last = max(centres) - steps // 2 + steps  # exclusive
     start = first * HOP_LENGTH - N_FFT // 2
     stop = (last - 1) * HOP_LENGTH + N_FFT // 2
-    if isinstance(track, AudioTrack):
+    if hasattr(track, "samples"):  # an AudioTrack, or anything that reads by range
         audio = track.samples(start, stop)
     else:
         audio = np.zeros(stop - start, np.float32)

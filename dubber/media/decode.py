@@ -21,7 +21,7 @@ import numpy as np
 
 from dubber.chunk import Chunk
 from dubber.errors import InputError
-from dubber.media.frames import FrameBatch, PixelLayout
+from dubber.media.frames import FrameBatch, PixelLayout, plane_views
 from dubber.media.probe import VideoInfo
 
 log = logging.getLogger(__name__)
@@ -160,7 +160,7 @@ class _ChunkBuilder:
     def _new(self) -> None:
         self.count = 0
         self.pts = np.empty(self.n, np.int64)
-        self.frames = FrameBatch.empty(self.layout, self.n) if self.keep_full else None
+        self.frames: list | None = [] if self.keep_full else None
         if self.small:
             w, h = self.small
             self.analysis = np.empty((self.n, h, w, 3), np.uint8)
@@ -178,7 +178,7 @@ class _ChunkBuilder:
         i = self.count
         self.pts[i] = rel_pts
         if self.frames is not None:
-            copy_planes(frame, self.layout, self.frames, i)
+            self.frames.append(to_working_format(frame, self.layout))
         if self.analysis is not None:
             w, h = self.small
             rgb = frame.reformat(width=w, height=h, format="rgb24", interpolation="AREA")
@@ -187,7 +187,7 @@ class _ChunkBuilder:
 
     def take(self) -> Chunk:
         n = self.count
-        frames = self.frames.truncate(n) if self.frames is not None else None
+        frames = FrameBatch(self.layout, self.frames) if self.frames is not None else None
         chunk = Chunk(
             index=self.index,
             frame_indices=np.arange(self.next_frame, self.next_frame + n, dtype=np.int64),
@@ -202,16 +202,18 @@ class _ChunkBuilder:
         return chunk
 
 
-def copy_planes(frame: av.VideoFrame, layout: PixelLayout, out: FrameBatch, i: int) -> None:
-    """Copy a decoded frame into slot ``i`` of ``out`` in the working ``layout``.
-
-    Planar YUV frames (and their full-range yuvj twins) are copied byte for byte; other
-    formats (nv12, p010, rgb, grey, with alpha, ...) are converted by swscale first.
-    """
+def to_working_format(frame: av.VideoFrame, layout: PixelLayout) -> av.VideoFrame:
+    """The decoded frame itself when it is already in the working ``layout``; otherwise a
+    converted copy (swscale for nv12, p010, rgb, grey, alpha formats; a plane copy for the
+    full-range yuvj* formats, whose samples are kept as they are)."""
     name = frame.format.name
-    if name != layout.pix_fmt and _DIRECT.get(name) != layout.pix_fmt:
-        frame = frame.reformat(format=layout.pix_fmt)
-    dtype = layout.dtype
-    for plane, dst in zip(frame.planes, out.planes(i)):
-        rows = np.frombuffer(plane, dtype).reshape(plane.height, plane.line_size // dtype.itemsize)
-        dst[...] = rows[: dst.shape[0], : dst.shape[1]]
+    if name == layout.pix_fmt:
+        return frame
+    if _DIRECT.get(name) == layout.pix_fmt:
+        out = av.VideoFrame(frame.width, frame.height, layout.pix_fmt)
+        for src, dst in zip(plane_views(frame, layout), plane_views(out, layout)):
+            dst[...] = src
+    else:
+        out = frame.reformat(format=layout.pix_fmt)
+    out.pts = frame.pts
+    return out

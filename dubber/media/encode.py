@@ -28,7 +28,6 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
-import numpy as np
 
 from dubber.chunk import Chunk
 from dubber.config import EncodeConfig
@@ -322,8 +321,7 @@ class VideoWriter:
                 chunk = self._queue.get()
                 if chunk is None:
                     break
-                for i in range(len(chunk)):
-                    frame = _to_av_frame(chunk, i, layout)
+                for i, frame in enumerate(chunk.frames.frames):
                     frame.pts = int(chunk.pts[i])
                     frame.time_base = tb
                     out.mux(stream.encode(frame))
@@ -334,12 +332,3 @@ class VideoWriter:
                 out.close()
             finally:
                 self._proc.stdin.close()
-
-
-def _to_av_frame(chunk: Chunk, i: int, layout: PixelLayout) -> av.VideoFrame:
-    frame = av.VideoFrame(layout.width, layout.height, layout.pix_fmt)
-    dtype = layout.dtype
-    for plane, src in zip(frame.planes, chunk.frames.planes(i)):
-        rows = np.frombuffer(plane, dtype).reshape(plane.height, plane.line_size // dtype.itemsize)
-        rows[: src.shape[0], : src.shape[1]] = src
-    return frame

@@ -35,6 +35,7 @@ MATRICES = {0: "gbr", 1: "bt709", 2: "unknown", 4: "fcc", 5: "bt470bg", 6: "smpt
             7: "smpte240m", 8: "ycgco", 9: "bt2020nc", 10: "bt2020c", 11: "smpte2085",
             12: "chroma-derived-nc", 13: "chroma-derived-c", 14: "ictcp"}
 RANGES = {0: "unknown", 1: "tv", 2: "pc"}
+_STILL_FORMATS = {"image2", "png_pipe", "jpeg_pipe", "webp_pipe", "tiff_pipe", "bmp_pipe"}
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,8 @@ def probe(path: str | os.PathLike, scan: bool = True) -> VideoInfo:
     with container:
         if not container.streams.video:
             raise InputError(f"{path} has no video stream")
+        if container.format.name in _STILL_FORMATS or container.format.name.endswith("_pipe"):
+            raise InputError(f"{path} is a still image, not a video")
         stream = container.streams.video[0]
         first = _first_frame(container, stream, path)
         layout = working_layout(first.format, stream.codec_context.width or first.width,
