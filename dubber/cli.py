@@ -59,6 +59,28 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
 
 
 _verbosity = click.option("-v", "--verbose", count=True, help="More detail (-vv: debug).")
+_face_option = click.option(
+    "--face", metavar="WHO",
+    help="Faces to re-render: speaker (default: whoever's lips follow the original audio), "
+         "largest, all, or a track id from `dub inspect`.")
+_tracks_option = click.option(
+    "--tracks", "tracks_file", metavar="FILE", type=click.Path(dir_okay=False),
+    help="Use this (edited) tracks file instead of analysing INPUT (`dub inspect --json`).")
+
+
+def _analysis_bar(quiet: bool):
+    """A progress callback for the analysis pass (frames done so far)."""
+    state: dict[str, tqdm] = {}
+
+    def update(done: int) -> None:
+        if quiet:
+            return
+        if "bar" not in state:
+            state["bar"] = tqdm(unit="frame", desc="analysing faces", dynamic_ncols=True,
+                                file=sys.stderr, leave=False)
+        state["bar"].update(done - state["bar"].n)
+
+    return update
 _quiet = click.option("-q", "--quiet", is_flag=True, help="Only errors; no progress bar.")
 
 
@@ -70,6 +92,7 @@ def cli() -> None:
     \b
     dub INPUT --audio DUB [-o OUT]    dub one title
     dub probe INPUT                   what dubber sees in a video
+    dub inspect INPUT [--sheet S.png] shots, faces and speakers found in a video
     """
 
 
@@ -94,10 +117,13 @@ def cli() -> None:
 @click.option("--dub-language", metavar="LANG", help="ISO 639-2 tag for the dub track (hin).")
 @click.option("--strict-length", is_flag=True, default=None,
               help="Fail if the dub and the picture differ by more than one frame.")
+@_face_option
+@_tracks_option
 @_verbosity
 @_quiet
 def run_command(input_path, audio_path, output, force, preset, device, chunk_frames, codec,
-                crf, speed, keep_original_audio, dub_language, strict_length, verbose, quiet):
+                crf, speed, keep_original_audio, dub_language, strict_length, face, tracks_file,
+                verbose, quiet):
     """Dub INPUT with the DUB track: the whole picture is re-encoded, frame for frame."""
     from dubber.pipeline import render
 
@@ -107,7 +133,14 @@ def run_command(input_path, audio_path, output, force, preset, device, chunk_fra
         "encode": {"codec": codec, "crf": crf, "speed": speed, "keep_original_audio": keep_original_audio,
                    "dub_language": dub_language, "strict_length": strict_length},
         "runtime": {"device": device},
+        "faces": {"face": face},
     })
+    # The analysis pass (cached) or an edited tracks file: who is re-rendered on each frame.
+    from dubber.faces.analyze import tracks_for_run
+    from dubber.faces.select import faces_stage
+    from dubber.stages.identity import identity
+
+    tracks = tracks_for_run(input_path, cfg, tracks_file, progress=_analysis_bar(quiet))
     bar: list[tqdm] = []
 
     def on_start(info):
@@ -116,6 +149,7 @@ def run_command(input_path, audio_path, output, force, preset, device, chunk_fra
 
     try:
         result = render(input_path, audio_path, output, cfg, force=force,
+                        stages=(faces_stage(tracks), identity),
                         progress=lambda n: bar[0].update(n), on_start=on_start)
     finally:
         if bar:
@@ -125,6 +159,36 @@ def run_command(input_path, audio_path, output, force, preset, device, chunk_fra
                 "none": ""}[result.audio_action]
         click.echo(f"wrote {result.output} ({result.frames} frames, "
                    f"{result.video_duration:.3f} s{note})")
+
+
+@cli.command("inspect")
+@click.argument("input_path", metavar="INPUT")
+@click.option("--json", "as_json", is_flag=True, help="Print the tracks file (JSON) instead.")
+@click.option("--sheet", metavar="OUT.png", type=click.Path(dir_okay=False),
+              help="Write a contact sheet: sample frames with boxes, ids and speaker marks, "
+                   "and lip aperture against the speech envelope per track.")
+@click.option("--preset", default=DEFAULT_PRESET, show_default=True,
+              help="Named configuration from presets/, or a YAML file.")
+@_face_option
+@_tracks_option
+@_verbosity
+@_quiet
+def inspect_command(input_path, as_json, sheet, preset, face, tracks_file, verbose, quiet):
+    """Shots, face tracks and speakers found in INPUT (analysed once, then cached)."""
+    from dubber.faces.analyze import tracks_for_run
+    from dubber.faces.inspect import contact_sheet, format_table, original_audio
+
+    _setup_logging(verbose, quiet)
+    cfg = load_config(preset, {"faces": {"face": face}})
+    tracks = tracks_for_run(input_path, cfg, tracks_file, progress=_analysis_bar(quiet))
+    if sheet:
+        contact_sheet(input_path, tracks, sheet, original_audio(input_path))
+    if as_json:
+        click.echo(json.dumps(tracks.to_json()))
+    else:
+        click.echo(format_table(tracks))
+        if sheet:
+            click.echo(f"wrote {sheet}")
 
 
 @cli.command("probe")

@@ -275,3 +275,29 @@ def analyze(
     result = dataclasses.replace(result, key=key)
     cache.store(result, cache_dir)
     return apply_face_choice(result, cfg.faces.face)
+
+
+def tracks_for_run(
+    video: str | Path,
+    cfg: Config,
+    tracks_file: str | Path | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Tracks:
+    """What ``dub`` and ``dub inspect`` use: an edited tracks file when given (checked
+    against the video's size and length), else the (cached) analysis; ``cfg.faces.face``
+    applied either way."""
+    if not tracks_file:
+        return analyze(video, cfg, progress=progress)
+    from dubber.media.probe import probe
+
+    tracks = Tracks.load(tracks_file)
+    info = probe(video)
+    if (tracks.width, tracks.height, tracks.frame_count) != (
+        info.width, info.height, info.frame_count
+    ):
+        raise InputError(
+            f"{tracks_file} describes a {tracks.width}x{tracks.height} video of "
+            f"{tracks.frame_count} frames, but {video} is {info.width}x{info.height} with "
+            f"{info.frame_count} frames: it was made for another video"
+        )
+    return apply_face_choice(tracks, cfg.faces.face)

@@ -43,6 +43,17 @@ def format_table(tracks: Tracks) -> str:
     return "\n".join(lines)
 
 
+def original_audio(video: str | Path) -> np.ndarray | None:
+    """The video's own audio at 16 kHz mono, or None when it has none."""
+    from dubber.errors import InputError
+    from dubber.media.audio import load_audio
+
+    try:
+        return load_audio(video, sample_rate=16000)
+    except InputError:
+        return None
+
+
 def sample_frames(tracks: Tracks, max_frames: int = 16) -> list[int]:
     """Frames worth showing: the middle of each shot and of each speaking window."""
     picks = set()

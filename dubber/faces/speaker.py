@@ -6,7 +6,8 @@ track's lip aperture and the speech envelope of the original audio, at the best 
 ``speaker_max_lag`` (lips open slightly before the sound). A window with too little speech
 energy, or a track whose lips do not open visibly (``MIN_APERTURE_RANGE``), scores 0. A frame's score is the mean of the
 windows covering it; on each frame the best-scoring track speaks if its score reaches
-``speaker_min_corr``; runs shorter than ``min_speaking`` are merged into their neighbours.
+``speaker_min_corr`` and its lips open and close within a second around that frame
+(:func:`lips_active`); runs shorter than ``min_speaking`` are merged into their neighbours.
 A face whose lips do not follow the speech is therefore never selected.
 """
 
@@ -15,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.ndimage import gaussian_filter1d
+from scipy.ndimage import gaussian_filter1d, maximum_filter1d, minimum_filter1d
 from scipy.signal import butter, sosfiltfilt
 
 # Speech band of the envelope, Hz.
@@ -27,6 +28,9 @@ ENVELOPE_WINDOW = 0.04
 # talking faces 0.06 to 0.25, a closed mouth 0.00, a dancer's closed mouth seen small and
 # moving to music 0.06 (whose lips nonetheless correlate with the music at r = 0.3-0.5).
 MIN_APERTURE_RANGE = 0.065
+# Frame by frame, lips count as moving when the (smoothed) aperture's range over the
+# surrounding ``min_speaking`` seconds reaches this.
+MIN_LOCAL_RANGE = 0.05
 # Both signals are smoothed by a Gaussian of this many frames before correlating: lips
 # move slower than the 40 ms envelope, and the mesh jitters frame to frame.
 SMOOTH_FRAMES = 1.0
@@ -145,7 +149,34 @@ def score_shot(
                                   SMOOTH_FRAMES)
             r = _best_lag_corr(a, e, s.max_lag)
             sums[tid][sl] += max(r, 0.0)
-    return {tid: v / np.maximum(counts, 1) for tid, v in sums.items()}
+    out = {}
+    for tid, v in sums.items():
+        first, ap = apertures[tid]
+        out[tid] = v / np.maximum(counts, 1) * lips_active(ap, first, start, end, s.min_run)
+    return out
+
+
+def lips_active(aperture: np.ndarray, first: int, start: int, end: int, span: int) -> np.ndarray:
+    """Per frame of ``start .. end``: do the track's lips open and close within ``span``
+    frames around it (local range >= ``MIN_LOCAL_RANGE``)? False outside the track.
+
+    A window's score spreads over all of its frames; this keeps a face whose mouth stays
+    shut for a second or more from being selected there even when the rest of its window
+    correlated with the speech.
+    """
+    n = end - start + 1
+    active = np.zeros(n, bool)
+    ok = ~np.isnan(aperture)
+    if ok.sum() < 2:
+        return active
+    a = gaussian_filter1d(np.interp(np.arange(len(aperture)), np.flatnonzero(ok), aperture[ok]),
+                          SMOOTH_FRAMES)
+    size = max(1, span)
+    rng = maximum_filter1d(a, size, mode="nearest") - minimum_filter1d(a, size, mode="nearest")
+    lo, hi = max(start, first), min(end, first + len(a) - 1)
+    if lo <= hi:
+        active[lo - start: hi - start + 1] = rng[lo - first: hi - first + 1] >= MIN_LOCAL_RANGE
+    return active
 
 
 def speaking_runs(

@@ -33,9 +33,10 @@ def crop_rgb(frames: FrameBatch, i: int, region: tuple[int, int, int, int],
     lay = frames.layout
     x0, y0, x1, y1 = region
     sx, sy = lay.chroma_shift
-    y = frames.y[i, y0:y1, x0:x1]
-    cu = frames.u[i, y0 >> sy:((y1 - 1) >> sy) + 1, x0 >> sx:((x1 - 1) >> sx) + 1]
-    cv = frames.v[i, y0 >> sy:((y1 - 1) >> sy) + 1, x0 >> sx:((x1 - 1) >> sx) + 1]
+    py, pu, pv = frames.planes(i)
+    y = py[y0:y1, x0:x1]
+    cu = pu[y0 >> sy:((y1 - 1) >> sy) + 1, x0 >> sx:((x1 - 1) >> sx) + 1]
+    cv = pv[y0 >> sy:((y1 - 1) >> sy) + 1, x0 >> sx:((x1 - 1) >> sx) + 1]
     if out_size:
         # Resize the planes first: the conversion then costs out_size**2, not the region.
         size = (out_size, out_size)

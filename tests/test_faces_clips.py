@@ -1,0 +1,93 @@
+"""The analysis pass on the real clips of ../shared/media (each analysed once per session)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dubber.config import load_config
+from dubber.faces.analyze import analyze
+from tests import faces_media as fm
+
+_CACHE: dict[str, object] = {}
+
+
+@pytest.fixture(scope="module")
+def analysed(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("faces_clips_cache")
+
+    def get(name: str):
+        if name not in _CACHE:
+            _CACHE[name] = analyze(fm.clip(name), load_config("fast"), cache_dir=folder)
+        return _CACHE[name]
+
+    return get
+
+
+def _frames_with_face(tracks) -> float:
+    on = np.zeros(tracks.frame_count, bool)
+    for t in tracks.tracks:
+        on[t.first: t.last + 1] = True
+    return on.mean()
+
+
+def _speaking_frames(tracks) -> int:
+    return sum(w.end - w.start + 1 for s in tracks.shots for w in s.windows)
+
+
+def test_kim_face_on_99_percent_of_frames_and_speaker_selected(analysed):
+    tracks = analysed("kim_1080p30_en.mp4")
+    assert _frames_with_face(tracks) >= 0.99
+    assert all(s.selected_track is not None for s in tracks.shots if s.end - s.start > 30)
+    assert _speaking_frames(tracks) >= 0.5 * tracks.frame_count
+
+
+def test_small_face_in_portrait_hevc_found_on_95_percent_of_frames(analysed):
+    tracks = analysed("woman_smallface_hevc25.mp4")
+    assert (tracks.width, tracks.height) == (1080, 1920)
+    assert _frames_with_face(tracks) >= 0.95
+    detected = sum(int((t.scores > 0).sum()) for t in tracks.tracks)
+    assert detected >= 0.95 * tracks.frame_count  # detected, not only bridged
+
+
+@pytest.mark.parametrize("name", ["dancer_tinyface.mp4", "woman_silent_720p30.mp4"])
+def test_a_face_that_does_not_speak_is_never_selected(analysed, name):
+    tracks = analysed(name)
+    assert tracks.tracks, "the face itself is found"
+    assert all(s.selected_track is None and not s.windows for s in tracks.shots)
+    assert all(tracks.speakers_at(f) == [] for f in range(tracks.frame_count))
+
+
+def test_cutaway_without_a_face_is_its_own_shot_without_speaker(analysed):
+    tracks = analysed("youtuber_cutaway_720p30.mov")
+    fps = float(tracks.frame_rate)
+    faceless = [s for s in tracks.shots
+                if not any(t.first <= s.end and t.last >= s.start for t in tracks.tracks)]
+    assert faceless, "the cutaway footage is a shot of its own"
+    assert sum(s.end - s.start + 1 for s in faceless) >= 2 * fps
+    assert all(s.selected_track is None and not s.windows for s in faceless)
+    # the presenter is there before and after it, and speaks in both parts
+    first = faceless[0].start
+    last = faceless[-1].end
+    assert any(t.last < first for t in tracks.tracks)
+    assert any(t.first > last for t in tracks.tracks)
+    assert any(w.end < first for s in tracks.shots for w in s.windows)
+    assert any(w.start > last for s in tracks.shots for w in s.windows)
+
+
+def test_two_faces_tracked_with_stable_ids_and_turns_assigned(analysed):
+    tracks = analysed("two_faces_splitscreen_720p.mp4")
+    assert len(tracks.tracks) == 2
+    left, right = sorted(tracks.tracks, key=lambda t: t.boxes[:, 0].mean())
+    for t in (left, right):  # each face is one track over (nearly) the whole clip
+        assert len(t) >= 0.95 * tracks.frame_count
+    # ids are stable: the left track stays on the left half, the right one on the right
+    assert (left.boxes[:, 2] < tracks.width / 2 + 20).all()
+    assert (right.boxes[:, 0] > tracks.width / 2 - 20).all()
+    windows = [w for s in tracks.shots for w in s.windows]
+    assert {w.track for w in windows} == {left.id, right.id}, "both take turns"
+    # A window is only given to a face whose lips are open somewhere in it
+    for w in windows:
+        t = tracks.track(w.track)
+        ap = t.aperture[w.start - t.first: w.end - t.first + 1]
+        assert np.nanmax(ap) > 0.1
