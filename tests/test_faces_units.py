@@ -1,0 +1,214 @@
+"""Faces building blocks: crops and paste-back, tracker and cuts, tracks file, cache, S3FD."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from dubber.errors import InputError, WeightsError
+from dubber.faces import cache
+from dubber.faces.crop import crop_box, crop_face, paste_back
+from dubber.faces.detect import Detection
+from dubber.faces.landmarks import mouth_mask
+from dubber.faces.shots import shots_from_cuts
+from dubber.faces.tiles import tile_grid
+from dubber.faces.track import Tracker, finalize_tracks
+from dubber.faces.tracks_file import Shot, Track, Tracks, Window
+from fractions import Fraction
+
+
+# -- crops ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype,top", [(np.uint8, 255), (np.uint16, 1023)])
+@pytest.mark.parametrize("box", [(900.0, 400.3, 1210.7, 760.2), (-40.0, 950.0, 160.0, 1150.0)])
+def test_crop_and_uncrop_of_an_unmodified_face_changes_nothing(dtype, top, box):
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, top + 1, (1080, 1920, 3)).astype(dtype)
+    before = image.copy()
+    cb = crop_box(box, margin=1.6, size=256)
+    crop = crop_face(image, cb)
+    assert crop.shape == (256, 256, 3) and crop.dtype == image.dtype
+    paste_back(image, cb, crop.copy(), crop, max_value=top)
+    assert np.abs(image.astype(int) - before).max() <= 1
+
+
+def test_paste_back_changes_only_pixels_inside_the_crop():
+    image = np.full((720, 1280, 3), 100, np.uint8)
+    before = image.copy()
+    cb = crop_box((600, 300, 700, 400), margin=1.6, size=256)
+    crop = crop_face(image, cb)
+    generated = crop.astype(np.float32) + 40  # the model brightened the whole crop
+    paste_back(image, cb, generated, crop)
+    changed = np.argwhere((image != before).any(axis=2))
+    assert len(changed)
+    x0, y0, x1, y1 = cb.clipped(1280, 720)
+    assert changed[:, 0].min() >= y0 and changed[:, 0].max() < y1
+    assert changed[:, 1].min() >= x0 and changed[:, 1].max() < x1
+    assert np.abs(image[y0 + 5:y1 - 5, x0 + 5:x1 - 5].astype(int) - 140).max() <= 1
+
+
+def test_paste_back_with_a_mouth_mask_leaves_the_rest_of_the_face():
+    image = np.full((720, 1280, 3), 100, np.uint8)
+    cb = crop_box((600, 300, 700, 400), margin=1.6, size=256)
+    crop = crop_face(image, cb)
+    lips = cb.to_crop(np.array([[630, 375], [650, 368], [670, 375], [650, 385]], float))
+    mask = mouth_mask(lips, (256, 256), feather=0.15)
+    assert mask.max() > 0.99 and mask[:60].max() == 0  # upper face untouched
+    paste_back(image, cb, crop.astype(np.float32) + 50, crop, mask)
+    assert image[378, 650, 0] >= 145  # the mouth took the change
+    assert (image[310:350, 610:690] == 100).all()  # eyes and forehead did not
+
+
+def test_tiles_cover_the_frame_with_overlap():
+    tiles = tile_grid(960, 540, 0.6, 0.2)
+    cover = np.zeros((540, 960), int)
+    for x0, y0, x1, y1 in tiles:
+        assert x1 - x0 == y1 - y0 == 324
+        cover[y0:y1, x0:x1] += 1
+    assert cover.min() >= 1 and len(tiles) >= 6
+
+
+# -- tracker and cuts ----------------------------------------------------------------------
+
+def _run_tracker(per_frame, n):
+    tr = Tracker(match_iou=0.3, max_gap=5)
+    for f in range(n):
+        tr.update(f, per_frame(f))
+    return tr
+
+
+def test_tracks_never_cross_a_cut_and_keep_ids_when_faces_swap_nothing():
+    def faces(f):
+        return [Detection((100.0 + f % 3, 100.0, 200.0 + f % 3, 200.0), 0.9),
+                Detection((600.0, 100.0, 700.0, 200.0), 0.9)]
+
+    tr = _run_tracker(faces, 60)
+    shots = shots_from_cuts([30], 60)
+    segs = finalize_tracks(tr.tracks, shots, (1280, 720), max_gap=5, min_track_frames=5,
+                           min_face_size=0.04)
+    assert len(segs) == 4  # two faces x two shots
+    for s in segs:
+        assert (s.first, s.last) in ((0, 29), (30, 59))
+    # left face stays the left segment in each shot
+    assert segs[0].boxes[:, 0].max() < 300 and segs[1].boxes[:, 0].min() > 500
+
+
+def test_short_gaps_are_bridged_and_short_or_tiny_tracks_dropped():
+    def faces(f):
+        out = []
+        if not 20 <= f < 24:  # a 4-frame miss
+            out.append(Detection((100.0, 100.0, 200.0, 200.0), 0.9))
+        if f < 4:  # a flash: 4 frames only
+            out.append(Detection((600.0, 100.0, 700.0, 200.0), 0.9))
+        out.append(Detection((900.0, 100.0, 910.0, 110.0), 0.9))  # 10 px: too small
+        return out
+
+    tr = _run_tracker(faces, 50)
+    (seg,) = finalize_tracks(tr.tracks, [(0, 49)], (1280, 720), max_gap=5,
+                             min_track_frames=10, min_face_size=0.04)
+    assert (seg.first, seg.last) == (0, 49)
+    assert (seg.scores[20:24] == 0).all() and (seg.scores[:20] > 0).all()
+    assert np.allclose(seg.boxes[22], [100, 100, 200, 200], atol=1)
+
+
+def test_smoothing_does_not_lag_a_face_that_moves():
+    def faces(f):
+        x = 100.0 + 10 * f
+        return [Detection((x, 100.0, x + 100, 200.0), 0.9)]
+
+    tr = _run_tracker(faces, 40)
+    (seg,) = finalize_tracks(tr.tracks, [(0, 39)], (1280, 720), smooth_center=3, smooth_size=3)
+    centre = (seg.boxes[:, 0] + seg.boxes[:, 2]) / 2
+    assert np.abs(centre - (150 + 10 * np.arange(40))).max() < 0.5  # first and last frames too
+
+
+# -- tracks file and cache -----------------------------------------------------------------
+
+def _tracks(key="k"):
+    n = 10
+    boxes = np.tile([10.0, 20.0, 110.0, 120.0], (n, 1))
+    t0 = Track(0, 0, 9, boxes, np.ones(n), np.linspace(0, 0.3, n), np.full(n, 0.4))
+    t1 = Track(1, 0, 9, boxes + 300, np.ones(n), np.full(n, np.nan), np.zeros(n))
+    return Tracks(640, 360, Fraction(25), 20, (t0, t1),
+                  (Shot(0, 9, 0, (Window(0, 9, 0),)), Shot(10, 19)), key=key)
+
+
+def test_tracks_file_round_trip_and_edits(tmp_path):
+    path = tmp_path / "t.json"
+    _tracks().save(path)
+    data = json.loads(path.read_text())
+    assert data["schema"] == "dubber.tracks/1"
+    assert data["tracks"][1]["aperture"][0] is None
+    back = Tracks.load(path)
+    assert back.speakers_at(3) == [0] and back.speakers_at(12) == []
+    np.testing.assert_allclose(back.track(0).boxes, _tracks().track(0).boxes)
+    # a post-production user gives the shot to the other face
+    data["shots"][0]["selected_track"] = 1
+    data["shots"][0]["windows"] = []
+    path.write_text(json.dumps(data))
+    assert Tracks.load(path).speakers_at(3) == [1]
+
+
+@pytest.mark.parametrize("edit", [
+    lambda d: d["shots"][0].update(selected_track=7),
+    lambda d: d["tracks"][0].update(boxes=[[0, 0, 1, 1]]),
+    lambda d: d.update(schema="other"),
+])
+def test_a_broken_tracks_file_is_an_input_error(tmp_path, edit):
+    path = tmp_path / "t.json"
+    _tracks().save(path)
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+    with pytest.raises(InputError):
+        Tracks.load(path)
+
+
+def test_cache_key_follows_content_and_settings(tmp_path):
+    a, b = tmp_path / "a.bin", tmp_path / "b.bin"
+    a.write_bytes(b"x" * 1000)
+    b.write_bytes(b"x" * 999 + b"y")
+    k = cache.cache_key(a, {"s": 1})
+    assert k == cache.cache_key(a, {"s": 1})
+    assert k != cache.cache_key(b, {"s": 1}) and k != cache.cache_key(a, {"s": 2})
+    cache.store(_tracks(k), tmp_path / "c")
+    assert cache.load_cached(k, tmp_path / "c").speakers_at(0) == [0]
+    assert cache.load_cached("0" * 64, tmp_path / "c") is None
+
+
+# -- S3FD ----------------------------------------------------------------------------------
+
+def test_s3fd_without_its_weights_names_the_file_and_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    from dubber.faces.detect import make_detector
+
+    with pytest.raises(WeightsError) as err:
+        make_detector("s3fd")
+    assert "s3fd-619a316812.pth" in str(err.value)
+    assert str(tmp_path / "hub" / "checkpoints") in str(err.value)
+
+
+def test_s3fd_runs_from_the_torch_hub_cache(tmp_path, monkeypatch):
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("face_alignment")
+    from face_alignment.detection.sfd.net_s3fd import s3fd
+
+    from dubber.faces.detect import Detection as Det
+    from dubber.faces.detect import make_detector
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    folder = tmp_path / "hub" / "checkpoints"
+    folder.mkdir(parents=True)
+    torch.manual_seed(0)
+    torch.save(s3fd().state_dict(), folder / "s3fd-619a316812.pth")  # random, right shapes
+    det = make_detector("s3fd", min_score=0.0)
+    image = np.random.default_rng(0).integers(0, 255, (96, 128, 3), dtype=np.uint8)
+    found = det.detect(image)
+    assert isinstance(found, list) and all(isinstance(d, Det) for d in found)
+    assert all(0 <= d.score <= 1 for d in found)
+    # a file that is not an S3FD state dict is refused with a clear error
+    torch.save({"conv1_1.weight": torch.zeros(1)}, folder / "s3fd-619a316812.pth")
+    with pytest.raises(WeightsError):
+        make_detector("s3fd")
