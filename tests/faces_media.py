@@ -78,3 +78,16 @@ def make_lavfi(out: Path, source: str, seconds: float = 2.0) -> Path:
     ffmpeg("-f", "lavfi", "-i", f"{source}:duration={seconds}", "-c:v", "libx264",
            "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(out))
     return out
+
+
+def make_rotated(out: Path, rotation: int = 90, seconds: float = 2.0) -> Path:
+    """kim_1080p30_en at 960x540 stored sideways (frames turned clockwise by ``rotation``)
+    with a display rotation that turns them upright again, like a phone recording."""
+    src = clip("kim_1080p30_en.mp4")
+    turn = {90: "transpose=clock", 270: "transpose=cclock", 180: "hflip,vflip"}[rotation]
+    tmp = out.with_suffix(".tmp.mp4")
+    ffmpeg("-i", str(src), "-vf", f"scale=960:540,{turn},format=yuv420p", "-t", str(seconds),
+           "-c:v", "libx264", "-preset", "ultrafast", "-an", str(tmp))
+    ffmpeg("-display_rotation", str(rotation), "-i", str(tmp), "-c", "copy", str(out))
+    tmp.unlink()
+    return out

@@ -91,3 +91,30 @@ def test_two_faces_tracked_with_stable_ids_and_turns_assigned(analysed):
         t = tracks.track(w.track)
         ap = t.aperture[w.start - t.first: w.end - t.first + 1]
         assert np.nanmax(ap) > 0.1
+
+
+def test_render_lookup_gives_the_speaker_with_lips_inside_the_lower_face(analysed):
+    from dubber.faces.crop import crop_box
+    from dubber.faces.select import FaceSelector
+    from dubber.media.decode import read_chunks
+    from dubber.media.probe import probe
+
+    path = fm.clip("kim_1080p30_en.mp4")
+    tracks = analysed("kim_1080p30_en.mp4")
+    selector = FaceSelector(tracks)
+    chunk = next(iter(read_chunks(probe(path), 16, 0.0, full=True)))
+    faces = selector.faces(chunk)
+    selector.close()
+    assert len(faces) == len(chunk)
+    for idx, row in zip(chunk.frame_indices.tolist(), faces):
+        assert [f.track_id for f in row] == tracks.speakers_at(idx)
+        for face in row:
+            x0, y0, x1, y1 = face.box
+            assert face.lip_polygon is not None and face.lip_polygon.shape == (20, 2)
+            cx, cy = face.lip_polygon.mean(axis=0)
+            assert x0 + 0.3 * (x1 - x0) < cx < x1 - 0.3 * (x1 - x0)
+            assert y0 + 0.55 * (y1 - y0) < cy < y1 + 0.1 * (y1 - y0)
+            cb = crop_box(face.box)
+            mask = face.mouth_mask(cb)
+            assert mask.shape == (256, 256) and mask.max() > 0.99
+            assert mask[: 256 // 3].max() == 0  # nothing above the nose is touched

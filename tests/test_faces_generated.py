@@ -95,3 +95,25 @@ def test_no_face_in_test_patterns_and_blank_frames(workdir, source):
     tracks = _analyze(path, workdir)
     assert tracks.tracks == ()
     assert all(s.selected_track is None and not s.windows for s in tracks.shots)
+
+
+def test_sideways_stored_video_is_analysed_upright_with_boxes_in_coded_pixels(workdir):
+    """A phone-style clip stored sideways with display rotation 90: the face (invisible to
+    the detector sideways) is found on every frame, and its box is in coded pixels."""
+    import av
+
+    from dubber.faces.orient import box_to_coded, upright
+
+    path = fm.make_rotated(workdir / "rot90.mp4", 90, seconds=1.5)
+    tracks = _analyze(path, workdir)
+    assert (tracks.width, tracks.height, tracks.rotation) == (540, 960, 90)
+    (t,) = tracks.tracks
+    assert (t.first, t.last) == (0, tracks.frame_count - 1)
+    det = MediaPipeDetector()
+    with av.open(str(path)) as src:
+        frame = next(src.decode(video=0)).to_ndarray(format="rgb24")
+    assert det.detect(frame) == []  # sideways, the detector alone finds nothing
+    (truth,) = det.detect(upright(frame, 90))
+    det.close()
+    want = np.array(box_to_coded(truth.box, 90, 540, 960))
+    assert np.abs(t.boxes[0] - want).max() <= 0.05 * truth.size

@@ -23,8 +23,9 @@ from dubber.chunk import Chunk
 from dubber.config import Config, FacesConfig
 from dubber.errors import InputError
 from dubber.faces import speaker
-from dubber.faces.detect import make_detector
+from dubber.faces.detect import Detection, make_detector
 from dubber.faces.landmarks import MESH_INPUT, Landmarker, lip_aperture, mesh_region
+from dubber.faces.orient import box_to_coded, box_to_upright, upright
 from dubber.faces.shots import ShotDetector, shots_from_cuts
 from dubber.faces.tiles import FrameDetector, resize_for_detection
 from dubber.faces.track import Tracker, finalize_tracks
@@ -61,6 +62,7 @@ def analyze_chunks(
     device: str = "cpu",
     progress: Callable[[int], None] | None = None,
     stats: AnalysisStats | None = None,
+    rotation: int = 0,
 ) -> Tracks:
     """Run the analysis over decoded chunks.
 
@@ -76,6 +78,8 @@ def analyze_chunks(
         device: torch device for the s3fd detector.
         progress: called with the number of frames done after each chunk.
         stats: filled with timings when given.
+        rotation: the video's display rotation (degrees counter-clockwise); faces are
+            detected and meshed upright, boxes come back in coded pixels.
     """
     t_start = time.perf_counter()
     fps = float(frame_rate)
@@ -95,7 +99,11 @@ def analyze_chunks(
         for i, idx in enumerate(chunk.frame_indices.tolist()):
             image = _detection_image(chunk, i, analysis_scale, cfg.detect_scale)
             cut = shot_det.push(idx, image)
-            dets = frame_det.detect(image, tracker.live_boxes(idx), scan=(cut is not None))
+            known = [box_to_upright(b, rotation, width, height) for b in tracker.live_boxes(idx)]
+            dets = frame_det.detect(upright(image, rotation), known, scan=(cut is not None))
+            if rotation:
+                dets = [Detection(box_to_coded(d.box, rotation, width, height), d.score)
+                        for d in dets]
             tracker.update(idx, dets)
             for k, t in enumerate(tracker.tracks):
                 if t.frames[-1] != idx:
@@ -107,7 +115,7 @@ def analyze_chunks(
                 crop = crop_rgb(chunk.frames, i, region, MESH_INPUT)
                 if k not in meshes:
                     meshes[k] = Landmarker()
-                pts = meshes[k].landmarks(crop, region)
+                pts = meshes[k].landmarks(crop, region, rotation)
                 mesh_calls += 1
                 if pts is not None:
                     apertures.setdefault(k, {})[idx] = lip_aperture(pts)
@@ -137,7 +145,7 @@ def analyze_chunks(
     frame_times = np.concatenate(times)[:n]
     tracks, shot_list = _select_speakers(tracks, shots, audio, frame_times, fps, cfg)
     result = Tracks(width, height, Fraction(frame_rate), n, tuple(tracks), tuple(shot_list),
-                    has_audio=audio is not None, settings=settings_of(cfg))
+                    has_audio=audio is not None, settings=settings_of(cfg), rotation=rotation)
     if stats is not None:
         stats.frames = n
         stats.seconds = time.perf_counter() - t_start
@@ -271,7 +279,8 @@ def analyze(
     scale = cfg.media.analysis_scale or cfg.faces.detect_scale
     chunks = read_chunks(info, cfg.media.chunk_frames, scale, full=True)
     result = analyze_chunks(chunks, info.width, info.height, info.frame_rate, cfg.faces, audio,
-                            scale, device=cfg.runtime.device, progress=progress)
+                            scale, device=cfg.runtime.device, progress=progress,
+                            rotation=info.rotation)
     result = dataclasses.replace(result, key=key)
     cache.store(result, cache_dir)
     return apply_face_choice(result, cfg.faces.face)

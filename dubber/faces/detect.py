@@ -14,11 +14,12 @@ Two backends:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Iterator, Protocol
 
 import numpy as np
 
@@ -72,15 +73,35 @@ class FaceDetector(Protocol):
         ...
 
 
+@contextlib.contextmanager
+def quiet_native_stderr() -> Iterator[None]:
+    """Silence what native code (TensorFlow Lite, absl) writes straight to file
+    descriptor 2 while MediaPipe graphs start; Python's own stderr is unaffected after."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # no usable fd 2 (embedded interpreters)
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 class MediaPipeDetector:
     """MediaPipe's full-range face detector (``model_selection=1``) on whole images."""
 
     def __init__(self, min_score: float = 0.5) -> None:
-        import mediapipe as mp  # imported here: it loads TensorFlow Lite and logs on import
+        with quiet_native_stderr():
+            import mediapipe as mp  # here: it loads TensorFlow Lite and logs on first use
 
-        self._detector = mp.solutions.face_detection.FaceDetection(
-            model_selection=1, min_detection_confidence=min_score
-        )
+            self._detector = mp.solutions.face_detection.FaceDetection(
+                model_selection=1, min_detection_confidence=min_score
+            )
+            self._detector.process(np.zeros((64, 64, 3), np.uint8))  # start the graph
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         h, w = image.shape[:2]
@@ -148,7 +169,6 @@ class S3FDDetector:
 def make_detector(name: str, min_score: float = 0.5, device: str = "cpu") -> FaceDetector:
     """The detector backend called ``name`` (``mediapipe`` or ``s3fd``)."""
     if name == "mediapipe":
-        os.environ.setdefault("GLOG_minloglevel", "2")
         return MediaPipeDetector(min_score)
     if name == "s3fd":
         return S3FDDetector(min_score, device="cuda" if device.startswith("cuda") else "cpu")

@@ -14,6 +14,8 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from dubber.faces.orient import points_to_coded, upright
+
 log = logging.getLogger(__name__)
 
 # MediaPipe face-mesh indices, in order around each contour.
@@ -48,28 +50,37 @@ class Landmarker:
     """MediaPipe face mesh for one track (tracking state is per instance)."""
 
     def __init__(self) -> None:
-        import mediapipe as mp
+        from dubber.faces.detect import quiet_native_stderr
 
-        self._mesh = mp.solutions.face_mesh.FaceMesh(
-            static_image_mode=False, max_num_faces=1, refine_landmarks=True,
-            min_detection_confidence=0.5, min_tracking_confidence=0.5,
-        )
+        with quiet_native_stderr():
+            import mediapipe as mp
 
-    def landmarks(self, crop: np.ndarray, region: tuple[int, int, int, int]) -> np.ndarray | None:
-        """The 478 mesh points of the face in ``crop``, in full-resolution pixels.
+            self._mesh = mp.solutions.face_mesh.FaceMesh(
+                static_image_mode=False, max_num_faces=1, refine_landmarks=True,
+                min_detection_confidence=0.5, min_tracking_confidence=0.5,
+            )
+            self._mesh.process(np.zeros((64, 64, 3), np.uint8))  # start the graph
+
+    def landmarks(self, crop: np.ndarray, region: tuple[int, int, int, int],
+                  rotation: int = 0) -> np.ndarray | None:
+        """The 478 mesh points of the face in ``crop``, in full-resolution coded pixels.
 
         Args:
-            crop: shape = (s, s, 3), uint8 RGB: ``region`` of the frame resized to a square.
-            region: (x0, y0, x1, y1) full-resolution pixels that ``crop`` shows.
+            crop: shape = (s, s, 3), uint8 RGB: ``region`` of the coded frame resized to a
+                square.
+            region: (x0, y0, x1, y1) full-resolution coded pixels that ``crop`` shows.
+            rotation: display rotation; the mesh sees the crop upright.
 
         Returns:
             shape = (478, 2), float64 (x, y), or None when no face is found.
         """
-        res = self._mesh.process(np.ascontiguousarray(crop))
+        res = self._mesh.process(upright(crop, rotation))
         if not res.multi_face_landmarks:
             return None
         lm = res.multi_face_landmarks[0].landmark
         pts = np.array([(p.x, p.y) for p in lm], np.float64)
+        if rotation:  # normalised upright-crop coordinates -> normalised coded ones
+            pts = points_to_coded(pts, rotation, 1.0, 1.0)
         x0, y0, x1, y1 = region
         return pts * [x1 - x0, y1 - y0] + [x0, y0]
 

@@ -80,7 +80,8 @@ class FaceSelector:
                         self._meshes.pop(tid).close()  # a gap: start tracking afresh
                     mesh = self._meshes.setdefault(tid, Landmarker())
                     region = mesh_region(box, lay.width, lay.height)
-                    pts = mesh.landmarks(crop_rgb(chunk.frames, i, region, MESH_INPUT), region)
+                    crop = crop_rgb(chunk.frames, i, region, MESH_INPUT)
+                    pts = mesh.landmarks(crop, region, self.tracks.rotation)
                     poly = None if pts is None else lip_polygon(pts)
                     self._last_seen[tid] = idx
                 row.append(Face(box, tid, poly))

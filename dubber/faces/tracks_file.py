@@ -5,6 +5,7 @@ Schema (``"schema": "dubber.tracks/1"``)::
     {
       "schema": "dubber.tracks/1",
       "video": {"width": 1920, "height": 1080,       # coded pixels (rotation not applied)
+                "rotation": 0,                       # display rotation, degrees CCW
                 "frame_rate": "30/1", "frame_count": 224},
       "audio": true,                   # false: no original audio, the largest face was taken
       "settings": {...},               # the faces configuration that produced this file
@@ -121,6 +122,7 @@ class Tracks:
     has_audio: bool = True
     settings: dict[str, Any] = field(default_factory=dict)
     key: str = ""
+    rotation: int = 0  # display rotation of the video, degrees counter-clockwise
 
     def track(self, track_id: int) -> Track:
         for t in self.tracks:
@@ -163,6 +165,7 @@ class Tracks:
             "video": {
                 "width": self.width,
                 "height": self.height,
+                "rotation": self.rotation,
                 "frame_rate": str(self.frame_rate),
                 "frame_count": self.frame_count,
             },
@@ -249,6 +252,7 @@ class Tracks:
                 has_audio=bool(data.get("audio", True)),
                 settings=dict(data.get("settings", {})),
                 key=str(data.get("key", "")),
+                rotation=int(v.get("rotation", 0)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"{source} is not a valid tracks file: {exc}") from None
