@@ -35,6 +35,7 @@ def test_every_real_clip_round_trips_with_the_dub(dub, tmp_path, clip):
     r = dub(clip, "--audio", SPEECH / "en_kimk_8s.mp3", "-o", out, *FAST)
     assert r.code == 0, r
     a, b = assert_same_picture_timeline(clip, out)
+    assert (b.pix_fmt, b.color, b.rotation) == (a.pix_fmt, a.color, a.rotation)
     # Relative timestamps are kept frame for frame.
     ta, tb_ = video_pts(clip), video_pts(out)
     tba, tbb = video_time_base(clip), video_time_base(out)
