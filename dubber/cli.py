@@ -1,2 +1,183 @@
-def main():
-    raise SystemExit("placeholder")
+"""The ``dub`` command line. Thin: parse, call the library, print.
+
+``dub INPUT --audio DUB [-o OUT]`` is the main command (``dub run`` spelled out); other
+commands are subcommands. Every error the user can act on is one line
+``dub: error: ...`` with exit code 2 (bad usage or input) or 1 (a failed run); nothing is
+left behind and the input is never touched.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+from dataclasses import asdict
+from fractions import Fraction
+from pathlib import Path
+
+import click
+from tqdm import tqdm
+
+from dubber import __version__
+from dubber.config import DEFAULT_PRESET, VIDEO_CODECS, load_config
+from dubber.errors import DubberError, Interrupted
+
+log = logging.getLogger("dubber")
+
+
+class _DefaultGroup(click.Group):
+    """A group whose first argument, when it is not a command, goes to ``run``."""
+
+    def parse_args(self, ctx, args):
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h",
+                                                                       "--version"):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+    def format_usage(self, ctx, formatter):
+        formatter.write_usage("dub", "INPUT --audio DUB [-o OUT] [OPTIONS]\n"
+                                     "       dub COMMAND [ARGS]...")
+
+
+class _TqdmHandler(logging.Handler):
+    """Log lines as ``dub: warning: ...`` that do not tear the progress bar."""
+
+    def emit(self, record):
+        level = record.levelname.lower()
+        tqdm.write(f"dub: {level}: {record.getMessage()}", file=sys.stderr)
+
+
+def _setup_logging(verbose: int, quiet: bool) -> None:
+    level = logging.ERROR if quiet else (logging.WARNING, logging.INFO)[min(verbose, 1)]
+    if verbose >= 2:
+        level = logging.DEBUG
+    root = logging.getLogger("dubber")
+    root.handlers[:] = [_TqdmHandler()]
+    root.setLevel(level)
+    root.propagate = False
+
+
+_verbosity = click.option("-v", "--verbose", count=True, help="More detail (-vv: debug).")
+_quiet = click.option("-q", "--quiet", is_flag=True, help="Only errors; no progress bar.")
+
+
+@click.group(cls=_DefaultGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="dub")
+def cli() -> None:
+    """Re-render the on-screen speaker's mouth to match a dubbed dialogue track.
+
+    \b
+    dub INPUT --audio DUB [-o OUT]    dub one title
+    dub probe INPUT                   what dubber sees in a video
+    """
+
+
+@cli.command("run")
+@click.argument("input_path", metavar="INPUT")
+@click.option("-a", "--audio", "audio_path", required=True, metavar="DUB",
+              help="The dubbed dialogue track (wav, flac, mp3, or any file with audio).")
+@click.option("-o", "--output", metavar="OUT",
+              help="Output file (.mp4, .mov, .mkv). Default: INPUT.dubbed.mp4 beside INPUT.")
+@click.option("--force", is_flag=True, help="Replace OUT if it exists.")
+@click.option("--preset", default=DEFAULT_PRESET, show_default=True,
+              help="Named configuration from presets/, or a YAML file.")
+@click.option("--device", help="auto, cpu, cuda or cuda:N (default: the preset's).")
+@click.option("--chunk-frames", type=click.IntRange(min=1),
+              help="Frames decoded and processed together; bounds memory.")
+@click.option("--codec", type=click.Choice(VIDEO_CODECS), help="Video codec of OUT.")
+@click.option("--crf", type=click.IntRange(0, 51), help="x264/x265 quality (lower is better).")
+@click.option("--speed", metavar="PRESET",
+              help="x264/x265 speed preset (ultrafast ... veryslow).")
+@click.option("--keep-original-audio", is_flag=True, default=None,
+              help="Keep the input's audio as a second track labelled Original.")
+@click.option("--dub-language", metavar="LANG", help="ISO 639-2 tag for the dub track (hin).")
+@click.option("--strict-length", is_flag=True, default=None,
+              help="Fail if the dub and the picture differ by more than one frame.")
+@_verbosity
+@_quiet
+def run_command(input_path, audio_path, output, force, preset, device, chunk_frames, codec,
+                crf, speed, keep_original_audio, dub_language, strict_length, verbose, quiet):
+    """Dub INPUT with the DUB track: the whole picture is re-encoded, frame for frame."""
+    from dubber.pipeline import render
+
+    _setup_logging(verbose, quiet)
+    cfg = load_config(preset, {
+        "media": {"chunk_frames": chunk_frames},
+        "encode": {"codec": codec, "crf": crf, "speed": speed, "keep_original_audio": keep_original_audio,
+                   "dub_language": dub_language, "strict_length": strict_length},
+        "runtime": {"device": device},
+    })
+    bar: list[tqdm] = []
+
+    def on_start(info):
+        bar.append(tqdm(total=info.frame_count, unit="frame", desc=Path(input_path).name,
+                        disable=quiet, dynamic_ncols=True, file=sys.stderr))
+
+    try:
+        result = render(input_path, audio_path, output, cfg, force=force,
+                        progress=lambda n: bar[0].update(n), on_start=on_start)
+    finally:
+        if bar:
+            bar[0].close()
+    if not quiet:
+        note = {"padded": ", dub padded with silence", "cut": ", dub cut to the picture",
+                "none": ""}[result.audio_action]
+        click.echo(f"wrote {result.output} ({result.frames} frames, "
+                   f"{result.video_duration:.3f} s{note})")
+
+
+@cli.command("probe")
+@click.argument("input_path", metavar="INPUT")
+@click.option("--json", "as_json", is_flag=True, help="Print the full description as JSON.")
+def probe_command(input_path, as_json):
+    """Describe a video as dubber sees it: size, rate, format, colour, streams."""
+    from dubber.media.probe import probe
+
+    info = probe(input_path)
+    if as_json:
+        click.echo(json.dumps(asdict(info), default=_jsonable, indent=2))
+    else:
+        click.echo(f"{info.path}: {info.describe()}")
+
+
+def _jsonable(value):
+    if isinstance(value, Fraction):
+        return str(value)
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(type(value).__name__)
+
+
+def _on_sigterm(signum, frame):
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``dub`` console script; returns (and exits with) the exit code."""
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    code = 0
+    try:
+        result = cli.main(args=argv, prog_name="dub", standalone_mode=False)
+        code = result if isinstance(result, int) else 0
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.ClickException as exc:
+        click.echo(f"dub: error: {exc.format_message()}", err=True)
+        code = exc.exit_code  # 2 for usage errors
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        err = Interrupted("interrupted; no output was written")
+        click.echo(f"dub: error: {err}", err=True)
+        code = err.exit_code
+    except DubberError as exc:
+        click.echo(f"dub: error: {exc}", err=True)
+        code = exc.exit_code
+    except Exception as exc:  # a bug: say so in one line, the traceback with -vv
+        if logging.getLogger("dubber").isEnabledFor(logging.DEBUG):
+            raise
+        click.echo(f"dub: error: internal error ({type(exc).__name__}: {exc}); "
+                   "run again with -vv for the traceback and report it", err=True)
+        code = 1
+    if argv is None:
+        sys.exit(code)
+    return code

@@ -70,44 +70,73 @@ class PixelLayout:
         return cls(width, height, depth, chroma)
 
 
-@dataclass
 class FrameBatch:
-    """N full-resolution frames as three stacked planes.
+    """N full-resolution frames, held as the decoder's own frames (no copy).
 
-    Attributes:
-        layout: the frames' :class:`PixelLayout`.
-        y: luma, shape = (N, height, width).
-        u, v: chroma, shape = (N, chroma_height, chroma_width).
-    All three share ``layout.dtype``; values span 0 .. ``layout.max_value`` (limited or full
-    range as the video's ``color_range`` says).
+    ``planes(i)`` gives read-only numpy views of frame ``i``'s Y, U and V planes;
+    ``writable_planes(i)`` first makes that frame's buffer private (copying it only if the
+    decoder still references it, e.g. as a reference picture) and gives writable views.
+    Frames that no stage writes to reach the encoder untouched and uncopied.
+
+    Plane shapes: Y = (height, width), U and V = (chroma_height, chroma_width); dtype is
+    ``layout.dtype``; values span 0 .. ``layout.max_value`` (limited or full range as the
+    video's ``color_range`` says).
     """
 
-    layout: PixelLayout
-    y: np.ndarray
-    u: np.ndarray
-    v: np.ndarray
+    def __init__(self, layout: PixelLayout, frames: list) -> None:
+        self.layout = layout
+        self.frames = frames  # list[av.VideoFrame] in layout.pix_fmt
 
     @classmethod
     def empty(cls, layout: PixelLayout, n: int) -> "FrameBatch":
-        cw, ch = layout.chroma_size
-        return cls(
-            layout,
-            np.empty((n, layout.height, layout.width), layout.dtype),
-            np.empty((n, ch, cw), layout.dtype),
-            np.empty((n, ch, cw), layout.dtype),
-        )
+        """``n`` newly allocated (uninitialised) frames."""
+        import av
+
+        return cls(layout, [av.VideoFrame(layout.width, layout.height, layout.pix_fmt)
+                            for _ in range(n)])
+
+    @classmethod
+    def from_arrays(cls, layout: PixelLayout, y: np.ndarray, u: np.ndarray,
+                    v: np.ndarray) -> "FrameBatch":
+        """Frames from stacked planes, shapes (N, H, W), (N, Hc, Wc), (N, Hc, Wc)."""
+        batch = cls.empty(layout, len(y))
+        for i in range(len(y)):
+            for dst, src in zip(batch.writable_planes(i), (y[i], u[i], v[i])):
+                dst[...] = src
+        return batch
 
     def __len__(self) -> int:
-        return self.y.shape[0]
+        return len(self.frames)
 
     def planes(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The three planes of frame ``i`` (views, writable)."""
-        return self.y[i], self.u[i], self.v[i]
+        """Read-only views of frame ``i``'s three planes."""
+        views = plane_views(self.frames[i], self.layout)
+        for view in views:
+            view.flags.writeable = False
+        return views
 
-    def truncate(self, n: int) -> "FrameBatch":
-        """The first ``n`` frames (views)."""
-        return FrameBatch(self.layout, self.y[:n], self.u[:n], self.v[:n])
+    def writable_planes(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Writable views of frame ``i``'s planes (copy-on-write of a shared buffer)."""
+        self.frames[i].make_writable()
+        return plane_views(self.frames[i], self.layout)
+
+    def stack(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Copies of all planes stacked: (N, H, W), (N, Hc, Wc), (N, Hc, Wc)."""
+        per_frame = [self.planes(i) for i in range(len(self))]
+        return tuple(np.stack([p[k] for p in per_frame]) for k in range(3))
 
     @property
     def nbytes(self) -> int:
-        return self.y.nbytes + self.u.nbytes + self.v.nbytes
+        return len(self) * self.layout.frame_bytes
+
+
+def plane_views(frame, layout: PixelLayout) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """numpy views of an ``av.VideoFrame``'s planes, cropped to the picture (no copy)."""
+    dtype = layout.dtype
+    cw, ch = layout.chroma_size
+    sizes = ((layout.width, layout.height), (cw, ch), (cw, ch))
+    views = []
+    for plane, (w, h) in zip(frame.planes, sizes):
+        rows = np.frombuffer(plane, dtype).reshape(-1, plane.line_size // dtype.itemsize)
+        views.append(rows[:h, :w])
+    return tuple(views)

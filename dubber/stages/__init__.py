@@ -1,1 +1,1 @@
-"""Pipeline stages: one module per stage, each a function ``stage(chunk, models, cfg) -> chunk``."""
+"""Pipeline stages: each is ``stage(chunk, models, cfg) -> chunk`` over one chunk."""

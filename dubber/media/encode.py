@@ -1,0 +1,334 @@
+"""Encoding and muxing through an ffmpeg subprocess, written atomically.
+
+Frames go to ffmpeg as raw video inside a NUT stream on a pipe: NUT carries every frame's
+own timestamp, so variable-rate video and odd time bases come out with exactly the input's
+timestamps (``-fps_mode passthrough``, the input's time base kept). ffmpeg encodes (x264
+by default; x265, ProRes 422 HQ or FFV1), writes the input's colour description and display
+rotation, and muxes:
+
+- audio stream 0: the dub track, padded with silence or cut to the picture's duration;
+- audio stream 1 (optional): the input's original audio, copied, labelled "Original";
+- the input's subtitle streams, copied (text subtitles become mov_text in mp4).
+
+Everything is written to a hidden temporary file beside the destination, renamed over it
+only when ffmpeg has finished cleanly; on any failure or interruption it is deleted.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import signal
+import subprocess
+import tempfile
+import threading
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+
+from dubber.chunk import Chunk
+from dubber.config import EncodeConfig
+from dubber.errors import OutputError, RunError, UsageError
+from dubber.media.ffmpeg import ffmpeg_exe
+from dubber.media.frames import PixelLayout
+from dubber.media.probe import VideoInfo
+
+log = logging.getLogger(__name__)
+
+CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
+DEFAULT_SUFFIX = {"x264": ".mp4", "x265": ".mp4", "prores": ".mov", "ffv1": ".mkv"}
+_CODEC_CONTAINERS = {"x264": {"mp4", "mov", "matroska"}, "x265": {"mp4", "mov", "matroska"},
+                     "prores": {"mov", "matroska"}, "ffv1": {"matroska", "mov"}}
+_X264_FORMATS = {f"yuv{c}p{d}" for c in ("420", "422", "444") for d in ("", "10le")}
+_X265_FORMATS = {f"yuv{c}p{d}" for c in ("420", "422", "444") for d in ("", "10le", "12le")}
+# Audio codecs each container takes as a stream copy (the original track is copied).
+_COPYABLE = {"mp4": {"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"},
+             "mov": {"aac", "mp3", "ac3", "eac3", "alac", "pcm_s16le", "pcm_s24le",
+                     "pcm_s32le", "pcm_f32le", "pcm_s16be", "pcm_s24be"},
+             "matroska": None}  # None: anything
+_DEFAULT_AUDIO = {"mp4": "aac", "mov": "pcm_s24le", "matroska": "flac"}
+_TEXT_SUBS = {"mov_text", "subrip", "ass", "ssa", "webvtt", "text"}
+
+
+def container_for(path: Path) -> str:
+    """FFmpeg muxer name for an output path, by its extension."""
+    fmt = CONTAINERS.get(path.suffix.lower())
+    if fmt is None:
+        raise UsageError(f"cannot write {path.name}: use an .mp4, .mov or .mkv output name")
+    return fmt
+
+
+def output_pix_fmt(layout: PixelLayout, codec: str) -> str:
+    """The encoded pixel format: the input's own where the codec can carry it."""
+    fmt = layout.pix_fmt
+    if codec == "prores":
+        return "yuv422p10le"  # ProRes 422 HQ is always 10-bit 4:2:2
+    if codec == "ffv1":
+        return fmt
+    allowed = _X264_FORMATS if codec == "x264" else _X265_FORMATS
+    if fmt not in allowed:
+        alt = "x265 or ffv1" if codec == "x264" else "ffv1"
+        raise UsageError(f"{codec} cannot keep this video's format {fmt}: choose --codec {alt}")
+    return fmt
+
+
+@dataclass(frozen=True)
+class MuxPlan:
+    """Everything that decides the ffmpeg command, computed before any frame is decoded."""
+
+    info: VideoInfo
+    dub_path: Path
+    dub_stream: int  # stream index of the dub audio inside dub_path
+    output: Path
+    cfg: EncodeConfig
+    container: str
+    pix_fmt: str
+
+    @classmethod
+    def make(cls, info: VideoInfo, dub_path: Path, dub_stream: int, output: Path,
+             cfg: EncodeConfig) -> "MuxPlan":
+        container = container_for(output)
+        if container not in _CODEC_CONTAINERS[cfg.codec]:
+            good = ", ".join(sorted(s for s, c in CONTAINERS.items()
+                                    if c in _CODEC_CONTAINERS[cfg.codec]))
+            raise UsageError(f"{cfg.codec} video cannot go in {output.suffix}: use {good}")
+        return cls(info, dub_path, dub_stream, output, cfg, container,
+                   output_pix_fmt(info.layout, cfg.codec))
+
+    def command(self, tmp_path: Path) -> list[str]:
+        info, cfg = self.info, self.cfg
+        cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y"]
+        # Input 0: the frames, NUT on stdin. Rotation is re-attached as metadata, never
+        # applied to the pixels.
+        cmd += ["-noautorotate", "-display_rotation", str(info.rotation)]
+        cmd += ["-thread_queue_size", "64", "-f", "nut", "-i", "pipe:0"]
+        cmd += ["-i", str(self.dub_path)]  # input 1: the dub
+        keep = self._original_audio()
+        subs = self._subtitles()
+        if keep is not None or subs:
+            cmd += ["-i", str(info.path)]  # input 2: the original, for audio and subtitles
+        cmd += ["-map", "0:v:0", "-map", f"1:{self.dub_stream}"]
+        if keep is not None:
+            cmd += ["-map", f"2:{keep.index}"]
+        for s in subs:
+            cmd += ["-map", f"2:{s.index}"]
+        cmd += self._video_args()
+        cmd += self._audio_args(keep)
+        if subs:
+            cmd += ["-c:s", "mov_text" if self.container == "mp4" else "copy"]
+        cmd += ["-map_metadata", "-1", "-map_chapters", "-1"]
+        cmd += ["-f", self.container, str(tmp_path)]
+        return cmd
+
+    def _video_args(self) -> list[str]:
+        info, cfg = self.info, self.cfg
+        args = ["-fps_mode", "passthrough", "-enc_time_base", "demux", "-pix_fmt", self.pix_fmt]
+        if cfg.codec == "x264":
+            args += ["-c:v", "libx264", "-preset", cfg.speed, "-crf", str(cfg.crf)]
+        elif cfg.codec == "x265":
+            args += ["-c:v", "libx265", "-preset", cfg.speed, "-crf", str(cfg.crf),
+                     "-x265-params", "log-level=error", "-tag:v", "hvc1"]
+        elif cfg.codec == "prores":
+            args += ["-c:v", "prores_ks", "-profile:v", "3", "-vendor", "apl0"]
+        else:
+            args += ["-c:v", "ffv1", "-level", "3", "-g", "1", "-slicecrc", "1"]
+        c = info.color
+        for opt, value in (("-color_primaries", c.primaries), ("-color_trc", c.transfer),
+                           ("-colorspace", c.matrix), ("-color_range", c.range)):
+            if value != "unknown":
+                args += [opt, value]
+        if self.container in ("mp4", "mov"):
+            args += ["-video_track_timescale", str(info.time_base.denominator)]
+        return args
+
+    def _audio_args(self, keep) -> list[str]:
+        d = f"{float(self.info.duration):.6f}"
+        codec = self.cfg.audio_codec or _DEFAULT_AUDIO[self.container]
+        args = ["-filter:a:0", f"apad=whole_dur={d},atrim=end={d}", "-c:a:0", codec]
+        if codec in ("aac", "libmp3lame", "libopus", "ac3", "eac3"):
+            args += ["-b:a:0", self.cfg.audio_bitrate]
+        args += ["-disposition:a:0", "default", "-metadata:s:a:0", "title=Dub"]
+        if self.cfg.dub_language:
+            args += ["-metadata:s:a:0", f"language={self.cfg.dub_language}"]
+        if keep is not None:
+            copyable = _COPYABLE[self.container]
+            if copyable is None or keep.codec in copyable:
+                args += ["-c:a:1", "copy"]
+            else:
+                args += ["-c:a:1", codec]
+            args += ["-disposition:a:1", "0", "-metadata:s:a:1", "title=Original"]
+            if keep.language:
+                args += ["-metadata:s:a:1", f"language={keep.language}"]
+        return args
+
+    def _original_audio(self):
+        if self.cfg.keep_original_audio and self.info.audio:
+            return self.info.audio[0]
+        return None
+
+    def _subtitles(self):
+        subs = []
+        for s in self.info.subtitles:
+            if self.container == "mp4" and s.codec not in _TEXT_SUBS:
+                log.warning("subtitle stream %d (%s) cannot go in mp4 and is left out; "
+                            "use .mkv to keep it", s.index, s.codec)
+                continue
+            subs.append(s)
+        return subs
+
+
+def temp_path_for(output: Path) -> Path:
+    """A hidden file beside ``output`` on the same filesystem, so the rename is atomic."""
+    fd, name = tempfile.mkstemp(prefix=f".{output.stem}.", suffix=f".part{output.suffix}",
+                                dir=output.parent)
+    os.close(fd)
+    return Path(name)
+
+
+class VideoWriter:
+    """Feeds chunks to ffmpeg from a background thread; :meth:`finish` publishes the file.
+
+    Usage::
+
+        with VideoWriter(plan) as writer:   # aborts (deletes the temp file) on exception
+            for chunk in chunks:
+                writer.write(chunk)
+            writer.finish()
+    """
+
+    def __init__(self, plan: MuxPlan, queue_depth: int = 1) -> None:
+        self.plan = plan
+        self.tmp = temp_path_for(plan.output)
+        self._log = tempfile.TemporaryFile(mode="w+b")
+        self._queue: queue.Queue = queue.Queue(maxsize=queue_depth)
+        self._error: BaseException | None = None
+        self._proc: subprocess.Popen | None = None
+        self._thread: threading.Thread | None = None
+        self.frames_written = 0
+        self._done = False
+
+    # -- lifecycle -------------------------------------------------------------------
+    def __enter__(self) -> "VideoWriter":
+        self.start()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if not self._done:
+            self.abort()
+
+    def start(self) -> None:
+        cmd = self.plan.command(self.tmp)
+        log.debug("ffmpeg: %s", " ".join(cmd))
+        # A session of its own: a Ctrl-C in the terminal reaches us, not ffmpeg, so ffmpeg
+        # never "finishes" a partial file on its own; we stop it.
+        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                      stderr=self._log, start_new_session=True)
+        self._thread = threading.Thread(target=self._run, name="dubber-encode", daemon=True)
+        self._thread.start()
+
+    def write(self, chunk: Chunk) -> None:
+        """Queue a chunk for encoding (blocks while the queue is full)."""
+        while True:
+            self._raise_if_failed()
+            try:
+                self._queue.put(chunk, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def finish(self) -> Path:
+        """Flush, wait for ffmpeg, and rename the temporary file over the output."""
+        self.write(None)
+        self._thread.join()
+        self._raise_if_failed()
+        rc = self._proc.wait()
+        if rc != 0:
+            self.abort()
+            raise RunError(f"ffmpeg failed while writing {self.plan.output.name}: "
+                           f"{self._ffmpeg_message()}")
+        os.replace(self.tmp, self.plan.output)
+        self._done = True
+        self._log.close()
+        return self.plan.output
+
+    def abort(self) -> None:
+        """Stop ffmpeg and delete the temporary file. Safe to call more than once."""
+        self._done = True
+        if self._proc is not None and self._proc.poll() is None:
+            try:
+                os.killpg(self._proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self._proc.wait()
+        if self._thread is not None and self._thread.is_alive():
+            while self._thread.is_alive():  # let the writer see the dead pipe and exit
+                try:
+                    self._queue.get(timeout=0.05)
+                except queue.Empty:
+                    pass
+            self._thread.join()
+        try:
+            self.tmp.unlink()
+        except FileNotFoundError:
+            pass
+        if not self._log.closed:
+            self._log.close()
+
+    # -- internals -------------------------------------------------------------------
+    def _raise_if_failed(self) -> None:
+        if self._error is not None:
+            err = self._error
+            if isinstance(err, (BrokenPipeError, av.FFmpegError, OSError)) and not isinstance(
+                    err, RunError):
+                self._proc.wait()
+                err = RunError(f"ffmpeg stopped while writing {self.plan.output.name}: "
+                               f"{self._ffmpeg_message()}")
+            self.abort()
+            raise err
+
+    def _ffmpeg_message(self) -> str:
+        self._log.seek(0)
+        lines = [ln.strip() for ln in self._log.read().decode("utf-8", "replace").splitlines()
+                 if ln.strip()]
+        if not lines:
+            return f"exit code {self._proc.returncode}"
+        return lines[-1]
+
+    def _run(self) -> None:
+        try:
+            self._feed()
+        except BaseException as exc:
+            self._error = exc
+
+    def _feed(self) -> None:
+        info = self.plan.info
+        layout = info.layout
+        fd = self._proc.stdin.fileno()
+        out = av.open(f"pipe:{fd}", "w", format="nut")
+        try:
+            stream = out.add_stream("rawvideo", rate=info.frame_rate)
+            stream.width, stream.height = layout.width, layout.height
+            stream.pix_fmt = layout.pix_fmt
+            tb = Fraction(info.time_base)
+            stream.time_base = tb
+            stream.codec_context.time_base = tb
+            if info.sample_aspect_ratio != 1:
+                stream.codec_context.sample_aspect_ratio = info.sample_aspect_ratio
+            while True:
+                chunk = self._queue.get()
+                if chunk is None:
+                    break
+                for i, frame in enumerate(chunk.frames.frames):
+                    frame.pts = int(chunk.pts[i])
+                    frame.time_base = tb
+                    out.mux(stream.encode(frame))
+                    self.frames_written += 1
+            out.mux(stream.encode(None))
+        finally:
+            try:
+                out.close()
+            finally:
+                self._proc.stdin.close()

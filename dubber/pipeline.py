@@ -1,0 +1,163 @@
+"""The render pass: decode in chunks -> stages -> encode + mux, in bounded memory.
+
+Three threads overlap: the decoder fills chunks ahead (``media.queue_depth``), the calling
+thread runs the stages, and the encoder thread feeds ffmpeg. Memory is bounded by the
+chunk size and queue depths, never by the length of the film.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from contextlib import closing
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable, Sequence
+
+from dubber.chunk import Chunk
+from dubber.config import Config
+from dubber.errors import InputError, OutputError, UsageError
+from dubber.media.audio import AudioTrack
+from dubber.media.decode import read_chunks
+from dubber.media.encode import DEFAULT_SUFFIX, MuxPlan, VideoWriter, container_for
+from dubber.media.probe import VideoInfo, probe
+from dubber.stages.identity import identity
+
+log = logging.getLogger(__name__)
+
+Stage = Callable[[Chunk, object, Config], Chunk]
+
+
+@dataclass(frozen=True)
+class RenderResult:
+    output: Path
+    frames: int  # frames written (equals the input's frame count)
+    video_duration: float  # seconds
+    dub_duration: float  # seconds of the dub track as given
+    audio_action: str  # "none", "padded" or "cut": what the length policy did
+
+
+def default_output(input_path: Path, cfg: Config) -> Path:
+    """``INPUT.dubbed.<ext>`` beside the input; the extension suits the codec."""
+    return input_path.with_name(f"{input_path.stem}.dubbed{DEFAULT_SUFFIX[cfg.encode.codec]}")
+
+
+def check_output(input_path: Path, output: Path, force: bool) -> None:
+    """Refuse outputs that would overwrite the input, an existing file without ``force``, or
+    that cannot be written. Raises UsageError / OutputError."""
+    container_for(output)
+    if output.exists() and input_path.exists() and os.path.samefile(output, input_path):
+        raise UsageError(f"the output {output} is the input: choose another name with -o")
+    if output.resolve() == input_path.resolve():
+        raise UsageError(f"the output {output} is the input: choose another name with -o")
+    if output.is_dir():
+        raise OutputError(f"{output} is a folder: give a file name with -o")
+    if output.exists() and not force:
+        raise OutputError(f"{output} already exists: add --force to replace it")
+    folder = output.parent
+    if not folder.is_dir():
+        raise OutputError(f"the output folder {folder} does not exist")
+    # Try it: os.access says yes to root even on read-only mounts and pseudo-filesystems.
+    try:
+        fd, probe_file = tempfile.mkstemp(prefix=".dubber-write-test-", dir=folder)
+    except OSError as exc:
+        raise OutputError(f"the output folder {folder} is not writable "
+                          f"({exc.strerror or exc})") from None
+    os.close(fd)
+    os.unlink(probe_file)
+
+
+def length_policy(info: VideoInfo, dub_seconds: float, strict: bool) -> str:
+    """Apply DESIGN's rule: the picture is sacred, the dub fits it.
+
+    Returns "none", "padded" (the dub is shorter: silence is added) or "cut" (the dub is
+    longer: the rest is dropped, with a warning). With ``strict``, any mismatch larger than
+    one frame raises InputError instead.
+    """
+    video = float(info.duration)
+    frame = float(info.frame_duration)
+    diff = dub_seconds - video
+    if abs(diff) <= frame / 2:
+        return "none"
+    if strict and abs(diff) > frame:
+        raise InputError(
+            f"the dub track is {dub_seconds:.3f} s but the picture is {video:.3f} s "
+            f"({abs(diff):.3f} s {'longer' if diff > 0 else 'shorter'}); fix the dub or drop "
+            f"--strict-length to {'cut' if diff > 0 else 'pad'} it")
+    if diff > 0:
+        log.warning("the dub track is %.3f s longer than the picture (%.3f s): cutting it",
+                    diff, video)
+        return "cut"
+    log.info("the dub track is %.3f s shorter than the picture: padding it with silence",
+             -diff)
+    return "padded"
+
+
+def render(
+    input_path: str | os.PathLike,
+    audio_path: str | os.PathLike,
+    output: str | os.PathLike | None,
+    cfg: Config,
+    stages: Sequence[Stage] = (identity,),
+    models: object = None,
+    force: bool = False,
+    progress: Callable[[int], None] | None = None,
+    on_start: Callable[[VideoInfo], None] | None = None,
+) -> RenderResult:
+    """Dub one video: every frame through ``stages``, the dub track muxed in.
+
+    Args:
+        input_path: the picture.
+        audio_path: the dub track (any file with an audio stream).
+        output: destination; None = ``INPUT.dubbed.mp4`` beside the input.
+        cfg: the run's configuration.
+        stages: applied in order to every chunk.
+        models: passed to every stage.
+        force: replace an existing output.
+        progress: called with the number of frames finished, after each chunk.
+        on_start: called with the probed input before decoding starts.
+
+    Raises:
+        InputError, UsageError, OutputError: bad input or arguments (nothing is written).
+        RunError: the run failed; the temporary output is removed.
+    """
+    input_path, audio_path = Path(input_path), Path(audio_path)
+    # 1. Inputs and output: every check that can fail does so before any work.
+    info = probe(input_path)
+    out = Path(output) if output is not None else default_output(input_path, cfg)
+    check_output(input_path, out, force)
+    log.info("input: %s", info.describe())
+    with AudioTrack(audio_path, tmp_dir=None) as dub:
+        action = length_policy(info, dub.duration, cfg.encode.strict_length)
+        plan = MuxPlan.make(info, audio_path, dub.info.stream_index, out, cfg.encode)
+        if on_start is not None:
+            on_start(info)
+        # 2. Decode -> stages -> encode, overlapped.
+        with VideoWriter(plan, cfg.media.queue_depth) as writer:
+            chunks = read_chunks(info, cfg.media.chunk_frames, analysis_scale=0.0, full=True,
+                                 queue_depth=cfg.media.queue_depth,
+                                 threads=cfg.media.decode_threads)
+            with closing(chunks):
+                written = _run_chunks(chunks, stages, models, cfg, dub, writer, progress)
+            if written != info.frame_count:
+                raise InputError(f"{input_path} is truncated or corrupt: {written} of "
+                                 f"{info.frame_count} frames could be decoded")
+            # 3. Publish atomically.
+            writer.finish()
+    return RenderResult(out, written, float(info.duration), dub.duration, action)
+
+
+def _run_chunks(chunks, stages, models, cfg, dub, writer, progress) -> int:
+    written = 0
+    for chunk in chunks:
+        chunk.extra["audio"] = dub
+        for stage in stages:
+            chunk = stage(chunk, models, cfg)
+        chunk.extra.pop("audio", None)
+        writer.write(chunk)
+        written += len(chunk)
+        if progress is not None:
+            progress(len(chunk))
+    return written
