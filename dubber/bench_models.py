@@ -34,10 +34,13 @@ def synthetic_chunk(n: int, mel_steps: int, n_mels: int, seed: int = 0) -> Chunk
     """A 1080p 8-bit 4:2:0 chunk of noise frames, one 400 px face box per frame, mel set."""
     rng = np.random.default_rng(seed)
     lay = PixelLayout(1920, 1080, 8, "420")
-    fb = FrameBatch.empty(lay, n)
-    fb.y[:] = rng.integers(16, 236, fb.y.shape, dtype=np.uint8)
-    fb.u[:] = rng.integers(16, 241, fb.u.shape, dtype=np.uint8)
-    fb.v[:] = rng.integers(16, 241, fb.v.shape, dtype=np.uint8)
+    cw, ch = lay.chroma_size
+    fb = FrameBatch.from_arrays(
+        lay,
+        rng.integers(16, 236, (n, lay.height, lay.width), dtype=np.uint8),
+        rng.integers(16, 241, (n, ch, cw), dtype=np.uint8),
+        rng.integers(16, 241, (n, ch, cw), dtype=np.uint8),
+    )
     chunk = Chunk(0, np.arange(n), np.arange(n) * 1001, Fraction(1, 24000), fb)
     chunk.faces = [[_Face((760.0 + i, 300.0, 1160.0 + i, 760.0))] for i in range(n)]
     chunk.extra["mel"] = torch.randn(n, n_mels, mel_steps)

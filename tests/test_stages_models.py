@@ -1,10 +1,10 @@
 """The model stages over chunks: real clip and speech, 8/10-bit, colour, references, CUDA."""
 
 import dataclasses
+from contextlib import closing
 from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 import torch
@@ -12,8 +12,11 @@ import torch
 from dubber.chunk import Chunk
 from dubber.config import load_config
 from dubber.errors import RunError
+from dubber.media.audio import AudioTrack
 from dubber.media.color import ColorSpec, rgb_to_yuv_region, yuv_region_to_rgb
+from dubber.media.decode import read_chunks
 from dubber.media.frames import FrameBatch, PixelLayout
+from dubber.media.probe import probe
 from dubber.stages.crop import square_box
 from dubber.weights_cli import MODEL_STAGES, build_models, run_model_stages
 
@@ -21,7 +24,6 @@ MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "media"
 CLIP = MEDIA / "clips" / "man_map_844_en.mp4"
 SPEECH = MEDIA / "speech" / "en_radio_8s.wav"
 CFG = load_config("unittest")
-SAMPLE_RATE, HOP, N_FFT, N_MELS = 16000, 160, 400, 80  # DESIGN: 25 ms window, 10 ms hop
 
 
 @dataclasses.dataclass
@@ -32,66 +34,32 @@ class Face:
     track_id: int = 0
 
 
-def read_frames(path: Path, n: int) -> tuple[FrameBatch, np.ndarray, Fraction]:
-    with av.open(str(path)) as c:
-        s = c.streams.video[0]
-        lay = PixelLayout(s.width, s.height, 8, "420")
-        fb, pts = FrameBatch.empty(lay, n), []
-        for i, frame in enumerate(c.decode(s)):
-            if i == n:
-                break
-            for plane, arr in zip(frame.reformat(format="yuv420p").planes, (fb.y, fb.u, fb.v)):
-                h, w = arr.shape[1:]
-                buf = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)
-                arr[i] = buf[:h, :w]
-            pts.append(frame.pts)
-        return fb, np.asarray(pts) - pts[0], Fraction(s.time_base)
-
-
-def log_mel(path: Path) -> torch.Tensor:
-    """(80, T) log-mel of a speech file at 16 kHz, 100 steps/s (test stand-in for media.audio)."""
-    with av.open(str(path)) as c:
-        rs = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
-        chunks = [f.to_ndarray() for fr in c.decode(audio=0) for f in rs.resample(fr)]
-    x = torch.from_numpy(np.concatenate(chunks, axis=1)[0])
-    spec = torch.stft(x, N_FFT, HOP, window=torch.hann_window(N_FFT), return_complex=True).abs() ** 2
-    hz = lambda m: 700 * (10 ** (m / 2595) - 1)  # noqa: E731
-    edges = hz(torch.linspace(0, 2595 * np.log10(1 + 8000 / 700), N_MELS + 2))
-    f = torch.linspace(0, SAMPLE_RATE / 2, N_FFT // 2 + 1)
-    lo, mid, hi = edges[:-2, None], edges[1:-1, None], edges[2:, None]
-    fb = torch.clamp(torch.minimum((f - lo) / (mid - lo), (hi - f) / (hi - mid)), min=0)
-    return torch.log10(torch.clamp(fb @ spec, min=1e-5))
-
-
-def mel_windows(mel: torch.Tensor, times: np.ndarray, steps: int) -> torch.Tensor:
-    """(N, 80, steps): the window centred on each time, edge-padded."""
-    padded = torch.nn.functional.pad(mel[None], (steps, steps), mode="replicate")[0]
-    starts = np.rint(times * 100).astype(int) - steps // 2 + steps
-    return torch.stack([padded[:, s : s + steps] for s in starts])
-
-
 def real_chunk(n: int = 8, faces_on: int = 6) -> Chunk:
-    frames, pts, tb = read_frames(CLIP, n)
-    chunk = Chunk(0, np.arange(n), pts, tb, frames)
+    """The first ``n`` frames of the real clip, decoded by the media layer, with the real
+    speech track attached as the render loop attaches it (the stage computes the mel)."""
+    chunks = read_chunks(probe(CLIP), chunk_frames=n)
+    with closing(chunks):
+        chunk = next(iter(chunks))
     chunk.faces = [[Face((300.0, 160.0, 560.0, 480.0))] if i < faces_on else [] for i in range(n)]
-    chunk.extra["mel"] = mel_windows(log_mel(SPEECH), chunk.times, CFG.models.generator.mel_steps)
     chunk.extra["color"] = ColorSpec("bt601", False)
     return chunk
 
 
 def synthetic_chunk(layout: PixelLayout, n: int, seed: int = 0) -> Chunk:
     rng = np.random.default_rng(seed)
-    fb = FrameBatch.empty(layout, n)
     lo, hi = 16 << (layout.bit_depth - 8), 235 << (layout.bit_depth - 8)
-    for arr in (fb.y, fb.u, fb.v):
-        arr[:] = rng.integers(lo, hi, arr.shape, dtype=arr.dtype)
+    cw, ch = layout.chroma_size
+    y, u, v = (rng.integers(lo, hi, shape, dtype=layout.dtype)
+               for shape in ((n, layout.height, layout.width), (n, ch, cw), (n, ch, cw)))
+    fb = FrameBatch.from_arrays(layout, y, u, v)
     chunk = Chunk(0, np.arange(n), np.arange(n), Fraction(1, 25), fb)
     chunk.extra["mel"] = torch.randn(n, 80, CFG.models.generator.mel_steps)
     return chunk
 
 
 def planes_copy(fb: FrameBatch):
-    return fb.y.copy(), fb.u.copy(), fb.v.copy()
+    """Copies of all planes, stacked: (N, H, W), (N, Hc, Wc), (N, Hc, Wc)."""
+    return fb.stack()
 
 
 def square_mask(layout: PixelLayout, sq, shift=(0, 0)) -> np.ndarray:
@@ -109,7 +77,10 @@ def test_real_clip_and_speech_change_only_the_face_squares():
     chunk = real_chunk()
     before = planes_copy(chunk.frames)
     models = build_models(CFG)
-    chunk = run_model_stages(chunk, models, CFG)
+    with AudioTrack(SPEECH) as dub:
+        chunk.extra["audio"] = dub
+        chunk = run_model_stages(chunk, models, CFG)
+    assert chunk.extra["mel"].shape == (8, 80, CFG.models.generator.mel_steps)
     lay = chunk.frames.layout
     r, d = CFG.models.face_vqgan.resolution, CFG.models.face_vqgan
     assert chunk.extra["crops"].images.shape == (6, 3, r, r)
@@ -117,7 +88,7 @@ def test_real_clip_and_speech_change_only_the_face_squares():
     assert chunk.extra["gen_emb"].shape == (6, d.embed_dim, d.grid, d.grid)
     assert chunk.extra["generated"].shape == (6, 3, CFG.models.gpen.size, CFG.models.gpen.size)
     sq = chunk.extra["crops"].square[0]
-    after = (chunk.frames.y, chunk.frames.u, chunk.frames.v)
+    after = planes_copy(chunk.frames)
     for plane, (old, new) in enumerate(zip(before, after)):
         shift = (0, 0) if plane == 0 else lay.chroma_shift
         inside = square_mask(lay, sq, shift)
@@ -129,7 +100,7 @@ def test_real_clip_and_speech_change_only_the_face_squares():
             if plane == 0:
                 diff = np.abs(old[i][inside].astype(int) - new[i][inside].astype(int))
                 assert diff.mean() > 2  # random models: the face visibly changed
-    assert chunk.frames.y.dtype == np.uint8
+    assert after[0].dtype == np.uint8
 
 
 def test_the_chain_is_seeded_and_repeatable():
@@ -137,7 +108,7 @@ def test_the_chain_is_seeded_and_repeatable():
     for _ in range(2):
         chunk = synthetic_chunk(PixelLayout(320, 240, 8, "420"), 3)
         chunk.faces = [[Face((100.0, 60.0, 180.0, 160.0))]] * 3
-        outs.append(run_model_stages(chunk, build_models(CFG), CFG).frames.y.copy())
+        outs.append(planes_copy(run_model_stages(chunk, build_models(CFG), CFG).frames)[0])
     assert np.array_equal(outs[0], outs[1])
 
 
@@ -148,12 +119,13 @@ def test_ten_bit_frames_stay_ten_bit_and_faces_at_the_edge_work(chroma):
     chunk.faces = [[Face((-20.0, 40.0, 60.0, 130.0), 1)], [Face((150.0, 10.0, 215.0, 80.0), 2)]]
     before = planes_copy(chunk.frames)
     chunk = run_model_stages(chunk, build_models(CFG), CFG)
-    assert chunk.frames.y.dtype == np.uint16 and chunk.frames.y.max() <= 1023
-    assert not np.array_equal(before[0], chunk.frames.y)
+    y = planes_copy(chunk.frames)[0]
+    assert y.dtype == np.uint16 and y.max() <= 1023
+    assert not np.array_equal(before[0], y)
     sq = chunk.extra["crops"].square
     assert sq[0][0] < 0 and sq[1][2] > lay.width  # squares reach past the edges, padded
     untouched = ~square_mask(lay, sq[0])
-    assert np.array_equal(before[0][0][untouched], chunk.frames.y[0][untouched])
+    assert np.array_equal(before[0][0][untouched], y[0][untouched])
 
 
 def test_track_first_reference_is_kept_across_chunks():
@@ -215,7 +187,8 @@ def test_pure_red_gets_the_matrix_luma(matrix, red_y):
     rgb = np.zeros((4, 4, 3), np.float32)
     rgb[..., 0] = 1
     rgb_to_yuv_region(rgb, fb, 0, (0, 0, 4, 4), ColorSpec(matrix, False))
-    assert (fb.y == red_y).all() and (fb.v == 240).all()
+    y, _, v = fb.planes(0)
+    assert (y == red_y).all() and (v == 240).all()
 
 
 @pytest.mark.parametrize("bits,full,white,mid", [(8, False, 235, 128), (10, False, 940, 512),
@@ -225,8 +198,9 @@ def test_white_and_grey_code_values(bits, full, white, mid):
     rgb = np.ones((2, 4, 3), np.float32)
     rgb[:, 2:] = 0.5
     rgb_to_yuv_region(rgb, fb, 0, (0, 0, 4, 2), ColorSpec("bt709", full))
-    assert (fb.y[0, :, :2] == white).all()
-    assert (fb.u == mid).all() and (fb.v == mid).all()
+    y, u, v = fb.planes(0)
+    assert (y[:, :2] == white).all()
+    assert (u == mid).all() and (v == mid).all()
 
 
 @pytest.mark.parametrize("matrix", ["bt601", "bt709", "bt2020"])
@@ -235,7 +209,8 @@ def test_white_and_grey_code_values(bits, full, white, mid):
 def test_rgb_roundtrip_through_a_region(matrix, bits, full, chroma):
     lay = PixelLayout(40, 30, bits, chroma)
     fb = FrameBatch.empty(lay, 1)
-    fb.y[:], fb.u[:], fb.v[:] = 7, 9, 11
+    for plane, value in zip(fb.writable_planes(0), (7, 9, 11)):
+        plane[:] = value
     rng = np.random.default_rng(0)
     blocks = rng.uniform(0.05, 0.95, (7, 8, 3)).astype(np.float32)
     rgb = np.repeat(np.repeat(blocks, 2, 0), 2, 1)  # constant over each 2x2 chroma block
@@ -246,7 +221,7 @@ def test_rgb_roundtrip_through_a_region(matrix, bits, full, chroma):
     assert np.abs(back - rgb).max() < 3.0 / (219 << (bits - 8))
     outside = np.ones((30, 40), bool)
     outside[6:20, 4:20] = False
-    assert (fb.y[0][outside] == 7).all()
+    assert (fb.planes(0)[0][outside] == 7).all()
 
 
 def test_region_off_the_chroma_grid_is_refused():
@@ -266,11 +241,11 @@ def test_chain_on_cuda(precision):
     assert next(models.generator.parameters()).is_cuda
     chunk = synthetic_chunk(PixelLayout(640, 360, 8, "420"), 4)
     chunk.faces = [[Face((200.0, 80.0, 360.0, 280.0))]] * 4
-    before = chunk.frames.y.copy()
+    before = planes_copy(chunk.frames)[0]
     chunk = run_model_stages(chunk, models, cfg)
     assert chunk.extra["gen_emb"].is_cuda
     assert torch.isfinite(chunk.extra["generated"]).all()
-    assert not np.array_equal(before, chunk.frames.y)
+    assert not np.array_equal(before, planes_copy(chunk.frames)[0])
     # The paper-size generator and Face-VQGAN run on the device too, one face.
     from dubber.models.registry import build_random
     paper = load_config("4k-film").models
@@ -280,3 +255,30 @@ def test_chain_on_cuda(precision):
         emb = vq.encode(torch.zeros(1, 3, 256, 256, device="cuda"))[1]
         pred = gen(emb, emb, torch.zeros(1, 80, 20, device="cuda"))
         assert vq.decode(vq.quantize_embeddings(pred)[1]).shape == (1, 3, 256, 256)
+
+
+# --- the render loop ----------------------------------------------------------------------
+
+@pytest.mark.skipif(not CLIP.exists(), reason="shared test media not present")
+def test_render_loop_runs_the_model_stages_on_a_real_clip(tmp_path):
+    """The media layer's render() with the model stages (unittest preset) on a real clip and
+    real speech: every frame is written, the face square changes, the rest barely does."""
+    from dubber.pipeline import render
+
+    box = (300.0, 160.0, 560.0, 480.0)
+
+    def select_face(chunk, models, cfg):  # stands in for the analysis lookup
+        chunk.faces = [[Face(box)] for _ in range(len(chunk))]
+        return chunk
+
+    models = build_models(CFG)
+    out = tmp_path / "dubbed.mp4"
+    result = render(CLIP, SPEECH, out, CFG, stages=(select_face, *MODEL_STAGES), models=models)
+    assert result.frames == probe(CLIP).frame_count == probe(out).frame_count
+    with closing(read_chunks(probe(CLIP), chunk_frames=4)) as a, \
+            closing(read_chunks(probe(out), chunk_frames=4)) as b:
+        y_in, y_out = next(iter(a)).frames.stack()[0], next(iter(b)).frames.stack()[0]
+    sq = square_box(box, CFG.models.crop_scale, PixelLayout(844, 844, 8, "420"))
+    inside = square_mask(PixelLayout(844, 844, 8, "420"), sq)
+    diff = np.abs(y_in.astype(int) - y_out.astype(int))
+    assert diff[:, inside].mean() > 10 * max(diff[:, ~inside].mean(), 0.1)

@@ -17,6 +17,9 @@ from dubber.media.frames import FrameBatch
 
 # (Kr, Kb) luma coefficients; Kg = 1 - Kr - Kb.
 MATRICES = {"bt601": (0.299, 0.114), "bt709": (0.2126, 0.0722), "bt2020": (0.2627, 0.0593)}
+# FFmpeg colorspace names -> ours (bt2020c is treated as non-constant luminance).
+_FFMPEG_MATRICES = {"bt709": "bt709", "bt470bg": "bt601", "smpte170m": "bt601", "fcc": "bt601",
+                    "bt2020nc": "bt2020", "bt2020c": "bt2020"}
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,13 @@ class ColorSpec:
     def guess(cls, width: int, height: int) -> "ColorSpec":
         """What players assume for untagged video: BT.601 below 720p, BT.709 otherwise."""
         return cls("bt601" if min(width, height) < 720 else "bt709", False)
+
+    @classmethod
+    def from_names(cls, matrix: str, color_range: str, width: int, height: int) -> "ColorSpec":
+        """From FFmpeg's names (``probe``'s ColorInfo.matrix and .range); "unknown" or an
+        unsupported matrix falls back to :meth:`guess`, an unknown range to limited."""
+        m = _FFMPEG_MATRICES.get(matrix) or cls.guess(width, height).matrix
+        return cls(m, color_range == "pc")
 
 
 def _scales(bit_depth: int, full_range: bool) -> tuple[float, float, float, float]:
@@ -76,16 +86,17 @@ def yuv_region_to_rgb(frames: FrameBatch, index: int, box: tuple[int, int, int, 
     x0, y0, x1, y1 = box
     sx, sy = frames.layout.chroma_shift
     yo, ys, co, cs = _scales(frames.layout.bit_depth, spec.full_range)
-    y = (frames.y[index, y0:y1, x0:x1].astype(np.float32) - yo) / ys
+    y_plane, u_plane, v_plane = frames.planes(index)
+    y = (y_plane[y0:y1, x0:x1].astype(np.float32) - yo) / ys
     cy0, cy1 = y0 >> sy, -(-y1 >> sy)
     cx0, cx1 = x0 >> sx, -(-x1 >> sx)
 
-    def up(plane: np.ndarray) -> np.ndarray:
-        c = (plane[index, cy0:cy1, cx0:cx1].astype(np.float32) - co) / cs
+    def upsample(plane: np.ndarray) -> np.ndarray:
+        c = (plane[cy0:cy1, cx0:cx1].astype(np.float32) - co) / cs
         c = np.repeat(np.repeat(c, 1 << sy, axis=0), 1 << sx, axis=1)
         return c[: y1 - y0, : x1 - x0]
 
-    cb, cr = up(frames.u), up(frames.v)
+    cb, cr = upsample(u_plane), upsample(v_plane)
     kr, kb = MATRICES[spec.matrix]
     kg = 1.0 - kr - kb
     r = y + 2 * (1 - kr) * cr
@@ -117,7 +128,8 @@ def rgb_to_yuv_region(rgb: np.ndarray, frames: FrameBatch, index: int,
     cb = (b - y) / (2 * (1 - kb))
     cr = (r - y) / (2 * (1 - kr))
     maxv = lay.max_value
-    frames.y[index, y0:y1, x0:x1] = np.clip(np.rint(y * ys + yo), 0, maxv).astype(lay.dtype)
+    y_plane, u_plane, v_plane = frames.writable_planes(index)
+    y_plane[y0:y1, x0:x1] = np.clip(np.rint(y * ys + yo), 0, maxv).astype(lay.dtype)
     fy, fx = 1 << sy, 1 << sx
     ph, pw = -(-h // fy) * fy, -(-w // fx) * fx
 
@@ -127,5 +139,5 @@ def rgb_to_yuv_region(rgb: np.ndarray, frames: FrameBatch, index: int,
         return np.clip(np.rint(c * cs + co), 0, maxv).astype(lay.dtype)
 
     cy0, cx0 = y0 >> sy, x0 >> sx
-    frames.u[index, cy0 : cy0 + ph // fy, cx0 : cx0 + pw // fx] = down(cb)
-    frames.v[index, cy0 : cy0 + ph // fy, cx0 : cx0 + pw // fx] = down(cr)
+    u_plane[cy0 : cy0 + ph // fy, cx0 : cx0 + pw // fx] = down(cb)
+    v_plane[cy0 : cy0 + ph // fy, cx0 : cx0 + pw // fx] = down(cr)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import torch
 
 from dubber.chunk import Chunk
@@ -9,6 +11,14 @@ from dubber.config import Config
 from dubber.errors import RunError
 from dubber.models.build import Models
 from dubber.stages.common import batched
+
+
+def frame_mel_windows(chunk: Chunk, steps: int) -> torch.Tensor:
+    """(N, 80, steps) mel windows of ``extra["audio"]`` centred on each frame's exact pts."""
+    from dubber.media.audio import mel_windows
+
+    times = [Fraction(int(p)) * chunk.time_base for p in chunk.pts]
+    return mel_windows(chunk.extra["audio"], times, steps)
 
 
 def reference_embeddings(chunk: Chunk, models: Models, cfg: Config) -> torch.Tensor:
@@ -34,10 +44,14 @@ def generate_faces(chunk: Chunk, models: Models, cfg: Config) -> Chunk:
     generator's prediction for each face, snapped to the Face-VQGAN codebook.
 
     Needs ``extra["mel"]``: shape = (N, n_mels, mel_steps), the mel window centred on each
-    frame's presentation time (one row per chunk frame).
+    frame's presentation time (one row per chunk frame); when it is absent it is made from
+    the render loop's ``extra["audio"]`` (the dub's :class:`~dubber.media.audio.AudioTrack`).
     """
     g = cfg.models.generator
     mel = chunk.extra.get("mel")
+    if mel is None and chunk.extra.get("audio") is not None:
+        mel = frame_mel_windows(chunk, g.mel_steps)
+        chunk.extra["mel"] = mel
     if mel is None or tuple(mel.shape) != (len(chunk), g.n_mels, g.mel_steps):
         got = None if mel is None else tuple(mel.shape)
         raise RunError(f"chunk {chunk.index}: the generate stage needs extra['mel'] of shape "
