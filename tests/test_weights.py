@@ -149,3 +149,24 @@ def test_verify_passes_a_good_file(tmp_path):
     report = verify_weights(tmp_path, strict=True)
     assert report.ok, report.text
     assert report.text.startswith("sync: ok")
+
+
+def test_dub_weights_commands(tmp_path, capsys, monkeypatch):
+    from dubber.cli import main
+
+    monkeypatch.delenv("DUBBER_WEIGHTS", raising=False)
+    assert main(["weights", "describe", "4k-film"]) == 0
+    out = capsys.readouterr().out
+    assert "Face-VQGAN" in out and "GPEN" in out and "72,141,699" in out
+    assert main(["weights", "list"]) == 0
+    assert "generator-4k" in capsys.readouterr().out
+    path = _register(tmp_path, "vq", "face_vqgan", build_random("face_vqgan", TINY.face_vqgan, 0))
+    assert main(["weights", "verify", "--weights", str(tmp_path)]) == 0
+    assert "vq: ok" in capsys.readouterr().out
+    data = path.read_bytes()
+    path.write_bytes(data[:-1] + bytes([data[-1] ^ 0xFF]))
+    assert main(["weights", "verify", "--weights", str(tmp_path)]) == 2
+    captured = capsys.readouterr()
+    assert "vq: BAD" in captured.out
+    assert captured.err.strip().splitlines() == ["dub: error: some weights failed verification (see above)"]
+    assert main(["weights", "describe", "no-such-preset"]) == 2
