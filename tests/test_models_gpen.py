@@ -58,3 +58,8 @@ def test_wrong_size_is_refused():
     model = build_random("gpen", load_config("unittest").models.gpen, seed=0)
     with pytest.raises(ValueError, match="expected images"):
         model(torch.zeros(1, 3, 32, 32))
+
+
+def test_sizes_that_are_not_a_power_of_two_are_refused():
+    with pytest.raises(ValueError, match="power of two"):
+        GPEN(GPENDims(size=384, narrow=0.1))

@@ -253,10 +253,10 @@ class GPEN(nn.Module):
 
     def __init__(self, dims: GPENDims):
         super().__init__()
-        if dims.size not in (256, 512, 1024) and dims.size & (dims.size - 1):
-            raise ValueError(f"GPEN size must be a power of two, got {dims.size}")
-        self.dims = dims
         ch = gpen_channels(dims)
+        if dims.size not in ch or dims.size < 8:
+            raise ValueError(f"GPEN size must be a power of two from 8 to 1024, got {dims.size}")
+        self.dims = dims
         log_size = int(math.log2(dims.size))
         enc: list[nn.Module] = [ConvLayer(3, ch[dims.size], 1)]
         cin = ch[dims.size]

@@ -34,8 +34,6 @@ def reference_embeddings(chunk: Chunk, models: Models, cfg: Config) -> torch.Ten
     for m, track in enumerate(crops.track_id):
         if track not in models.references:
             models.references[track] = face[m].clone()
-    if not crops.track_id:
-        return face
     return torch.stack([models.references[t] for t in crops.track_id])
 
 
@@ -48,6 +46,11 @@ def generate_faces(chunk: Chunk, models: Models, cfg: Config) -> Chunk:
     the render loop's ``extra["audio"]`` (the dub's :class:`~dubber.media.audio.AudioTrack`).
     """
     g = cfg.models.generator
+    crops = chunk.extra["crops"]
+    pose = chunk.extra["pose_emb"]
+    if len(crops) == 0:  # no face in this chunk: no mel needed either
+        chunk.extra["gen_emb"] = torch.empty_like(pose)
+        return chunk
     mel = chunk.extra.get("mel")
     if mel is None and chunk.extra.get("audio") is not None:
         mel = frame_mel_windows(chunk, g.mel_steps)
@@ -56,8 +59,6 @@ def generate_faces(chunk: Chunk, models: Models, cfg: Config) -> Chunk:
         got = None if mel is None else tuple(mel.shape)
         raise RunError(f"chunk {chunk.index}: the generate stage needs extra['mel'] of shape "
                        f"({len(chunk)}, {g.n_mels}, {g.mel_steps}), got {got}")
-    crops = chunk.extra["crops"]
-    pose = chunk.extra["pose_emb"]
     mels = torch.as_tensor(mel, dtype=torch.float32)[torch.from_numpy(crops.frame)]
 
     def gen(p: torch.Tensor, r: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
@@ -68,5 +69,5 @@ def generate_faces(chunk: Chunk, models: Models, cfg: Config) -> Chunk:
     with torch.inference_mode():
         ref = reference_embeddings(chunk, models, cfg)
         out = batched(gen, cfg.models.batch_size, pose, ref, mels)
-    chunk.extra["gen_emb"] = out if len(crops) else torch.empty_like(pose)
+    chunk.extra["gen_emb"] = out
     return chunk
