@@ -282,3 +282,21 @@ def test_render_loop_runs_the_model_stages_on_a_real_clip(tmp_path):
     inside = square_mask(PixelLayout(844, 844, 8, "420"), sq)
     diff = np.abs(y_in.astype(int) - y_out.astype(int))
     assert diff[:, inside].mean() > 10 * max(diff[:, ~inside].mean(), 0.1)
+
+
+def test_benchmark_reports_every_stage():
+    from dubber.bench_models import bench_preset
+
+    rows = bench_preset("unittest", frames=1, device="cpu", gpen=True, size=(320, 240))
+    assert [name for name, _ in rows] == [s.__name__ for s in MODEL_STAGES]
+    assert all(ms > 0 for _, ms in rows)
+
+
+def test_reset_forgets_the_references_of_the_previous_title():
+    models = build_models(CFG)
+    chunk = synthetic_chunk(PixelLayout(96, 96, 8, "420"), 1)
+    chunk.faces = [[Face((20.0, 20.0, 70.0, 70.0), 0)]]
+    run_model_stages(chunk, models, CFG)
+    assert 0 in models.references
+    models.reset()
+    assert models.references == {}

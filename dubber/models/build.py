@@ -43,6 +43,11 @@ class Models:
     precision: str = "fp32"
     references: dict[Any, torch.Tensor] = field(default_factory=dict)
 
+    def reset(self) -> None:
+        """Forget per-title state (the reference frames). Call between videos: track ids
+        are only unique within one video."""
+        self.references.clear()
+
     def autocast(self) -> contextlib.AbstractContextManager:
         """Mixed precision on CUDA when the preset asks for it; a no-op otherwise."""
         if self.device.type == "cuda" and self.precision in _AUTOCAST:
