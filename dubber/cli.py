@@ -70,6 +70,7 @@ def cli() -> None:
     \b
     dub INPUT --audio DUB [-o OUT]    dub one title
     dub probe INPUT                   what dubber sees in a video
+    dub weights list|verify|describe  trained weights and the models of a preset
     """
 
 
@@ -139,6 +140,49 @@ def probe_command(input_path, as_json):
         click.echo(json.dumps(asdict(info), default=_jsonable, indent=2))
     else:
         click.echo(f"{info.path}: {info.describe()}")
+
+
+@cli.group("weights")
+def weights_group() -> None:
+    """Trained weights: list them, verify their checksums, describe a preset's models."""
+
+
+_weights_dir = click.option(
+    "--weights", "weights_dir", metavar="DIR",
+    help="Weights folder (default: $DUBBER_WEIGHTS, else the repository's weights/).")
+
+
+@weights_group.command("list")
+@_weights_dir
+def weights_list(weights_dir):
+    """The weights in the manifest and whether their files are present."""
+    from dubber.weights_cli import list_weights
+
+    click.echo(list_weights(weights_dir))
+
+
+@weights_group.command("verify")
+@click.argument("names", nargs=-1, metavar="[NAME]...")
+@_weights_dir
+@click.option("--strict", is_flag=True, help="A missing file is a failure too.")
+def weights_verify(names, weights_dir, strict):
+    """Check each weight file's sha256, format and dimensions against the manifest."""
+    from dubber.errors import WeightsError
+    from dubber.weights_cli import verify_weights
+
+    report = verify_weights(weights_dir, list(names) or None, strict=strict)
+    click.echo(report.text)
+    if not report.ok:
+        raise WeightsError("some weights failed verification (see above)")
+
+
+@weights_group.command("describe")
+@click.argument("preset")
+def weights_describe(preset):
+    """Each model of PRESET with its weights, dimensions and parameter count."""
+    from dubber.weights_cli import describe_preset
+
+    click.echo(describe_preset(preset))
 
 
 def _jsonable(value):
