@@ -84,6 +84,8 @@ def cli() -> None:
 @click.option("--preset", default=DEFAULT_PRESET, show_default=True,
               help="Named configuration from presets/, or a YAML file.")
 @click.option("--device", help="auto, cpu, cuda or cuda:N (default: the preset's).")
+@click.option("--passthrough", is_flag=True, default=None,
+              help="Change no picture: re-encode it unchanged with the dub track muxed in.")
 @click.option("--chunk-frames", type=click.IntRange(min=1),
               help="Frames decoded and processed together; bounds memory.")
 @click.option("--codec", type=click.Choice(VIDEO_CODECS), help="Video codec of OUT.")
@@ -97,7 +99,8 @@ def cli() -> None:
               help="Fail if the dub and the picture differ by more than one frame.")
 @_verbosity
 @_quiet
-def run_command(input_path, audio_path, output, force, preset, device, chunk_frames, codec,
+def run_command(input_path, audio_path, output, force, preset, device, passthrough,
+                chunk_frames, codec,
                 crf, speed, keep_original_audio, dub_language, strict_length, verbose, quiet):
     """Dub INPUT with the DUB track: the whole picture is re-encoded, frame for frame."""
     from dubber.pipeline import render
@@ -107,7 +110,7 @@ def run_command(input_path, audio_path, output, force, preset, device, chunk_fra
         "media": {"chunk_frames": chunk_frames},
         "encode": {"codec": codec, "crf": crf, "speed": speed, "keep_original_audio": keep_original_audio,
                    "dub_language": dub_language, "strict_length": strict_length},
-        "runtime": {"device": device},
+        "runtime": {"device": device, "passthrough": passthrough},
     })
     bar: list[tqdm] = []
 

@@ -79,6 +79,9 @@ class RuntimeConfig:
 
     # auto (CUDA when present, else CPU), cpu, cuda or cuda:N.
     device: str = "auto"
+    # Skip face analysis and the model stages: the picture is re-encoded unchanged and the
+    # dub muxed in (a re-mux that keeps the timeline rules; also the media benchmark).
+    passthrough: bool = False
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import pytest
 
 from tests.helpers import ffmpeg, make_clip, make_tone
 
-FAST = ("--preset", "unittest", "-q")
+FAST = ("--preset", "unittest", "--passthrough", "-q")
 
 
 def one_line_error(r, code=2, *words):
@@ -113,7 +113,8 @@ def test_interrupt_leaves_no_output(gen, tone_3s, tmp_path, sig):
     clip = make_clip(gen / "long_for_interrupt.mp4", size="1280x720", seconds=20, audio=False)
     out = tmp_path / "o.mp4"
     proc = subprocess.Popen([sys.executable, "-m", "dubber.cli_main", str(clip), "--audio",
-                             str(tone_3s), "-o", str(out), "--speed", "medium"],
+                             str(tone_3s), "-o", str(out), "--speed", "medium",
+                             "--passthrough"],
                             stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60
     while time.time() < deadline and not any(".part" in p.name for p in tmp_path.iterdir()):

@@ -12,7 +12,7 @@ from dubber.media.probe import probe
 from tests.helpers import (CLIPS, SPEECH, audio_streams, decoded_planes, ffmpeg, make_clip,
                            make_tone, media_clips, needs_media, video_pts, video_time_base)
 
-FAST = ("--preset", "unittest", "-q")
+FAST = ("--preset", "unittest", "--passthrough", "-q")
 
 
 def sha(path) -> str:
@@ -156,11 +156,11 @@ def test_subtitles_are_copied(dub, gen, clip_320, tone_3s, tmp_path):
 def test_short_dub_is_padded_long_dub_is_cut_with_a_warning(dub, clip_320, tone_3s,
                                                             tone_half, tmp_path):
     short = tmp_path / "short.mp4"
-    r = dub(clip_320, "--audio", tone_half, "-o", short, "--preset", "unittest")
+    r = dub(clip_320, "--audio", tone_half, "-o", short, "--preset", "unittest", "--passthrough")
     assert r.code == 0 and "padded" in r.out
     assert abs(audio_streams(short)[0]["duration"] - 1.0) < 0.05
     long = tmp_path / "long.mp4"
-    r = dub(clip_320, "--audio", tone_3s, "-o", long, "--preset", "unittest")
+    r = dub(clip_320, "--audio", tone_3s, "-o", long, "--preset", "unittest", "--passthrough")
     assert r.code == 0 and "warning" in r.err and "longer" in r.err
     assert abs(audio_streams(long)[0]["duration"] - 1.0) < 0.05
     # The dub's own sound is kept where it plays: the audio is not silent.
