@@ -17,6 +17,9 @@ $(STAMP): setup.cfg constraints.txt pyproject.toml
 	@# A torch already in the venv (a CUDA build, say) is kept.
 	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH)"
 	$(PY) -m pip install -q -c constraints.txt -e ".[test]"
+	@# taming-transformers declares torchvision and pytorch-lightning, which we never import
+	@# (only its Encoder/Decoder and VectorQuantizer, which need torch and numpy): no deps.
+	$(PY) -m pip install -q --no-deps -c constraints.txt taming-transformers
 	@touch $(STAMP)
 
 test: setup

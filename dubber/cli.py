@@ -93,6 +93,7 @@ def cli() -> None:
     dub INPUT --audio DUB [-o OUT]    dub one title
     dub probe INPUT                   what dubber sees in a video
     dub inspect INPUT [--sheet S.png] shots, faces and speakers found in a video
+    dub weights list|verify|describe  trained weights and the models of a preset
     """
 
 
@@ -106,6 +107,8 @@ def cli() -> None:
 @click.option("--preset", default=DEFAULT_PRESET, show_default=True,
               help="Named configuration from presets/, or a YAML file.")
 @click.option("--device", help="auto, cpu, cuda or cuda:N (default: the preset's).")
+@click.option("--passthrough", is_flag=True, default=None,
+              help="Change no picture: re-encode it unchanged with the dub track muxed in.")
 @click.option("--chunk-frames", type=click.IntRange(min=1),
               help="Frames decoded and processed together; bounds memory.")
 @click.option("--codec", type=click.Choice(VIDEO_CODECS), help="Video codec of OUT.")
@@ -121,7 +124,8 @@ def cli() -> None:
 @_tracks_option
 @_verbosity
 @_quiet
-def run_command(input_path, audio_path, output, force, preset, device, chunk_frames, codec,
+def run_command(input_path, audio_path, output, force, preset, device, passthrough,
+                chunk_frames, codec,
                 crf, speed, keep_original_audio, dub_language, strict_length, face, tracks_file,
                 verbose, quiet):
     """Dub INPUT with the DUB track: the whole picture is re-encoded, frame for frame."""
@@ -132,26 +136,32 @@ def run_command(input_path, audio_path, output, force, preset, device, chunk_fra
         "media": {"chunk_frames": chunk_frames},
         "encode": {"codec": codec, "crf": crf, "speed": speed, "keep_original_audio": keep_original_audio,
                    "dub_language": dub_language, "strict_length": strict_length},
-        "runtime": {"device": device},
+        "runtime": {"device": device, "passthrough": passthrough},
         "faces": {"face": face},
     })
-    # The analysis pass (cached) or an edited tracks file: who is re-rendered on each frame.
-    from dubber.faces.analyze import tracks_for_run
-    from dubber.faces.select import faces_stage
+    from dubber.faces.select import FacesStage
     from dubber.stages.identity import identity
 
-    tracks = tracks_for_run(input_path, cfg, tracks_file, progress=_analysis_bar(quiet))
+    faces = None if cfg.runtime.passthrough else FacesStage()
     bar: list[tqdm] = []
 
     def on_start(info):
+        # Inputs and output are checked: analyse (cached) or read the edited tracks file.
+        if faces is not None:
+            from dubber.faces.analyze import tracks_for_run
+
+            faces.tracks = tracks_for_run(input_path, cfg, tracks_file,
+                                          progress=_analysis_bar(quiet))
         bar.append(tqdm(total=info.frame_count, unit="frame", desc=Path(input_path).name,
                         disable=quiet, dynamic_ncols=True, file=sys.stderr))
 
     try:
         result = render(input_path, audio_path, output, cfg, force=force,
-                        stages=(faces_stage(tracks), identity),
+                        stages=(identity,) if faces is None else (faces, identity),
                         progress=lambda n: bar[0].update(n), on_start=on_start)
     finally:
+        if faces is not None:
+            faces.close()
         if bar:
             bar[0].close()
     if not quiet:
@@ -203,6 +213,49 @@ def probe_command(input_path, as_json):
         click.echo(json.dumps(asdict(info), default=_jsonable, indent=2))
     else:
         click.echo(f"{info.path}: {info.describe()}")
+
+
+@cli.group("weights")
+def weights_group() -> None:
+    """Trained weights: list them, verify their checksums, describe a preset's models."""
+
+
+_weights_dir = click.option(
+    "--weights", "weights_dir", metavar="DIR",
+    help="Weights folder (default: $DUBBER_WEIGHTS, else the repository's weights/).")
+
+
+@weights_group.command("list")
+@_weights_dir
+def weights_list(weights_dir):
+    """The weights in the manifest and whether their files are present."""
+    from dubber.weights_cli import list_weights
+
+    click.echo(list_weights(weights_dir))
+
+
+@weights_group.command("verify")
+@click.argument("names", nargs=-1, metavar="[NAME]...")
+@_weights_dir
+@click.option("--strict", is_flag=True, help="A missing file is a failure too.")
+def weights_verify(names, weights_dir, strict):
+    """Check each weight file's sha256, format and dimensions against the manifest."""
+    from dubber.errors import WeightsError
+    from dubber.weights_cli import verify_weights
+
+    report = verify_weights(weights_dir, list(names) or None, strict=strict)
+    click.echo(report.text)
+    if not report.ok:
+        raise WeightsError("some weights failed verification (see above)")
+
+
+@weights_group.command("describe")
+@click.argument("preset")
+def weights_describe(preset):
+    """Each model of PRESET with its weights, dimensions and parameter count."""
+    from dubber.weights_cli import describe_preset
+
+    click.echo(describe_preset(preset))
 
 
 def _jsonable(value):

@@ -23,6 +23,7 @@ from typing import Any, Mapping
 import yaml
 
 from dubber.errors import UsageError
+from dubber.models.dims import GeneratorDims, GPENDims, SyncNetDims, VQGANDims
 
 PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
 DEFAULT_PRESET = "fast"
@@ -78,6 +79,9 @@ class RuntimeConfig:
 
     # auto (CUDA when present, else CPU), cpu, cuda or cuda:N.
     device: str = "auto"
+    # Skip face analysis and the model stages: the picture is re-encoded unchanged and the
+    # dub muxed in (a re-mux that keeps the timeline rules; also the media benchmark).
+    passthrough: bool = False
 
 
 FACE_DETECTORS = ("mediapipe", "s3fd")
@@ -140,17 +144,55 @@ class FacesConfig:
     min_speaking: float = 1.0
     # Which faces are re-rendered: speaker (by the audio), largest, all, or a track id.
     face: str = "speaker"
-    # Square crop side as a multiple of the face box side (margin around the face).
-    crop_margin: float = 1.6
-    # Size of the model's square input in pixels.
-    crop_size: int = 256
-    # Feather of the soft mouth mask, as a fraction of the mouth width.
+    # Feather of the soft mouth mask (Face.mouth_mask), as a fraction of the mouth width.
+    # (The crop's margin and size are models.crop_scale and the models' resolution.)
     mask_feather: float = 0.15
 
 
 @dataclass(frozen=True)
+class WeightNames:
+    """Which manifest entry (``weights/manifest.yaml``) each model loads; "" = none."""
+
+    face_vqgan: str = ""  # Face-VQGAN
+    pose_vqgan: str = ""  # Pose-VQGAN (lower face masked)
+    sync_expert: str = ""  # lip-sync expert (training only; inference does not load it)
+    generator: str = ""  # lip-sync generator
+    gpen: str = ""  # GPEN face restorer (loaded only when models.gpen_enabled)
+
+
+@dataclass(frozen=True)
 class ModelsConfig:
-    """Model sizes and the stages that use them."""
+    """Model sizes and the stages that use them (DESIGN steps 2-6)."""
+
+    # Architecture of each network. A weight file carries its own dimensions; they must equal
+    # these (so a preset never silently runs other models than it describes).
+    face_vqgan: VQGANDims = field(default_factory=VQGANDims)
+    pose_vqgan: VQGANDims = field(default_factory=VQGANDims)
+    sync_expert: SyncNetDims = field(default_factory=SyncNetDims)
+    generator: GeneratorDims = field(default_factory=GeneratorDims)
+    gpen: GPENDims = field(default_factory=GPENDims)
+    # Manifest names of the weights to load.
+    weights: WeightNames = field(default_factory=WeightNames)
+    # Build seeded, randomly initialised models and load no file (the unittest preset only).
+    random_init: bool = False
+    # Seed for random_init.
+    seed: int = 0
+    # Pose-VQGAN input: rows from this fraction of the crop height down are blanked (0.5 =
+    # the lower half, as in the paper).
+    pose_mask_from: float = 0.5
+    # Side of the square crop around a face box, as a multiple of the box's longer side
+    # (the paper crops 768 px around a roughly 550 px face at 4K).
+    crop_scale: float = 1.4
+    # Reference frame for the generator's identity input: "track_first" (the first frame
+    # seen of each face track, kept for the whole run: stable texture) or "self" (the frame
+    # itself: no drift, but its own mouth can leak into the result).
+    reference: str = "track_first"
+    # Run GPEN over the generated faces (stage 2).
+    gpen_enabled: bool = False
+    # Faces per forward pass of each model.
+    batch_size: int = 16
+    # Autocast precision on CUDA: fp32, fp16 or bf16. The CPU always runs fp32.
+    precision: str = "fp32"
 
 
 @dataclass(frozen=True)
@@ -181,6 +223,7 @@ def _validate(cfg: Config) -> None:
     if not 0 <= e.crf <= 51:
         raise UsageError(f"crf must be between 0 and 51, got {e.crf}")
     _validate_faces(cfg.faces)
+    _validate_models(cfg.models)
     dev = cfg.runtime.device
     if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
         raise UsageError(f"unknown device {dev!r}; use auto, cpu, cuda or cuda:N")
@@ -199,12 +242,33 @@ def _validate_faces(f: FacesConfig) -> None:
         raise UsageError(
             "faces.tile_every, faces.full_every and faces.min_track_frames must be at least 1"
         )
-    if f.crop_margin < 1 or f.crop_size < 16:
-        raise UsageError("faces.crop_margin must be at least 1 and faces.crop_size at least 16")
+    if not 0 < f.mask_feather <= 1:
+        raise UsageError(f"faces.mask_feather must be in (0, 1], got {f.mask_feather}")
     if f.speaker_window <= 0:
         raise UsageError(f"faces.speaker_window must be positive, got {f.speaker_window}")
     if not (f.face in ("speaker", "largest", "all") or f.face.isdigit()):
         raise UsageError(f"--face must be speaker, largest, all or a track id, got {f.face!r}")
+
+
+def _validate_models(m: ModelsConfig) -> None:
+    if m.reference not in ("track_first", "self"):
+        raise UsageError(f"unknown models.reference {m.reference!r}; use track_first or self")
+    if m.precision not in ("fp32", "fp16", "bf16"):
+        raise UsageError(f"unknown models.precision {m.precision!r}; use fp32, fp16 or bf16")
+    if m.batch_size < 1:
+        raise UsageError(f"models.batch_size must be at least 1, got {m.batch_size}")
+    if not 0 <= m.pose_mask_from <= 1:
+        raise UsageError(f"models.pose_mask_from must be between 0 and 1, got {m.pose_mask_from}")
+    if m.crop_scale < 1:
+        raise UsageError(f"models.crop_scale must be at least 1, got {m.crop_scale}")
+    fv, pv, g, s = m.face_vqgan, m.pose_vqgan, m.generator, m.sync_expert
+    if (fv.embed_dim, fv.grid) != (pv.embed_dim, pv.grid) or fv.resolution != pv.resolution:
+        raise UsageError("models.face_vqgan and models.pose_vqgan must share resolution, "
+                         "embed_dim and code grid")
+    for name, d in (("generator", g), ("sync_expert", s)):
+        if (d.embed_dim, d.grid) != (fv.embed_dim, fv.grid):
+            raise UsageError(f"models.{name} embed_dim/grid ({d.embed_dim}, {d.grid}) must match "
+                             f"the Face-VQGAN's ({fv.embed_dim}, {fv.grid})")
 
 
 def available_presets() -> list[str]:

@@ -263,12 +263,12 @@ def analyze(
     from dubber.media.decode import read_chunks
     from dubber.media.probe import probe
 
+    info = probe(video)  # first: a bad input gets the media layer's message
     key = cache.cache_key(video, settings_of(cfg.faces), audio_path)
     cached = cache.load_cached(key, cache_dir)
     if cached is not None:
         log.info("reusing the cached analysis %s", key[:12])
         return apply_face_choice(cached, cfg.faces.face)
-    info = probe(video)
     try:
         audio = load_audio(audio_path or video, sample_rate=AUDIO_RATE)
     except InputError as exc:

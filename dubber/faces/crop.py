@@ -1,8 +1,11 @@
 """Square face crops at the model size, and their inverse for paste-back.
 
 The crop is a square of ``margin`` face-box sides centred on the smoothed box (DESIGN:
-768 px at 4K for a 480 px face), resized to ``size`` (256). Parts outside the frame are
-filled by repeating the edge pixels.
+768 px at 4K for a 480 px face; the render passes ``models.crop_scale``), resized to
+``size`` (the models' 256). Parts outside the frame are filled by repeating edge pixels.
+The model stages cut their crops on the chroma grid straight from YUV
+(:mod:`dubber.stages.crop`); this module is the RGB/plane-level geometry and the
+residual paste-back that leaves an unmodified face bit-exact.
 
 Paste-back adds the *change* the model made, not its picture: the generated crop minus
 the original crop, resized back to the crop's full-resolution side, optionally weighted by

@@ -1,6 +1,6 @@
 """The faces the render loop re-renders, per frame, looked up from a tracks file.
 
-:func:`faces_stage` makes a stage ``stage(chunk, models, cfg) -> chunk`` that fills
+:class:`FacesStage` is a stage ``stage(chunk, models, cfg) -> chunk`` that fills
 ``chunk.faces[i]`` with one :class:`Face` per selected track on frame ``i`` (an empty list
 on frames with no speaker: those frames are not modified). Each face's lip polygon comes
 from the face mesh on a full-resolution crop of that frame.
@@ -9,8 +9,6 @@ from the face mesh on a full-resolution crop of that frame.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
-
 import numpy as np
 
 from dubber.chunk import Chunk
@@ -94,14 +92,29 @@ class FaceSelector:
         self._meshes.clear()
 
 
-def faces_stage(tracks: Tracks, landmarks: bool = True) -> Callable[[Chunk, object, object], Chunk]:
-    """A render stage that fills ``chunk.faces`` from ``tracks`` (see the module docstring)."""
-    selector = FaceSelector(tracks, landmarks)
+class FacesStage:
+    """A render stage ``stage(chunk, models, cfg) -> chunk`` that fills ``chunk.faces``.
 
-    def select_faces(chunk: Chunk, models: object, cfg: object) -> Chunk:
-        chunk.faces = selector.faces(chunk)
+    Args:
+        tracks: the analysis; may instead be set later through :attr:`tracks` (the CLI runs
+            the analysis once the render has checked its inputs and output), but before the
+            first chunk.
+        landmarks: measure lip polygons with the face mesh.
+    """
+
+    def __init__(self, tracks: Tracks | None = None, landmarks: bool = True) -> None:
+        self.tracks = tracks
+        self.landmarks = landmarks
+        self._selector: FaceSelector | None = None
+
+    def __call__(self, chunk: Chunk, models: object, cfg: object) -> Chunk:
+        if self._selector is None:
+            if self.tracks is None:
+                raise RuntimeError("FacesStage used before its tracks were set")
+            self._selector = FaceSelector(self.tracks, self.landmarks)
+        chunk.faces = self._selector.faces(chunk)
         return chunk
 
-    select_faces.close = selector.close  # type: ignore[attr-defined]
-    return select_faces
-
+    def close(self) -> None:
+        if self._selector is not None:
+            self._selector.close()

@@ -50,7 +50,7 @@ _COPYABLE = {"mp4": {"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"},
                      "pcm_s32le", "pcm_f32le", "pcm_s16be", "pcm_s24be"},
              "matroska": None}  # None: anything
 _DEFAULT_AUDIO = {"mp4": "aac", "mov": "pcm_s24le", "matroska": "flac"}
-_TEXT_SUBS = {"mov_text", "subrip", "ass", "ssa", "webvtt", "text"}
+_TEXT_SUBS = {"mov_text", "subrip", "srt", "ass", "ssa", "webvtt", "text"}
 
 
 def container_for(path: Path) -> str:
@@ -150,7 +150,9 @@ class MuxPlan:
         args = ["-filter:a:0", f"apad=whole_dur={d},atrim=end={d}", "-c:a:0", codec]
         if codec in ("aac", "libmp3lame", "libopus", "ac3", "eac3"):
             args += ["-b:a:0", self.cfg.audio_bitrate]
-        args += ["-disposition:a:0", "default", "-metadata:s:a:0", "title=Dub"]
+        # mp4/mov label a track by its handler name, Matroska by its title: write both.
+        args += ["-disposition:a:0", "default", "-metadata:s:a:0", "title=Dub",
+                 "-metadata:s:a:0", "handler_name=Dub"]
         if self.cfg.dub_language:
             args += ["-metadata:s:a:0", f"language={self.cfg.dub_language}"]
         if keep is not None:
@@ -159,7 +161,8 @@ class MuxPlan:
                 args += ["-c:a:1", "copy"]
             else:
                 args += ["-c:a:1", codec]
-            args += ["-disposition:a:1", "0", "-metadata:s:a:1", "title=Original"]
+            args += ["-disposition:a:1", "0", "-metadata:s:a:1", "title=Original",
+                     "-metadata:s:a:1", "handler_name=Original"]
             if keep.language:
                 args += ["-metadata:s:a:1", f"language={keep.language}"]
         return args

@@ -158,6 +158,7 @@ def probe(path: str | os.PathLike, scan: bool = True) -> VideoInfo:
         )
         color = _color_info(first, stream)
         header_frames = stream.frames
+        declared = _declared_duration(stream, tb)
         if not scan:
             timing = _header_timing(stream, tb, rate, container)
         fields = dict(
@@ -170,6 +171,10 @@ def probe(path: str | os.PathLike, scan: bool = True) -> VideoInfo:
         )
     if scan:
         timing = _scan_packets(path, fields["stream_index"], tb, rate, header_frames)
+        if declared and timing[2] < declared - Fraction(3, 2) / rate:
+            raise InputError(
+                f"{path} is truncated or damaged: its header says the video lasts "
+                f"{float(declared):.3f} s but only {float(timing[2]):.3f} s can be read")
     count, start, duration, vfr = timing
     if count == 0:
         raise InputError(f"{path} has a video stream with no frames")
@@ -299,6 +304,21 @@ def _scan_packets(path: Path, index: int, tb: Fraction, rate: Fraction, header_f
         last_duration = diffs[-1] if diffs else round(nominal)
     duration = (pts[-1] - pts[0] + last_duration) * tb
     return len(pts), pts[0], duration, vfr
+
+
+def _declared_duration(stream, tb: Fraction) -> Fraction | None:
+    """The video stream's duration as its header states it (mp4/mov stream duration, the
+    Matroska DURATION tag), or None."""
+    if stream.duration:
+        return stream.duration * tb
+    tag = stream.metadata.get("DURATION") or stream.metadata.get("duration")
+    if tag and ":" in tag:
+        try:
+            h, m, sec = tag.split(":")
+            return Fraction(int(h) * 3600 + int(m) * 60) + Fraction(sec)
+        except ValueError:
+            return None
+    return None
 
 
 def _header_timing(stream, tb: Fraction, rate: Fraction, container

@@ -1,0 +1,90 @@
+"""Architecture dimensions of every network, as frozen dataclasses without torch.
+
+A weight file carries its dimensions in its safetensors metadata (like whisper's
+``ModelDimensions``), so a model is rebuilt from the file alone; presets carry the same
+dataclasses so that ``unittest`` models can be built with no file and ``dub weights
+describe`` can count parameters before anything is trained. The defaults are the paper's
+sizes (Gupta et al., WACV 2023; GPEN-BFR-512 for the restorer).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class VQGANDims:
+    """Face- or Pose-VQGAN (taming-transformers Encoder/Decoder + vector quantizer)."""
+
+    resolution: int = 256  # input and output side in pixels (square RGB crops)
+    ch: int = 128  # base channel count of Encoder/Decoder (a multiple of 32: GroupNorm(32))
+    ch_mult: tuple[int, ...] = (1, 1, 2, 2, 4)  # one entry per level; f = 2 ** (levels - 1)
+    num_res_blocks: int = 2  # residual blocks per level
+    attn_resolutions: tuple[int, ...] = (16,)  # feature-map sides that get self-attention
+    z_channels: int = 256  # channels of the encoder output / decoder input
+    embed_dim: int = 256  # codebook vector size (the "embedding" the other models see)
+    n_embed: int = 1024  # codebook entries
+
+    @property
+    def grid(self) -> int:
+        """Side of the code grid: resolution / 2 ** (levels - 1) (16 at paper size)."""
+        return self.resolution >> (len(self.ch_mult) - 1)
+
+
+@dataclass(frozen=True)
+class SyncNetDims:
+    """Lip-sync expert in Face-VQGAN code space (SyncNet-style, two towers)."""
+
+    frames: int = 25  # consecutive video frames per sample (the paper's T)
+    embed_dim: int = 256  # Face-VQGAN embedding channels
+    grid: int = 16  # Face-VQGAN code grid side
+    n_mels: int = 80  # mel bins
+    mel_steps: int = 100  # mel steps per sample (1 s at 100 steps/s)
+    video_channels: tuple[int, ...] = (512, 512, 512, 512, 512)  # per level, 16x16 -> 1x1
+    audio_channels: tuple[int, ...] = (32, 64, 128, 256, 512)  # speech tower per level
+    out_dim: int = 512  # D: size of the ReLU'd outputs compared by cosine similarity
+
+
+@dataclass(frozen=True)
+class GeneratorDims:
+    """Lip-sync generator: (pose, reference) embeddings + mel window -> face embedding."""
+
+    embed_dim: int = 256  # Face/Pose-VQGAN embedding channels (in and out)
+    grid: int = 16  # code grid side
+    n_mels: int = 80  # mel bins
+    mel_steps: int = 20  # mel window (200 ms at 100 steps/s)
+    face_channels: tuple[int, ...] = (256, 256, 256, 256, 256)  # face encoder, 16x16 -> 1x1
+    audio_channels: tuple[int, ...] = (32, 64, 128, 256)  # speech encoder per level
+    face_dim: int = 256  # face code size at 1x1
+    audio_dim: int = 256  # speech code size; face_dim + audio_dim = 512 at paper size
+    res_blocks: int = 1  # residual blocks after each conv of encoder and decoder
+
+
+@dataclass(frozen=True)
+class GPENDims:
+    """GPEN blind face restoration (Yang et al., CVPR 2021): encoder + StyleGAN2 prior."""
+
+    size: int = 512  # input and output side in pixels (256 or 512 in the paper)
+    style_dim: int = 512  # latent size
+    n_mlp: int = 8  # mapping network depth
+    channel_multiplier: int = 2  # StyleGAN2 width multiplier for sides >= 64
+    narrow: float = 1.0  # global width factor (GPEN-BFR-256 uses 0.5)
+
+
+def dims_to_json(dims: Any) -> str:
+    """Serialise a dims dataclass for safetensors metadata (values must be JSON types)."""
+    return json.dumps(dataclasses.asdict(dims), sort_keys=True)
+
+
+def dims_from_mapping(cls: type[T], data: dict[str, Any]) -> T:
+    """Rebuild ``cls`` from a mapping (lists become tuples); unknown keys are a ValueError."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(data) - set(fields)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} field(s): {', '.join(sorted(unknown))}")
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})

@@ -1,0 +1,95 @@
+"""Lip-sync generator in VQGAN code space (DESIGN step 4).
+
+Face encoder over ``concat(E_pose(target frame), E_face(reference frame))``, a U-Net-like
+pyramid from the G x G code grid down to 1 x 1; speech encoder over the mel window centred
+on the target frame; the two vectors (256 + 256 = 512 at paper size) are decoded back up
+to G x G with skip connections from the face encoder (transposed conv + residual blocks,
+batch norm, ReLU) to a predicted Face-VQGAN embedding. The caller quantizes it with the
+Face-VQGAN's codebook before decoding it to pixels.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from dubber.models.blocks import ConvBNReLU, ResBlock, SpeechEncoder, conv_stage
+from dubber.models.dims import GeneratorDims
+
+
+class _UpStage(nn.Module):
+    """Transposed conv x2 + BN + ReLU + residual blocks."""
+
+    def __init__(self, cin: int, cout: int, res_blocks: int):
+        super().__init__()
+        self.up = nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=False)
+        self.bn = nn.BatchNorm2d(cout)
+        self.res = nn.Sequential(*[ResBlock(cout) for _ in range(res_blocks)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.res(torch.relu(self.bn(self.up(x))))
+
+
+class LipSyncGenerator(nn.Module):
+    """``(pose embedding, reference embedding, mel window) -> predicted face embedding``."""
+
+    def __init__(self, dims: GeneratorDims):
+        super().__init__()
+        self.dims = dims
+        fc, rb = dims.face_channels, dims.res_blocks
+        levels = dims.grid.bit_length() - 1
+        if 1 << levels != dims.grid or len(fc) != levels + 1:
+            raise ValueError(
+                f"grid must be a power of two and face_channels have log2(grid)+1 = "
+                f"{levels + 1} entries, got grid {dims.grid}, {len(fc)} entries"
+            )
+        # Face encoder: level 0 at G x G, each next level halves the side; the last is 1 x 1.
+        enc = [conv_stage(2 * dims.embed_dim, fc[0], 1, rb)]
+        enc += [conv_stage(cin, cout, 2, rb) for cin, cout in zip(fc[:-1], fc[1:])]
+        self.face_encoder = nn.ModuleList(enc)
+        self.face_out = nn.Conv2d(fc[-1], dims.face_dim, 1)
+        self.speech_encoder = SpeechEncoder(tuple(dims.audio_channels), dims.audio_dim, rb)
+        # Decoder: bottleneck (face_dim + audio_dim) at 1 x 1, then up to G x G; each up stage
+        # takes the previous output concatenated with the encoder's skip at that side.
+        joint = dims.face_dim + dims.audio_dim
+        self.bottleneck = ConvBNReLU(joint + fc[-1], fc[-1], kernel=1)
+        ups = []
+        for level in range(levels, 0, -1):  # from 1x1 up to G x G
+            cin = fc[level] if level == levels else 2 * fc[level]
+            ups.append(_UpStage(cin, fc[level - 1], rb))
+        self.decoder = nn.ModuleList(ups)
+        self.head = nn.Sequential(ConvBNReLU(2 * fc[0], fc[0]), nn.Conv2d(fc[0], dims.embed_dim, 1))
+
+    def forward(self, pose: torch.Tensor, reference: torch.Tensor, mel: torch.Tensor) -> torch.Tensor:
+        """Predict the target frame's face embedding.
+
+        Args:
+            pose: shape = (B, embed_dim, G, G), float: Pose-VQGAN embedding of the target frame.
+            reference: shape = (B, embed_dim, G, G), float: Face-VQGAN embedding of the
+                reference frame (identity and texture).
+            mel: shape = (B, n_mels, mel_steps), float log-mel window centred on the target
+                frame's timestamp.
+
+        Returns:
+            shape = (B, embed_dim, G, G), float, not yet quantized.
+        """
+        d = self.dims
+        want = (d.embed_dim, d.grid, d.grid)
+        if pose.shape[1:] != want or reference.shape != pose.shape:
+            raise ValueError(
+                f"expected pose and reference (B, {want}), got {tuple(pose.shape)}, "
+                f"{tuple(reference.shape)}"
+            )
+        if mel.shape != (pose.shape[0], d.n_mels, d.mel_steps):
+            raise ValueError(f"expected mel (B, {d.n_mels}, {d.mel_steps}), got {tuple(mel.shape)}")
+        h = torch.cat([pose, reference], dim=1)
+        skips = []
+        for stage in self.face_encoder:
+            h = stage(h)
+            skips.append(h)
+        face = self.face_out(h)  # (B, face_dim, 1, 1)
+        speech = self.speech_encoder(mel)[:, :, None, None]  # (B, audio_dim, 1, 1)
+        h = self.bottleneck(torch.cat([face, speech, skips[-1]], dim=1))
+        for i, up in enumerate(self.decoder):
+            h = up(h if i == 0 else torch.cat([h, skips[-1 - i]], dim=1))
+        return self.head(torch.cat([h, skips[0]], dim=1))

@@ -1,0 +1,73 @@
+"""Generate stage: each face's new embedding from its own mel window (step 4)."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import torch
+
+from dubber.chunk import Chunk
+from dubber.config import Config
+from dubber.errors import RunError
+from dubber.models.build import Models
+from dubber.stages.common import batched
+
+
+def frame_mel_windows(chunk: Chunk, steps: int) -> torch.Tensor:
+    """(N, 80, steps) mel windows of ``extra["audio"]`` centred on each frame's exact pts."""
+    from dubber.media.audio import mel_windows
+
+    times = [Fraction(int(p)) * chunk.time_base for p in chunk.pts]
+    return mel_windows(chunk.extra["audio"], times, steps)
+
+
+def reference_embeddings(chunk: Chunk, models: Models, cfg: Config) -> torch.Tensor:
+    """Face-VQGAN embedding of each face's reference frame, (M, embed_dim, G, G).
+
+    "self": the face's own frame. "track_first": the first frame of its track seen in this
+    run (kept in ``models.references`` across chunks).
+    """
+    face = chunk.extra["face_emb"]
+    if cfg.models.reference == "self":
+        return face
+    crops = chunk.extra["crops"]
+    for m, track in enumerate(crops.track_id):
+        if track not in models.references:
+            models.references[track] = face[m].clone()
+    return torch.stack([models.references[t] for t in crops.track_id])
+
+
+def generate_faces(chunk: Chunk, models: Models, cfg: Config) -> Chunk:
+    """Add ``extra["gen_emb"]`` (M, embed_dim, G, G) float32 on ``models.device``: the
+    generator's prediction for each face, snapped to the Face-VQGAN codebook.
+
+    Needs ``extra["mel"]``: shape = (N, n_mels, mel_steps), the mel window centred on each
+    frame's presentation time (one row per chunk frame); when it is absent it is made from
+    the render loop's ``extra["audio"]`` (the dub's :class:`~dubber.media.audio.AudioTrack`).
+    """
+    g = cfg.models.generator
+    crops = chunk.extra["crops"]
+    pose = chunk.extra["pose_emb"]
+    if len(crops) == 0:  # no face in this chunk: no mel needed either
+        chunk.extra["gen_emb"] = torch.empty_like(pose)
+        return chunk
+    mel = chunk.extra.get("mel")
+    if mel is None and chunk.extra.get("audio") is not None:
+        mel = frame_mel_windows(chunk, g.mel_steps)
+        chunk.extra["mel"] = mel
+    if mel is None or tuple(mel.shape) != (len(chunk), g.n_mels, g.mel_steps):
+        got = None if mel is None else tuple(mel.shape)
+        raise RunError(f"chunk {chunk.index}: the generate stage needs extra['mel'] of shape "
+                       f"({len(chunk)}, {g.n_mels}, {g.mel_steps}), got {got}")
+    mels = torch.as_tensor(mel, dtype=torch.float32)[torch.from_numpy(crops.frame)]
+
+    def gen(p: torch.Tensor, r: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        with models.autocast():
+            pred = models.generator(p, r, a.to(models.device, non_blocking=True))
+        return models.face_vqgan.quantize_embeddings(pred)[1]
+
+    with torch.inference_mode():
+        ref = reference_embeddings(chunk, models, cfg)
+        out = batched(gen, cfg.models.batch_size, pose, ref, mels)
+    chunk.extra["gen_emb"] = out
+    return chunk

@@ -1,0 +1,104 @@
+"""Test helpers: real media from ../shared/media, generated clips, decoding outputs."""
+
+from __future__ import annotations
+
+import subprocess
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from dubber.media.ffmpeg import ffmpeg_exe
+
+ROOT = Path(__file__).resolve().parents[1]
+MEDIA = ROOT.parent / "shared" / "media"
+CLIPS = MEDIA / "clips"
+SPEECH = MEDIA / "speech"
+
+needs_media = pytest.mark.skipif(not CLIPS.is_dir(), reason="../shared/media is not present")
+
+
+def media_clips() -> list[Path]:
+    return sorted(CLIPS.glob("*")) if CLIPS.is_dir() else []
+
+
+def speech_files() -> list[Path]:
+    return sorted(SPEECH.glob("*")) if SPEECH.is_dir() else []
+
+
+def ffmpeg(*args: str) -> None:
+    """Run the project's ffmpeg; fail the test with its message if it fails."""
+    proc = subprocess.run([ffmpeg_exe(), "-v", "error", "-y", *args], capture_output=True,
+                          text=True)
+    if proc.returncode != 0:
+        raise AssertionError(f"ffmpeg {' '.join(args)} failed: {proc.stderr}")
+
+
+def make_clip(path: Path, *, size: str = "320x240", rate: str = "25", seconds: float = 1.0,
+              pix_fmt: str = "yuv420p", codec: str = "libx264", audio: bool = True,
+              source: str = "testsrc2", extra_in: tuple[str, ...] = (),
+              extra_out: tuple[str, ...] = ()) -> Path:
+    """A lavfi test clip (with a 440 Hz tone when ``audio``)."""
+    sep = ":" if "=" in source else "="
+    spec = f"{source}{sep}size={size}:rate={rate}:duration={seconds}"
+    args = [*extra_in, "-f", "lavfi", "-i", spec]
+    if audio:
+        args += ["-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={seconds}"]
+    args += ["-c:v", codec, "-pix_fmt", pix_fmt]
+    if codec in ("libx264", "libx265"):
+        args += ["-preset", "ultrafast"]
+    if audio:
+        args += ["-c:a", "aac", "-shortest"]
+    ffmpeg(*args, *extra_out, str(path))
+    return path
+
+
+def make_tone(path: Path, seconds: float, rate: int = 48000, freq: int = 220,
+              channels: int = 1) -> Path:
+    layout = "mono" if channels == 1 else "stereo"
+    ffmpeg("-f", "lavfi", "-i", f"sine=frequency={freq}:sample_rate={rate}:duration={seconds}",
+           "-af", f"aformat=channel_layouts={layout}", str(path))
+    return path
+
+
+def video_pts(path: Path) -> list[int]:
+    """Presentation timestamps of the decoded video frames, in stream time-base units."""
+    with av.open(str(path)) as c:
+        return [f.pts for f in c.decode(video=0)]
+
+
+def video_time_base(path: Path) -> Fraction:
+    with av.open(str(path)) as c:
+        tb = c.streams.video[0].time_base
+        return Fraction(tb.numerator, tb.denominator)
+
+
+def decoded_planes(path: Path, limit: int | None = None) -> list[list[np.ndarray]]:
+    """Every decoded frame's planes (copies), cropped to the picture."""
+    out = []
+    with av.open(str(path)) as c:
+        for frame in c.decode(video=0):
+            planes = []
+            for p in frame.planes:
+                dtype = np.uint16 if "10" in frame.format.name or "12" in frame.format.name \
+                    else np.uint8
+                rows = np.frombuffer(p, dtype).reshape(p.height, p.line_size // np.dtype(dtype).itemsize)
+                planes.append(rows[:, : p.width].copy())
+            out.append(planes)
+            if limit and len(out) >= limit:
+                break
+    return out
+
+
+def audio_streams(path: Path) -> list[dict]:
+    with av.open(str(path)) as c:
+        out = []
+        for s in c.streams.audio:
+            dur = float(s.duration * s.time_base) if s.duration else None
+            out.append({"codec": s.codec_context.name, "duration": dur,
+                        "title": s.metadata.get("title") or s.metadata.get("handler_name", ""),
+                        "language": s.metadata.get("language", ""),
+                        "default": bool(s.disposition & av.stream.Disposition.default)})
+        return out

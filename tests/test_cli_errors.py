@@ -1,0 +1,129 @@
+"""Bad input: one line ``dub: error: ...``, exit code 2, nothing written, input untouched."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.helpers import ffmpeg, make_clip, make_tone
+
+FAST = ("--preset", "unittest", "--passthrough", "-q")
+
+
+def one_line_error(r, code=2, *words):
+    assert r.code == code, r
+    lines = r.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("dub: error: "), r.err
+    assert "Traceback" not in r.err
+    for w in words:
+        assert w in lines[0], (w, lines[0])
+
+
+def listing(folder):
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_missing_input(dub, tone_3s, tmp_path):
+    r = dub(tmp_path / "nope.mp4", "--audio", tone_3s, "-o", tmp_path / "o.mp4")
+    one_line_error(r, 2, "does not exist")
+    assert listing(tmp_path) == []
+
+
+def test_not_a_video_and_no_video_stream(dub, tone_3s, tmp_path):
+    text = tmp_path / "readme.mp4"
+    text.write_text("hello\n" * 50)
+    one_line_error(dub(text, "--audio", tone_3s, "-o", tmp_path / "o.mp4"), 2, "not a video")
+    one_line_error(dub(tone_3s, "--audio", tone_3s, "-o", tmp_path / "o.mp4"), 2,
+                   "no video stream")
+    assert listing(tmp_path) == ["readme.mp4"]
+
+
+def test_truncated_and_corrupt_inputs(dub, clip_320, tone_3s, tmp_path):
+    data = clip_320.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 3])
+    r = dub(cut, "--audio", tone_3s, "-o", tmp_path / "o.mp4")
+    one_line_error(r, 2)
+    assert any(w in r.err for w in ("truncated", "corrupt", "not a video"))
+    # Damage the middle of an mkv's video data: decodable header, broken frames.
+    mkv = tmp_path / "broken.mkv"
+    ffmpeg("-i", str(clip_320), "-c", "copy", str(tmp_path / "ok.mkv"))
+    raw = bytearray((tmp_path / "ok.mkv").read_bytes())
+    raw[len(raw) // 2:] = b"\xff" * (len(raw) - len(raw) // 2)
+    mkv.write_bytes(bytes(raw))
+    r = dub(mkv, "--audio", tone_3s, "-o", tmp_path / "o2.mp4")
+    one_line_error(r, 2)
+    assert any(w in r.err for w in ("truncated", "corrupt"))
+    assert not (tmp_path / "o.mp4").exists() and not (tmp_path / "o2.mp4").exists()
+    assert not [p for p in tmp_path.iterdir() if ".part" in p.name]
+
+
+def test_audio_with_no_samples(dub, clip_320, tmp_path):
+    empty = tmp_path / "empty.wav"
+    ffmpeg("-f", "lavfi", "-i", "anullsrc=r=48000:cl=stereo", "-frames:a", "0", str(empty))
+    one_line_error(dub(clip_320, "--audio", empty, "-o", tmp_path / "o.mp4"), 2, "no samples")
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def test_dub_file_that_is_not_audio(dub, clip_320, tmp_path):
+    bogus = tmp_path / "dub.wav"
+    bogus.write_bytes(b"RIFF0000WAVEnonsense" * 10)
+    one_line_error(dub(clip_320, "--audio", bogus, "-o", tmp_path / "o.mp4"), 2)
+    one_line_error(dub(clip_320, "--audio", tmp_path / "none.wav", "-o", tmp_path / "o.mp4"),
+                   2, "does not exist")
+
+
+def test_unwritable_or_missing_output_folder(dub, clip_320, tone_3s, tmp_path):
+    one_line_error(dub(clip_320, "--audio", tone_3s, "-o", tmp_path / "no" / "o.mp4"), 2,
+                   "does not exist")
+    if os.geteuid() == 0:
+        target = "/proc/dubber-test.mp4"  # root may write anywhere but here
+    else:
+        locked = tmp_path / "locked"
+        locked.mkdir()
+        locked.chmod(0o555)
+        target = locked / "o.mp4"
+    one_line_error(dub(clip_320, "--audio", tone_3s, "-o", target), 2, "not writable")
+
+
+def test_unknown_preset_codec_extension_and_missing_audio(dub, clip_320, tone_3s, tmp_path):
+    one_line_error(dub(clip_320, "--audio", tone_3s, "--preset", "nope"), 2, "unknown preset",
+                   "fast")
+    one_line_error(dub(clip_320, "--audio", tone_3s, "-o", tmp_path / "o.avi"), 2, ".mp4")
+    one_line_error(dub(clip_320), 2, "--audio")
+    one_line_error(dub(clip_320, "--audio", tone_3s, "--codec", "vp9"), 2)
+    assert listing(tmp_path) == []
+
+
+def test_codec_that_cannot_keep_the_bit_depth(dub, gen, tone_3s, tmp_path):
+    clip = make_clip(gen / "twelve.mkv", pix_fmt="yuv420p12le", codec="libx265", seconds=0.2,
+                     audio=False)
+    one_line_error(dub(clip, "--audio", tone_3s, "-o", tmp_path / "o.mp4", *FAST), 2, "x265")
+    assert listing(tmp_path) == []
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_interrupt_leaves_no_output(gen, tone_3s, tmp_path, sig):
+    clip = make_clip(gen / "long_for_interrupt.mp4", size="1280x720", seconds=20, audio=False)
+    out = tmp_path / "o.mp4"
+    proc = subprocess.Popen([sys.executable, "-m", "dubber.cli_main", str(clip), "--audio",
+                             str(tone_3s), "-o", str(out), "--speed", "medium",
+                             "--passthrough"],
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and not any(".part" in p.name for p in tmp_path.iterdir()):
+        time.sleep(0.1)
+    time.sleep(1.0)  # well into the render
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    assert listing(tmp_path) == []  # no output, no temp file
+    leftovers = subprocess.run(["pgrep", "-f", str(out)], capture_output=True, text=True)
+    assert leftovers.stdout.strip() == ""  # ffmpeg was stopped too

@@ -1,0 +1,205 @@
+"""``dub INPUT --audio DUB``: the pass-through render, end to end, through the real CLI."""
+
+from __future__ import annotations
+
+import hashlib
+
+import av
+import numpy as np
+import pytest
+
+from dubber.media.probe import probe
+from tests.helpers import (CLIPS, SPEECH, audio_streams, decoded_planes, ffmpeg, make_clip,
+                           make_tone, media_clips, needs_media, video_pts, video_time_base)
+
+FAST = ("--preset", "unittest", "--passthrough", "-q")
+
+
+def sha(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def assert_same_picture_timeline(src, out):
+    a, b = probe(src), probe(out)
+    assert b.frame_count == a.frame_count
+    assert abs(b.duration - a.duration) <= a.frame_duration
+    assert (b.width, b.height) == (a.width, a.height)
+    return a, b
+
+
+@needs_media
+@pytest.mark.parametrize("clip", media_clips(), ids=lambda p: p.name)
+def test_every_real_clip_round_trips_with_the_dub(dub, tmp_path, clip):
+    out = tmp_path / "out.mp4"
+    before = sha(clip)
+    r = dub(clip, "--audio", SPEECH / "en_kimk_8s.mp3", "-o", out, *FAST)
+    assert r.code == 0, r
+    a, b = assert_same_picture_timeline(clip, out)
+    assert (b.pix_fmt, b.color, b.rotation) == (a.pix_fmt, a.color, a.rotation)
+    # Relative timestamps are kept frame for frame.
+    ta, tb_ = video_pts(clip), video_pts(out)
+    tba, tbb = video_time_base(clip), video_time_base(out)
+    assert [(p - ta[0]) * tba for p in ta] == [(p - tb_[0]) * tbb for p in tb_]
+    streams = audio_streams(out)
+    assert len(streams) == 1 and streams[0]["title"] == "Dub"
+    assert abs(streams[0]["duration"] - float(a.duration)) < 0.05  # padded or cut to fit
+    assert sha(clip) == before  # the input is never touched
+
+
+def test_4k_ten_bit_keeps_depth_and_colour(dub, gen, tmp_path):
+    clip = make_clip(gen / "uhd10.mp4", size="3840x2160", seconds=0.2, pix_fmt="yuv420p10le",
+                     extra_out=("-color_primaries", "bt2020", "-color_trc", "smpte2084",
+                                "-colorspace", "bt2020nc", "-color_range", "tv"))
+    out = tmp_path / "uhd10_out.mp4"
+    r = dub(clip, "--audio", gen / "tone_3s.wav" if (gen / "tone_3s.wav").exists()
+            else make_tone(gen / "tone_3s.wav", 3), "-o", out, *FAST, "--codec", "x265")
+    assert r.code == 0, r
+    a, b = assert_same_picture_timeline(clip, out)
+    assert (b.width, b.height, b.pix_fmt, b.codec) == (3840, 2160, "yuv420p10le", "hevc")
+    assert b.color == a.color
+
+
+def test_ten_bit_x264_output(dub, gen, tone_3s, tmp_path):
+    clip = make_clip(gen / "ten422.mp4", pix_fmt="yuv422p10le", seconds=0.4)
+    out = tmp_path / "o.mp4"
+    assert dub(clip, "--audio", tone_3s, "-o", out, *FAST).code == 0
+    assert probe(out).pix_fmt == "yuv422p10le"
+
+
+def test_ffv1_output_is_bit_exact_to_the_input(dub, gen, tone_3s, tmp_path):
+    """Pass-through leaves every pixel as decoded: with a lossless codec, exactly."""
+    clip = make_clip(gen / "odd_size.mp4", size="1918x1078", seconds=0.3)
+    out = tmp_path / "lossless.mkv"
+    assert dub(clip, "--audio", tone_3s, "-o", out, "--codec", "ffv1", *FAST).code == 0
+    src, dst = decoded_planes(clip), decoded_planes(out)
+    assert len(src) == len(dst) >= 7
+    for fa, fb in zip(src, dst):
+        for pa, pb in zip(fa, fb):
+            assert np.array_equal(pa, pb)
+
+
+def test_prores_output_in_mov(dub, clip_320, tone_3s, tmp_path):
+    out = tmp_path / "master.mov"
+    assert dub(clip_320, "--audio", tone_3s, "-o", out, "--codec", "prores", *FAST).code == 0
+    info = probe(out)
+    assert info.codec == "prores" and info.pix_fmt == "yuv422p10le"
+    assert audio_streams(out)[0]["codec"].startswith("pcm")
+    r = dub(clip_320, "--audio", tone_3s, "-o", tmp_path / "x.mp4", "--codec", "prores", *FAST)
+    assert r.code == 2 and ".mov" in r.err
+
+
+def test_variable_frame_rate_keeps_every_timestamp(dub, gen, tone_3s, tmp_path):
+    from tests.test_probe import make_vfr_clip
+    clip = make_vfr_clip(gen)
+    for suffix in (".mkv", ".mp4"):
+        out = tmp_path / f"vfr_out{suffix}"
+        assert dub(clip, "--audio", tone_3s, "-o", out, *FAST).code == 0
+        ta, tb = video_pts(clip), video_pts(out)
+        tba, tbb = video_time_base(clip), video_time_base(out)
+        assert [(p - ta[0]) * tba for p in ta] == [(p - tb[0]) * tbb for p in tb]
+        assert probe(out).is_vfr
+
+
+def test_ntsc_rate_timestamps_are_exact(dub, gen, tone_3s, tmp_path):
+    clip = make_clip(gen / "ntsc.mp4", rate="24000/1001", seconds=1)
+    out = tmp_path / "ntsc_out.mp4"
+    assert dub(clip, "--audio", tone_3s, "-o", out, *FAST).code == 0
+    a, b = assert_same_picture_timeline(clip, out)
+    assert b.frame_rate == a.frame_rate and b.time_base == a.time_base
+    assert video_pts(out) == video_pts(clip)
+
+
+def test_rotation_is_kept_as_metadata(dub, gen, clip_320, tone_3s, tmp_path):
+    rotated = gen / "rot_in.mp4"
+    if not rotated.exists():
+        ffmpeg("-display_rotation", "270", "-i", str(clip_320), "-c", "copy", str(rotated))
+    out = tmp_path / "rot_out.mp4"
+    assert dub(rotated, "--audio", tone_3s, "-o", out, *FAST).code == 0
+    info = probe(out)
+    assert info.rotation == 270 and (info.width, info.height) == (320, 240)
+
+
+@needs_media
+def test_clip_without_audio_gets_the_dub(dub, tmp_path):
+    clip = CLIPS / "glasses_selfie_noaudio.mp4"
+    out = tmp_path / "o.mp4"
+    assert dub(clip, "--audio", SPEECH / "hi_news_22s.wav", "-o", out, *FAST).code == 0
+    assert len(audio_streams(out)) == 1
+
+
+def test_original_audio_kept_as_second_labelled_track(dub, clip_320, tone_3s, tmp_path):
+    out = tmp_path / "both.mp4"
+    r = dub(clip_320, "--audio", tone_3s, "-o", out, "--keep-original-audio",
+            "--dub-language", "hin", *FAST)
+    assert r.code == 0, r
+    dub_track, original = audio_streams(out)
+    assert (dub_track["title"], dub_track["language"], dub_track["default"]) == ("Dub", "hin",
+                                                                                  True)
+    assert original["title"] == "Original" and not original["default"]
+    assert original["codec"] == "aac"
+
+
+def test_subtitles_are_copied(dub, gen, clip_320, tone_3s, tmp_path):
+    srt = tmp_path / "s.srt"
+    srt.write_text("1\n00:00:00,000 --> 00:00:00,800\nHello\n")
+    with_subs = tmp_path / "subs.mkv"
+    ffmpeg("-i", str(clip_320), "-i", str(srt), "-map", "0", "-map", "1", "-c", "copy",
+           str(with_subs))
+    for suffix, codecs in ((".mkv", {"subrip", "srt"}), (".mp4", {"mov_text"})):
+        out = tmp_path / f"subs_out{suffix}"
+        assert dub(with_subs, "--audio", tone_3s, "-o", out, *FAST).code == 0
+        with av.open(str(out)) as c:
+            names = [s.codec_context.name for s in c.streams.subtitles]
+            assert len(names) == 1 and names[0] in codecs
+
+
+def test_short_dub_is_padded_long_dub_is_cut_with_a_warning(dub, clip_320, tone_3s,
+                                                            tone_half, tmp_path):
+    short = tmp_path / "short.mp4"
+    r = dub(clip_320, "--audio", tone_half, "-o", short, "--preset", "unittest", "--passthrough")
+    assert r.code == 0 and "padded" in r.out
+    assert abs(audio_streams(short)[0]["duration"] - 1.0) < 0.05
+    long = tmp_path / "long.mp4"
+    r = dub(clip_320, "--audio", tone_3s, "-o", long, "--preset", "unittest", "--passthrough")
+    assert r.code == 0 and "warning" in r.err and "longer" in r.err
+    assert abs(audio_streams(long)[0]["duration"] - 1.0) < 0.05
+    # The dub's own sound is kept where it plays: the audio is not silent.
+    with av.open(str(long)) as c:
+        samples = np.concatenate([f.to_ndarray().ravel() for f in c.decode(audio=0)])
+    assert np.abs(samples).max() > 0.1
+
+
+def test_strict_length_refuses_a_mismatch(dub, clip_320, tone_3s, tmp_path):
+    out = tmp_path / "strict.mp4"
+    r = dub(clip_320, "--audio", tone_3s, "-o", out, "--strict-length", *FAST)
+    assert r.code == 2 and r.err.startswith("dub: error:") and "longer" in r.err
+    assert not out.exists()
+    exact = make_tone(tmp_path / "exact.wav", 1.0)
+    assert dub(clip_320, "--audio", exact, "-o", out, "--strict-length", *FAST).code == 0
+
+
+def test_default_output_beside_the_input_and_force(dub, clip_320, tone_3s, tmp_path):
+    src = tmp_path / "episode.mp4"
+    src.write_bytes(clip_320.read_bytes())
+    r = dub(src, "--audio", tone_3s, *FAST)
+    out = tmp_path / "episode.dubbed.mp4"
+    assert r.code == 0 and out.exists()
+    stamp = sha(out)
+    r = dub(src, "--audio", tone_3s, *FAST)
+    assert r.code == 2 and "--force" in r.err and sha(out) == stamp
+    assert dub(src, "--audio", tone_3s, "--force", *FAST).code == 0
+
+
+def test_output_equal_to_input_is_refused(dub, clip_320, tone_3s, tmp_path):
+    src = tmp_path / "same.mp4"
+    src.write_bytes(clip_320.read_bytes())
+    before = sha(src)
+    for target in (src, tmp_path / "." / "same.mp4"):
+        r = dub(src, "--audio", tone_3s, "-o", target, "--force", *FAST)
+        assert r.code == 2 and "is the input" in r.err
+    assert sha(src) == before
+
+
+def test_no_temporary_files_are_left_beside_the_output(dub, clip_320, tone_3s, tmp_path):
+    assert dub(clip_320, "--audio", tone_3s, "-o", tmp_path / "a.mp4", *FAST).code == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.mp4"]
