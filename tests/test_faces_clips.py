@@ -86,11 +86,20 @@ def test_two_faces_tracked_with_stable_ids_and_turns_assigned(analysed):
     assert (right.boxes[:, 0] > tracks.width / 2 - 20).all()
     windows = [w for s in tracks.shots for w in s.windows]
     assert {w.track for w in windows} == {left.id, right.id}, "both take turns"
-    # A window is only given to a face whose lips are open somewhere in it
-    for w in windows:
-        t = tracks.track(w.track)
-        ap = t.aperture[w.start - t.first: w.end - t.first + 1]
-        assert np.nanmax(ap) > 0.1
+    # The left man keeps his mouth shut for seconds while the right one talks: frames
+    # inside 1.5 s or more of shut lips (aperture < 0.02) are never given to that face.
+    fps = float(tracks.frame_rate)
+    assert any(b - a > 2 * fps for a, b in _shut_runs(left, fps)), "the clip has such a stretch"
+    for t in (left, right):
+        for a, b in _shut_runs(t, fps):
+            assert not any(t.id in tracks.speakers_at(f) for f in range(a, b + 1)), (t.id, a, b)
+
+
+def _shut_runs(t, fps):
+    shut = np.nan_to_num(t.aperture, nan=1.0) < 0.02
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], shut.astype(int), [0]])))
+    return [(a + t.first, b - 1 + t.first) for a, b in zip(edges[::2], edges[1::2])
+            if b - a >= 1.5 * fps]
 
 
 def test_render_lookup_gives_the_speaker_with_lips_inside_the_lower_face(analysed):

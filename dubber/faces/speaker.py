@@ -1,14 +1,16 @@
 """Active-speaker selection: whose lips move with the original audio's speech.
 
-For each shot, sliding windows of ``speaker_window`` seconds (moved by half a window; a
+For each shot, sliding windows of ``speaker_window`` seconds (moved by a quarter window; a
 shorter shot is one window) are scored per track: the Pearson correlation between the
 track's lip aperture and the speech envelope of the original audio, at the best lag within
 ``speaker_max_lag`` (lips open slightly before the sound). A window with too little speech
-energy, or a track whose lips do not open visibly (``MIN_APERTURE_RANGE``), scores 0. A frame's score is the mean of the
-windows covering it; on each frame the best-scoring track speaks if its score reaches
-``speaker_min_corr`` and its lips open and close within a second around that frame
-(:func:`lips_active`); runs shorter than ``min_speaking`` are merged into their neighbours.
-A face whose lips do not follow the speech is therefore never selected.
+energy, or a track whose lips do not open visibly (``MIN_APERTURE_RANGE``), scores 0. A
+frame's score is the mean of the windows covering it, each weighted by a triangle peaking
+at its centre; it is 0 where the track's lips do not open and close within a second
+around the frame (:func:`lips_active`). On each frame the best-scoring track speaks if its
+score reaches ``speaker_min_corr``; runs shorter than ``min_speaking`` are merged into
+their neighbours, except that a frame is never given to a track that scored 0 on it. A
+face whose lips do not follow the speech is therefore never selected.
 """
 
 from __future__ import annotations
@@ -28,9 +30,10 @@ ENVELOPE_WINDOW = 0.04
 # talking faces 0.06 to 0.25, a closed mouth 0.00, a dancer's closed mouth seen small and
 # moving to music 0.06 (whose lips nonetheless correlate with the music at r = 0.3-0.5).
 MIN_APERTURE_RANGE = 0.065
-# Frame by frame, lips count as moving when the (smoothed) aperture's range over the
-# surrounding ``min_speaking`` seconds reaches this.
-MIN_LOCAL_RANGE = 0.05
+# Frame by frame, lips count as still inside any stretch of ``min_speaking`` seconds or
+# more over which the (smoothed) aperture stays within a band this wide (a shut mouth
+# varies by < 0.01; a talking one that barely opens still moves by > 0.03 in a second).
+MIN_LOCAL_RANGE = 0.03
 # Both signals are smoothed by a Gaussian of this many frames before correlating: lips
 # move slower than the 40 ms envelope, and the mesh jitters frame to frame.
 SMOOTH_FRAMES = 1.0
@@ -38,6 +41,8 @@ SMOOTH_FRAMES = 1.0
 MIN_SPEECH_FRACTION = 0.2
 # A track must cover this fraction of a window to be scored in it.
 MIN_WINDOW_COVER = 0.6
+# Overlapping windows per frame (windows move by 1 / this of their length).
+WINDOWS_PER_FRAME = 4
 
 
 @dataclass(frozen=True)
@@ -89,13 +94,14 @@ def _best_lag_corr(a: np.ndarray, e: np.ndarray, max_lag: int) -> float:
     return best
 
 
-def window_starts(start: int, end: int, window: int) -> list[tuple[int, int]]:
+def window_starts(start: int, end: int, window: int,
+                  per_window: int = WINDOWS_PER_FRAME) -> list[tuple[int, int]]:
     """Inclusive (first, last) windows of ``window`` frames covering ``start .. end``,
-    moved by half a window; the last one ends at ``end``."""
+    moved by ``window / per_window``; the last one ends at ``end``."""
     n = end - start + 1
     if n <= window:
         return [(start, end)]
-    hop = max(1, window // 2)
+    hop = max(1, window // per_window)
     firsts = list(range(start, end - window + 2, hop))
     if firsts[-1] + window - 1 < end:
         firsts.append(end - window + 1)
@@ -125,10 +131,11 @@ def score_shot(
     loud = env.max() if len(env) else -120.0
     env_smooth = gaussian_filter1d(np.maximum(env, loud - s.floor_db), SMOOTH_FRAMES)
     sums = {tid: np.zeros(n) for tid in apertures}
-    counts = np.zeros(n)
+    weights = np.zeros(n)
     for w0, w1 in window_starts(start, end, s.window):
         sl = slice(w0 - start, w1 - start + 1)
-        counts[sl] += 1
+        tri = _triangle(w1 - w0 + 1)
+        weights[sl] += tri
         if np.mean(env[sl] > loud - s.floor_db) < MIN_SPEECH_FRACTION or loud < -70:
             continue
         e = env_smooth[sl]
@@ -148,20 +155,28 @@ def score_shot(
             a = gaussian_filter1d(np.interp(np.arange(len(a)), np.flatnonzero(ok), a[ok]),
                                   SMOOTH_FRAMES)
             r = _best_lag_corr(a, e, s.max_lag)
-            sums[tid][sl] += max(r, 0.0)
+            sums[tid][sl] += max(r, 0.0) * tri
     out = {}
     for tid, v in sums.items():
         first, ap = apertures[tid]
-        out[tid] = v / np.maximum(counts, 1) * lips_active(ap, first, start, end, s.min_run)
+        out[tid] = v / np.maximum(weights, 1e-9) * lips_active(ap, first, start, end, s.min_run)
     return out
 
 
+def _triangle(n: int) -> np.ndarray:
+    """Weights peaking at a window's centre (as demucs blends overlapping chunks): a frame
+    takes most from the windows centred near it, so scores change where speakers do."""
+    t = np.arange(n) + 0.5
+    return np.minimum(t, n - t) / (n / 2)
+
+
 def lips_active(aperture: np.ndarray, first: int, start: int, end: int, span: int) -> np.ndarray:
-    """Per frame of ``start .. end``: do the track's lips open and close within ``span``
-    frames around it (local range >= ``MIN_LOCAL_RANGE``)? False outside the track.
+    """Per frame of ``start .. end``: are the track's lips moving there? False inside any
+    stretch of at least ``span`` frames over which the (smoothed) aperture stays within a
+    band of ``MIN_LOCAL_RANGE`` -- shut, or held still -- and outside the track.
 
     A window's score spreads over all of its frames; this keeps a face whose mouth stays
-    shut for a second or more from being selected there even when the rest of its window
+    still for a second or more from being selected there even when the rest of its window
     correlated with the speech.
     """
     n = end - start + 1
@@ -173,9 +188,11 @@ def lips_active(aperture: np.ndarray, first: int, start: int, end: int, span: in
                           SMOOTH_FRAMES)
     size = max(1, span)
     rng = maximum_filter1d(a, size, mode="nearest") - minimum_filter1d(a, size, mode="nearest")
+    # a frame whose surrounding span is still marks that whole span still
+    still = maximum_filter1d((rng < MIN_LOCAL_RANGE).astype(np.uint8), size, mode="constant") > 0
     lo, hi = max(start, first), min(end, first + len(a) - 1)
     if lo <= hi:
-        active[lo - start: hi - start + 1] = rng[lo - first: hi - first + 1] >= MIN_LOCAL_RANGE
+        active[lo - start: hi - start + 1] = ~still[lo - first: hi - first + 1]
     return active
 
 
@@ -185,7 +202,8 @@ def speaking_runs(
     """Who speaks when: (first, last, track) runs from per-frame scores.
 
     The best-scoring track above ``min_corr`` speaks on each frame (else nobody); runs
-    shorter than ``min_run`` frames are merged into their longer neighbour.
+    shorter than ``min_run`` frames are merged into their longer neighbour, but never onto
+    frames where the receiving track scored 0; runs still shorter than ``min_run`` go.
     """
     if not scores:
         return []
@@ -207,6 +225,10 @@ def speaking_runs(
             nb = k - 1 if lengths[k - 1] >= lengths[k + 1] else k + 1
         label[runs[k][0]: runs[k][1] + 1] = runs[nb][2]
         runs = _runs(label)
+    # merging never hands a track frames where its lips were still (score 0)
+    for row, tid in enumerate(ids):
+        label[(label == tid) & (mat[row] <= 0)] = -1
+    runs = _runs(label)
     return [(start + a, start + b, int(v)) for a, b, v in runs if v >= 0 and b - a + 1 >= min_run]
 
 
