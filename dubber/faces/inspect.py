@@ -55,7 +55,8 @@ def original_audio(video: str | Path) -> np.ndarray | None:
 
 
 def sample_frames(tracks: Tracks, max_frames: int = 16) -> list[int]:
-    """Frames worth showing: the middle of each shot and of each speaking window."""
+    """Frames worth showing: the middle of each shot and of each speaking window, then
+    evenly spaced frames up to ``max_frames``."""
     picks = set()
     for s in tracks.shots:
         picks.add((s.start + s.end) // 2)
@@ -64,11 +65,15 @@ def sample_frames(tracks: Tracks, max_frames: int = 16) -> list[int]:
     picks = sorted(picks)
     if len(picks) > max_frames:
         picks = [picks[i] for i in np.linspace(0, len(picks) - 1, max_frames).round().astype(int)]
+    spare = max_frames - len(picks)
+    if spare > 0:
+        even = np.linspace(0, tracks.frame_count - 1, spare + 2)[1:-1].round().astype(int)
+        picks = sorted(set(picks) | set(even.tolist()))
     return picks
 
 
 def contact_sheet(video: str | Path, tracks: Tracks, out: str | Path,
-                  audio: np.ndarray | None = None, max_frames: int = 16) -> Path:
+                  audio: np.ndarray | None = None, max_frames: int = 12) -> Path:
     """Write the contact sheet PNG.
 
     Args:
