@@ -68,19 +68,31 @@ _tracks_option = click.option(
     help="Use this (edited) tracks file instead of analysing INPUT (`dub inspect --json`).")
 
 
-def _analysis_bar(quiet: bool):
-    """A progress callback for the analysis pass (frames done so far)."""
-    state: dict[str, tqdm] = {}
+class _AnalysisBar:
+    """Progress of the analysis pass: called with the frames done so far; close() after."""
 
-    def update(done: int) -> None:
-        if quiet:
-            return
-        if "bar" not in state:
-            state["bar"] = tqdm(unit="frame", desc="analysing faces", dynamic_ncols=True,
-                                file=sys.stderr, leave=False)
-        state["bar"].update(done - state["bar"].n)
+    def __init__(self, quiet: bool) -> None:
+        self._bar = None if quiet else tqdm(unit="frame", desc="analysing faces",
+                                            dynamic_ncols=True, file=sys.stderr, leave=False)
 
-    return update
+    def __call__(self, done: int) -> None:
+        if self._bar is not None:
+            self._bar.update(done - self._bar.n)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def _tracks(input_path, cfg, tracks_file, quiet):
+    """The analysis (cached) or the edited tracks file, with a progress bar."""
+    from dubber.faces.analyze import tracks_for_run
+
+    bar = _AnalysisBar(quiet)
+    try:
+        return tracks_for_run(input_path, cfg, tracks_file, progress=bar)
+    finally:
+        bar.close()
 _quiet = click.option("-q", "--quiet", is_flag=True, help="Only errors; no progress bar.")
 
 
@@ -148,10 +160,7 @@ def run_command(input_path, audio_path, output, force, preset, device, passthrou
     def on_start(info):
         # Inputs and output are checked: analyse (cached) or read the edited tracks file.
         if faces is not None:
-            from dubber.faces.analyze import tracks_for_run
-
-            faces.tracks = tracks_for_run(input_path, cfg, tracks_file,
-                                          progress=_analysis_bar(quiet))
+            faces.tracks = _tracks(input_path, cfg, tracks_file, quiet)
         bar.append(tqdm(total=info.frame_count, unit="frame", desc=Path(input_path).name,
                         disable=quiet, dynamic_ncols=True, file=sys.stderr))
 
@@ -185,12 +194,11 @@ def run_command(input_path, audio_path, output, force, preset, device, passthrou
 @_quiet
 def inspect_command(input_path, as_json, sheet, preset, face, tracks_file, verbose, quiet):
     """Shots, face tracks and speakers found in INPUT (analysed once, then cached)."""
-    from dubber.faces.analyze import tracks_for_run
     from dubber.faces.inspect import contact_sheet, format_table, original_audio
 
     _setup_logging(verbose, quiet)
     cfg = load_config(preset, {"faces": {"face": face}})
-    tracks = tracks_for_run(input_path, cfg, tracks_file, progress=_analysis_bar(quiet))
+    tracks = _tracks(input_path, cfg, tracks_file, quiet)
     if sheet:
         contact_sheet(input_path, tracks, sheet, original_audio(input_path))
     if as_json:

@@ -21,8 +21,10 @@ def inspected(tmp_path_factory):
     mp.undo()
 
 
-def test_inspect_prints_the_tracks_json_and_writes_a_contact_sheet(inspected, capfd):
+def test_inspect_prints_the_tracks_json_and_writes_a_contact_sheet(inspected, capfd,
+                                                                  monkeypatch):
     folder, sheet, _ = inspected
+    mp = monkeypatch
     src = fm.clip("woman_glasses_524_en.mp4")
     assert main(["inspect", str(src), "--json", "--sheet", str(sheet), "-q"]) == 0
     out = capfd.readouterr().out
@@ -35,6 +37,11 @@ def test_inspect_prints_the_tracks_json_and_writes_a_contact_sheet(inspected, ca
     (folder / "tracks.json").write_text(out)
     # the analysis was cached: the table comes back without analysing again
     assert list((folder / "cache" / "tracks").glob("*.json"))
+
+    def no_second_analysis(*args, **kwargs):
+        raise AssertionError("analysed again instead of using the cache")
+
+    mp.setattr("dubber.faces.analyze.analyze_chunks", no_second_analysis)
     assert main(["inspect", str(src)]) == 0
     table = capfd.readouterr().out
     assert "speaking windows" in table and "track" in table

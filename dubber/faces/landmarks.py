@@ -14,6 +14,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from dubber.faces.detect import quiet_native_stderr
 from dubber.faces.orient import points_to_coded, upright
 
 log = logging.getLogger(__name__)
@@ -50,8 +51,6 @@ class Landmarker:
     """MediaPipe face mesh for one track (tracking state is per instance)."""
 
     def __init__(self) -> None:
-        from dubber.faces.detect import quiet_native_stderr
-
         with quiet_native_stderr():
             import mediapipe as mp
 
@@ -60,6 +59,7 @@ class Landmarker:
                 min_detection_confidence=0.5, min_tracking_confidence=0.5,
             )
             self._mesh.process(np.zeros((64, 64, 3), np.uint8))  # start the graph
+        self._quiet = True
 
     def landmarks(self, crop: np.ndarray, region: tuple[int, int, int, int],
                   rotation: int = 0) -> np.ndarray | None:
@@ -74,9 +74,14 @@ class Landmarker:
         Returns:
             shape = (478, 2), float64 (x, y), or None when no face is found.
         """
-        res = self._mesh.process(upright(crop, rotation))
+        if self._quiet:  # MediaPipe warns on fd 2 the first time it projects a face
+            with quiet_native_stderr():
+                res = self._mesh.process(upright(crop, rotation))
+        else:
+            res = self._mesh.process(upright(crop, rotation))
         if not res.multi_face_landmarks:
             return None
+        self._quiet = False
         lm = res.multi_face_landmarks[0].landmark
         pts = np.array([(p.x, p.y) for p in lm], np.float64)
         if rotation:  # normalised upright-crop coordinates -> normalised coded ones
