@@ -212,3 +212,29 @@ def test_s3fd_runs_from_the_torch_hub_cache(tmp_path, monkeypatch):
     torch.save({"conv1_1.weight": torch.zeros(1)}, folder / "s3fd-619a316812.pth")
     with pytest.raises(WeightsError):
         make_detector("s3fd")
+
+
+# -- YUV crops for the face mesh -------------------------------------------------------------
+
+@pytest.mark.parametrize("pix_fmt,spec", [("yuv420p", ("bt709", False)),
+                                          ("yuv422p10le", ("bt601", True))])
+def test_mesh_crops_match_the_media_colour_conversion(pix_fmt, spec):
+    from dubber.faces.yuv import crop_rgb
+    from dubber.media.color import ColorSpec, yuv_region_to_rgb
+    from dubber.media.frames import FrameBatch, PixelLayout
+
+    lay = PixelLayout.from_pix_fmt(pix_fmt, 64, 48)
+    rng = np.random.default_rng(1)
+    cw, ch = lay.chroma_size
+    top = lay.max_value
+    y = rng.integers(0, top + 1, (1, 48, 64)).astype(lay.dtype)
+    u = rng.integers(0, top + 1, (1, ch, cw)).astype(lay.dtype)
+    v = rng.integers(0, top + 1, (1, ch, cw)).astype(lay.dtype)
+    frames = FrameBatch.from_arrays(lay, y, u, v)
+    cs = ColorSpec(*spec)
+    region = (6, 4, 38, 36)
+    want = yuv_region_to_rgb(frames, 0, region, cs) * 255
+    got = crop_rgb(frames, 0, region, spec=cs).astype(np.float32)
+    assert np.abs(got - want).max() <= 1.0
+    small = crop_rgb(frames, 0, region, out_size=16, spec=cs)
+    assert small.shape == (16, 16, 3) and small.dtype == np.uint8

@@ -31,6 +31,7 @@ from dubber.faces.tiles import FrameDetector, resize_for_detection
 from dubber.faces.track import Tracker, finalize_tracks
 from dubber.faces.tracks_file import Shot, Track, Tracks, Window
 from dubber.faces.yuv import crop_rgb
+from dubber.media.color import ColorSpec
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,7 @@ def analyze_chunks(
     progress: Callable[[int], None] | None = None,
     stats: AnalysisStats | None = None,
     rotation: int = 0,
+    color: ColorSpec | None = None,
 ) -> Tracks:
     """Run the analysis over decoded chunks.
 
@@ -80,6 +82,7 @@ def analyze_chunks(
         stats: filled with timings when given.
         rotation: the video's display rotation (degrees counter-clockwise); faces are
             detected and meshed upright, boxes come back in coded pixels.
+        color: colour matrix and range of ``frames`` (default: guessed from the size).
     """
     t_start = time.perf_counter()
     fps = float(frame_rate)
@@ -112,7 +115,7 @@ def analyze_chunks(
                 if np.sqrt(max(x1 - x0, 0) * max(y1 - y0, 0)) < min_mesh_side:
                     continue
                 region = mesh_region(t.boxes[-1], width, height)
-                crop = crop_rgb(chunk.frames, i, region, MESH_INPUT)
+                crop = crop_rgb(chunk.frames, i, region, MESH_INPUT, color)
                 if k not in meshes:
                     meshes[k] = Landmarker()
                 pts = meshes[k].landmarks(crop, region, rotation)
@@ -280,7 +283,9 @@ def analyze(
     chunks = read_chunks(info, cfg.media.chunk_frames, scale, full=True)
     result = analyze_chunks(chunks, info.width, info.height, info.frame_rate, cfg.faces, audio,
                             scale, device=cfg.runtime.device, progress=progress,
-                            rotation=info.rotation)
+                            rotation=info.rotation,
+                            color=ColorSpec.from_names(info.color.matrix, info.color.range,
+                                                       info.width, info.height))
     result = dataclasses.replace(result, key=key)
     cache.store(result, cache_dir)
     return apply_face_choice(result, cfg.faces.face)

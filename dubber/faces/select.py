@@ -78,7 +78,8 @@ class FaceSelector:
                         self._meshes.pop(tid).close()  # a gap: start tracking afresh
                     mesh = self._meshes.setdefault(tid, Landmarker())
                     region = mesh_region(box, lay.width, lay.height)
-                    crop = crop_rgb(chunk.frames, i, region, MESH_INPUT)
+                    crop = crop_rgb(chunk.frames, i, region, MESH_INPUT,
+                                    chunk.extra.get("color"))
                     pts = mesh.landmarks(crop, region, self.tracks.rotation)
                     poly = None if pts is None else lip_polygon(pts)
                     self._last_seen[tid] = idx
