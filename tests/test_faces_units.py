@@ -155,6 +155,8 @@ def test_tracks_file_round_trip_and_edits(tmp_path):
     lambda d: d["shots"][0].update(selected_track=7),
     lambda d: d["tracks"][0].update(boxes=[[0, 0, 1, 1]]),
     lambda d: d.update(schema="other"),
+    lambda d: d["shots"].reverse(),
+    lambda d: d["shots"][0]["windows"][0].update(end=15),
 ])
 def test_a_broken_tracks_file_is_an_input_error(tmp_path, edit):
     path = tmp_path / "t.json"

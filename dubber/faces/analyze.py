@@ -91,15 +91,14 @@ def analyze_chunks(
                               cfg.tile_every, cfg.roi_scale, cfg.full_every)
     shot_det = ShotDetector(fps, cfg.cut_threshold, cfg.min_shot_frames)
     tracker = Tracker(cfg.match_iou, cfg.max_gap)
-    meshes: dict[int, Landmarker] = {}
-    apertures: dict[int, dict[int, float]] = {}
-    min_mesh_side = cfg.min_face_size * min(width, height) * 0.75
+    lips = _LipMeter(width, height, cfg.min_face_size * min(width, height) * 0.75,
+                     rotation, color)
     times: list[np.ndarray] = []
     n = 0
-    mesh_calls = 0
     for chunk in chunks:
         times.append(chunk.times)
         for i, idx in enumerate(chunk.frame_indices.tolist()):
+            # 1-3. cuts, faces, tracks
             image = _detection_image(chunk, i, analysis_scale, cfg.detect_scale)
             cut = shot_det.push(idx, image)
             known = [box_to_upright(b, rotation, width, height) for b in tracker.live_boxes(idx)]
@@ -108,27 +107,14 @@ def analyze_chunks(
                 dets = [Detection(box_to_coded(d.box, rotation, width, height), d.score)
                         for d in dets]
             tracker.update(idx, dets)
-            for k, t in enumerate(tracker.tracks):
-                if t.frames[-1] != idx:
-                    continue
-                x0, y0, x1, y1 = t.boxes[-1]
-                if np.sqrt(max(x1 - x0, 0) * max(y1 - y0, 0)) < min_mesh_side:
-                    continue
-                region = mesh_region(t.boxes[-1], width, height)
-                crop = crop_rgb(chunk.frames, i, region, MESH_INPUT, color)
-                if k not in meshes:
-                    meshes[k] = Landmarker()
-                pts = meshes[k].landmarks(crop, region, rotation)
-                mesh_calls += 1
-                if pts is not None:
-                    apertures.setdefault(k, {})[idx] = lip_aperture(pts)
-            for k in [k for k in meshes if idx - tracker.tracks[k].frames[-1] > cfg.max_gap]:
-                meshes.pop(k).close()
+            # 4. lips of every face detected on this frame
+            for k in tracker.seen_at(idx):
+                lips.measure(k, tracker.tracks[k].last_box, chunk, i, idx)
+            lips.retire([k for k in lips.open_tracks() if not tracker.is_live(k)])
             n = idx + 1
         if progress:
             progress(n)
-    for m in meshes.values():
-        m.close()
+    lips.close()
     if hasattr(detector, "close"):
         detector.close()
     if n == 0:
@@ -141,7 +127,7 @@ def analyze_chunks(
     )
     tracks = []
     for tid, seg in enumerate(segments):
-        ap = apertures.get(seg.source, {})
+        ap = lips.apertures.get(seg.source, {})
         aperture = np.array([ap.get(f, np.nan) for f in range(seg.first, seg.last + 1)])
         tracks.append(Track(tid, seg.first, seg.last, seg.boxes, seg.scores, aperture,
                             np.zeros(len(aperture))))
@@ -153,9 +139,50 @@ def analyze_chunks(
         stats.frames = n
         stats.seconds = time.perf_counter() - t_start
         stats.detector_calls = frame_det.calls
-        stats.mesh_calls = mesh_calls
+        stats.mesh_calls = lips.calls
     log.info("analysed %d frames: %d shots, %d tracks", n, len(shot_list), len(tracks))
     return result
+
+
+class _LipMeter:
+    """Face mesh on a full-resolution crop of each detected face -> lip aperture per frame.
+
+    One :class:`Landmarker` per raw track (its tracking state follows the face); faces
+    smaller than ``min_side`` pixels are skipped (too small to be re-rendered anyway).
+    """
+
+    def __init__(self, width: int, height: int, min_side: float, rotation: int,
+                 color: ColorSpec | None) -> None:
+        self.size = (width, height)
+        self.min_side = min_side
+        self.rotation = rotation
+        self.color = color
+        self.meshes: dict[int, Landmarker] = {}
+        self.apertures: dict[int, dict[int, float]] = {}  # raw track -> frame -> aperture
+        self.calls = 0
+
+    def measure(self, k: int, box, chunk: Chunk, i: int, idx: int) -> None:
+        x0, y0, x1, y1 = box
+        if np.sqrt(max(x1 - x0, 0) * max(y1 - y0, 0)) < self.min_side:
+            return
+        region = mesh_region(box, *self.size)
+        crop = crop_rgb(chunk.frames, i, region, MESH_INPUT, self.color)
+        if k not in self.meshes:
+            self.meshes[k] = Landmarker()
+        pts = self.meshes[k].landmarks(crop, region, self.rotation)
+        self.calls += 1
+        if pts is not None:
+            self.apertures.setdefault(k, {})[idx] = lip_aperture(pts)
+
+    def open_tracks(self) -> list[int]:
+        return list(self.meshes)
+
+    def retire(self, ks: list[int]) -> None:
+        for k in ks:
+            self.meshes.pop(k).close()
+
+    def close(self) -> None:
+        self.retire(list(self.meshes))
 
 
 def _detection_image(chunk: Chunk, i: int, analysis_scale: float, detect_scale: float):

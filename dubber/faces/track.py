@@ -60,14 +60,25 @@ class Tracker:
         self.match_iou = match_iou
         self.max_gap = max_gap
         self.tracks: list[RawTrack] = []
+        self._live: list[int] = []  # indices of tracks that may still be continued
 
     def live_boxes(self, frame_index: int) -> list[tuple[float, float, float, float]]:
         """Last boxes of the tracks seen in the frame before ``frame_index``."""
-        return [t.last_box for t in self.tracks if t.frames[-1] == frame_index - 1]
+        return [self.tracks[k].last_box for k in self._live
+                if self.tracks[k].frames[-1] == frame_index - 1]
+
+    def seen_at(self, frame_index: int) -> list[int]:
+        """Indices (into :attr:`tracks`) of the tracks detected on ``frame_index``."""
+        return [k for k in self._live if self.tracks[k].frames[-1] == frame_index]
+
+    def is_live(self, k: int) -> bool:
+        return k in self._live
 
     def update(self, frame_index: int, dets: list[Detection]) -> None:
         """Add one frame's detections (full-resolution boxes)."""
-        live = [t for t in self.tracks if frame_index - t.frames[-1] <= self.max_gap + 1]
+        self._live = [k for k in self._live
+                      if frame_index - self.tracks[k].frames[-1] <= self.max_gap + 1]
+        live = [self.tracks[k] for k in self._live]
         unmatched = list(range(len(dets)))
         if live and dets:
             tb = np.array([t.last_box for t in live])
@@ -90,6 +101,7 @@ class Tracker:
                 score[:, di] = -1
                 unmatched.remove(di)
         for di in unmatched:
+            self._live.append(len(self.tracks))
             self.tracks.append(RawTrack([frame_index], [dets[di].box], [dets[di].score]))
 
 

@@ -38,6 +38,7 @@ and ``speaking`` are informative only.
 
 from __future__ import annotations
 
+import bisect
 import json
 import os
 import tempfile
@@ -124,16 +125,18 @@ class Tracks:
     key: str = ""
     rotation: int = 0  # display rotation of the video, degrees counter-clockwise
 
+    def __post_init__(self) -> None:
+        # Look-ups the render loop makes on every frame of a film: by id, and by bisection.
+        object.__setattr__(self, "_by_id", {t.id: t for t in self.tracks})
+        object.__setattr__(self, "_shot_starts", [s.start for s in self.shots])
+
     def track(self, track_id: int) -> Track:
-        for t in self.tracks:
-            if t.id == track_id:
-                return t
-        raise KeyError(track_id)
+        return self._by_id[track_id]  # type: ignore[attr-defined]
 
     def shot_of(self, frame: int) -> Shot | None:
-        for s in self.shots:
-            if s.start <= frame <= s.end:
-                return s
+        k = bisect.bisect_right(self._shot_starts, frame) - 1  # type: ignore[attr-defined]
+        if k >= 0 and self.shots[k].start <= frame <= self.shots[k].end:
+            return self.shots[k]
         return None
 
     def speakers_at(self, frame: int) -> list[int]:
@@ -240,8 +243,14 @@ class Tracks:
                 for tid in [sel] + [w.track for w in wins]:
                     if tid is not None and int(tid) not in ids:
                         raise ValueError(f"shot {s['start']}-{s['end']} names unknown track {tid}")
-                shots.append(Shot(int(s["start"]), int(s["end"]),
-                                  None if sel is None else int(sel), wins))
+                shot = Shot(int(s["start"]), int(s["end"]), None if sel is None else int(sel),
+                            wins)
+                if shot.end < shot.start or (shots and shot.start <= shots[-1].end):
+                    raise ValueError(f"shot {shot.start}-{shot.end} is empty, out of order or "
+                                     "overlaps the one before")
+                if any(w.start < shot.start or w.end > shot.end for w in wins):
+                    raise ValueError(f"a window of shot {shot.start}-{shot.end} lies outside it")
+                shots.append(shot)
             return cls(
                 width=int(v["width"]),
                 height=int(v["height"]),
