@@ -194,13 +194,19 @@ def run_command(input_path, audio_path, output, force, preset, device, passthrou
 @_quiet
 def inspect_command(input_path, as_json, sheet, preset, face, tracks_file, verbose, quiet):
     """Shots, face tracks and speakers found in INPUT (analysed once, then cached)."""
-    from dubber.faces.inspect import contact_sheet, format_table, original_audio
+    from dubber.faces.analyze import open_original_audio
+    from dubber.faces.inspect import contact_sheet, format_table
 
     _setup_logging(verbose, quiet)
     cfg = load_config(preset, {"faces": {"face": face}})
     tracks = _tracks(input_path, cfg, tracks_file, quiet)
     if sheet:
-        contact_sheet(input_path, tracks, sheet, original_audio(input_path))
+        audio = open_original_audio(input_path)
+        try:
+            contact_sheet(input_path, tracks, sheet, audio)
+        finally:
+            if audio is not None:
+                audio.close()
     if as_json:
         click.echo(json.dumps(tracks.to_json()))
     else:

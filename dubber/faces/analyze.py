@@ -58,7 +58,7 @@ def analyze_chunks(
     height: int,
     frame_rate: Fraction,
     cfg: FacesConfig,
-    audio: np.ndarray | None,
+    audio,
     analysis_scale: float,
     device: str = "cpu",
     progress: Callable[[int], None] | None = None,
@@ -74,8 +74,9 @@ def analyze_chunks(
         width, height: full-resolution coded size.
         frame_rate: nominal frame rate (for the shot detector and window lengths).
         cfg: the faces configuration.
-        audio: shape = (S,), float32 mono at 16 kHz, the ORIGINAL soundtrack; None when the
-            video has none (the largest face is taken, with a warning).
+        audio: the ORIGINAL soundtrack at 16 kHz mono: an array of shape (S,) float32, or an
+            :class:`~dubber.media.audio.AudioTrack`; None when the video has none (the
+            largest face is taken, with a warning).
         analysis_scale: the scale of ``chunk.analysis``.
         device: torch device for the s3fd detector.
         progress: called with the number of frames done after each chunk.
@@ -196,7 +197,7 @@ def _detection_image(chunk: Chunk, i: int, analysis_scale: float, detect_scale: 
 def _select_speakers(
     tracks: list[Track],
     shots: list[tuple[int, int]],
-    audio: np.ndarray | None,
+    audio,
     times: np.ndarray,
     fps: float,
     cfg: FacesConfig,
@@ -289,7 +290,6 @@ def analyze(
         progress: called with frames done.
     """
     from dubber.faces import cache
-    from dubber.media.audio import load_audio
     from dubber.media.decode import read_chunks
     from dubber.media.probe import probe
 
@@ -299,23 +299,38 @@ def analyze(
     if cached is not None:
         log.info("reusing the cached analysis %s", key[:12])
         return apply_face_choice(cached, cfg.faces.face)
-    try:
-        audio = load_audio(audio_path or video, sample_rate=AUDIO_RATE)
-    except InputError as exc:
-        if audio_path:
-            raise
-        log.warning("%s", exc)
-        audio = None
+    audio = open_original_audio(audio_path or video, required=bool(audio_path))
     scale = cfg.media.analysis_scale or cfg.faces.detect_scale
-    chunks = read_chunks(info, cfg.media.chunk_frames, scale, full=True)
-    result = analyze_chunks(chunks, info.width, info.height, info.frame_rate, cfg.faces, audio,
-                            scale, device=cfg.runtime.device, progress=progress,
-                            rotation=info.rotation,
-                            color=ColorSpec.from_names(info.color.matrix, info.color.range,
-                                                       info.width, info.height))
+    chunks = read_chunks(info, cfg.media.chunk_frames, scale, full=True,
+                         queue_depth=cfg.media.queue_depth, threads=cfg.media.decode_threads)
+    try:
+        result = analyze_chunks(
+            chunks, info.width, info.height, info.frame_rate, cfg.faces, audio, scale,
+            device=cfg.runtime.device, progress=progress, rotation=info.rotation,
+            color=ColorSpec.from_names(info.color.matrix, info.color.range, info.width,
+                                       info.height))
+    finally:
+        chunks.close()
+        if audio is not None:
+            audio.close()
     result = dataclasses.replace(result, key=key)
     cache.store(result, cache_dir)
     return apply_face_choice(result, cfg.faces.face)
+
+
+def open_original_audio(path: str | Path, required: bool = False):
+    """The original soundtrack as a disk-backed 16 kHz :class:`~dubber.media.audio.AudioTrack`
+    (close it after use), or None with a warning when ``path`` has no audio and
+    ``required`` is False."""
+    from dubber.media.audio import AudioTrack
+
+    try:
+        return AudioTrack(path, sample_rate=AUDIO_RATE)
+    except InputError as exc:
+        if required:
+            raise
+        log.warning("%s", exc)
+        return None
 
 
 def tracks_for_run(

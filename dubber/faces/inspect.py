@@ -43,17 +43,6 @@ def format_table(tracks: Tracks) -> str:
     return "\n".join(lines)
 
 
-def original_audio(video: str | Path) -> np.ndarray | None:
-    """The video's own audio at 16 kHz mono, or None when it has none."""
-    from dubber.errors import InputError
-    from dubber.media.audio import load_audio
-
-    try:
-        return load_audio(video, sample_rate=16000)
-    except InputError:
-        return None
-
-
 def sample_frames(tracks: Tracks, max_frames: int = 16) -> list[int]:
     """Frames worth showing: the middle of each shot and of each speaking window, then
     evenly spaced frames up to ``max_frames``."""
@@ -73,14 +62,15 @@ def sample_frames(tracks: Tracks, max_frames: int = 16) -> list[int]:
 
 
 def contact_sheet(video: str | Path, tracks: Tracks, out: str | Path,
-                  audio: np.ndarray | None = None, max_frames: int = 12) -> Path:
+                  audio=None, max_frames: int = 12) -> Path:
     """Write the contact sheet PNG.
 
     Args:
         video: the analysed video (frames are decoded at a reduced size).
         tracks: its analysis.
         out: PNG path.
-        audio: the original audio, float32 mono 16 kHz (None: no envelope plotted).
+        audio: the original audio at 16 kHz: float32 mono array or AudioTrack (None: no
+            envelope plotted).
         max_frames: most sample frames shown.
     """
     import matplotlib
