@@ -72,3 +72,40 @@ def test_a_tracks_file_for_another_video_or_a_bad_face_is_refused(inspected, cap
                  "--face", "7"]) == 2
     assert "no such track" in capfd.readouterr().err
     assert main(["inspect", str(src), "--face", "someone"]) == 2
+
+
+def test_dub_run_gives_the_render_loop_the_faces_of_the_tracks_file(inspected, capfd,
+                                                                     monkeypatch, tmp_path):
+    from dubber.faces.select import FacesStage
+
+    folder, _, _ = inspected
+    src = fm.clip("woman_glasses_524_en.mp4")
+    dub = fm.MEDIA / "speech" / "zh_read_4s.wav"
+    seen: dict[int, list[int]] = {}
+    original = FacesStage.__call__
+
+    def spy(self, chunk, models, cfg):
+        chunk = original(self, chunk, models, cfg)
+        for idx, faces in zip(chunk.frame_indices.tolist(), chunk.faces):
+            seen[idx] = [f.track_id for f in faces]
+            assert all(f.lip_polygon is not None for f in faces)
+        return chunk
+
+    monkeypatch.setattr(FacesStage, "__call__", spy)
+    data = json.loads((folder / "tracks.json").read_text())
+    n = data["video"]["frame_count"]
+    data["shots"][0]["windows"] = [{"start": 10, "end": 59, "track": 0}]
+    edited = tmp_path / "half.json"
+    edited.write_text(json.dumps(data))
+    out = tmp_path / "out.mp4"
+    assert main([str(src), "--audio", str(dub), "-o", str(out), "--tracks", str(edited),
+                 "--preset", "unittest", "-q"]) == 0
+    assert out.is_file()
+    assert sorted(seen) == list(range(n))
+    assert all(seen[f] == ([0] if 10 <= f <= 59 else []) for f in range(n))
+    # a tracks file for another video stops the run before anything is written
+    other = fm.clip("man_map_844_en.mp4")
+    out2 = tmp_path / "out2.mp4"
+    assert main([str(other), "--audio", str(dub), "-o", str(out2), "--tracks",
+                 str(edited), "-q"]) == 2
+    assert "made for another video" in capfd.readouterr().err and not out2.exists()
