@@ -59,6 +59,7 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
 
 
 _verbosity = click.option("-v", "--verbose", count=True, help="More detail (-vv: debug).")
+_quiet = click.option("-q", "--quiet", is_flag=True, help="Only errors; no progress bar.")
 _face_option = click.option(
     "--face", metavar="WHO",
     help="Faces to re-render: speaker (default: whoever's lips follow the original audio), "
@@ -72,12 +73,16 @@ class _AnalysisBar:
     """Progress of the analysis pass: called with the frames done so far; close() after."""
 
     def __init__(self, quiet: bool) -> None:
-        self._bar = None if quiet else tqdm(unit="frame", desc="analysing faces",
-                                            dynamic_ncols=True, file=sys.stderr, leave=False)
+        self._quiet = quiet
+        self._bar = None  # made on the first call: no bar when no analysis runs
 
     def __call__(self, done: int) -> None:
-        if self._bar is not None:
-            self._bar.update(done - self._bar.n)
+        if self._quiet:
+            return
+        if self._bar is None:
+            self._bar = tqdm(unit="frame", desc="analysing faces", dynamic_ncols=True,
+                             file=sys.stderr, leave=False)
+        self._bar.update(done - self._bar.n)
 
     def close(self) -> None:
         if self._bar is not None:
@@ -93,7 +98,6 @@ def _tracks(input_path, cfg, tracks_file, quiet):
         return tracks_for_run(input_path, cfg, tracks_file, progress=bar)
     finally:
         bar.close()
-_quiet = click.option("-q", "--quiet", is_flag=True, help="Only errors; no progress bar.")
 
 
 @click.group(cls=_DefaultGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -132,16 +136,17 @@ def cli() -> None:
 @click.option("--dub-language", metavar="LANG", help="ISO 639-2 tag for the dub track (hin).")
 @click.option("--strict-length", is_flag=True, default=None,
               help="Fail if the dub and the picture differ by more than one frame.")
+@click.option("--weights", "weights_dir", metavar="DIR",
+              help="Folder of trained weights (default: $DUBBER_WEIGHTS, else weights/).")
 @_face_option
 @_tracks_option
 @_verbosity
 @_quiet
 def run_command(input_path, audio_path, output, force, preset, device, passthrough,
-                chunk_frames, codec,
-                crf, speed, keep_original_audio, dub_language, strict_length, face, tracks_file,
-                verbose, quiet):
+                chunk_frames, codec, crf, speed, keep_original_audio, dub_language,
+                strict_length, weights_dir, face, tracks_file, verbose, quiet):
     """Dub INPUT with the DUB track: the whole picture is re-encoded, frame for frame."""
-    from dubber.pipeline import render
+    from dubber.pipeline import dub_video
 
     _setup_logging(verbose, quiet)
     cfg = load_config(preset, {
@@ -151,26 +156,21 @@ def run_command(input_path, audio_path, output, force, preset, device, passthrou
         "runtime": {"device": device, "passthrough": passthrough},
         "faces": {"face": face},
     })
-    from dubber.faces.select import FacesStage
-    from dubber.stages.identity import identity
-
-    faces = None if cfg.runtime.passthrough else FacesStage()
     bar: list[tqdm] = []
+    analysis = _AnalysisBar(quiet)
 
     def on_start(info):
-        # Inputs and output are checked: analyse (cached) or read the edited tracks file.
-        if faces is not None:
-            faces.tracks = _tracks(input_path, cfg, tracks_file, quiet)
+        analysis.close()
         bar.append(tqdm(total=info.frame_count, unit="frame", desc=Path(input_path).name,
                         disable=quiet, dynamic_ncols=True, file=sys.stderr))
 
     try:
-        result = render(input_path, audio_path, output, cfg, force=force,
-                        stages=(identity,) if faces is None else (faces, identity),
-                        progress=lambda n: bar[0].update(n), on_start=on_start)
+        result = dub_video(input_path, audio_path, output, cfg, weights_dir=weights_dir,
+                           tracks_file=tracks_file, force=force,
+                           progress=lambda n: bar[0].update(n), on_start=on_start,
+                           analysis_progress=analysis)
     finally:
-        if faces is not None:
-            faces.close()
+        analysis.close()
         if bar:
             bar[0].close()
     if not quiet:

@@ -79,6 +79,9 @@ class RuntimeConfig:
 
     # auto (CUDA when present, else CPU), cpu, cuda or cuda:N.
     device: str = "auto"
+    # CPU threads for the model stages; 0 = half the cores (at least 1), since decoding and
+    # the ffmpeg encoder run beside them: more threads than cores makes torch spin, not work.
+    threads: int = 0
     # Skip face analysis and the model stages: the picture is re-encoded unchanged and the
     # dub muxed in (a re-mux that keeps the timeline rules; also the media benchmark).
     passthrough: bool = False
@@ -224,6 +227,8 @@ def _validate(cfg: Config) -> None:
         raise UsageError(f"crf must be between 0 and 51, got {e.crf}")
     _validate_faces(cfg.faces)
     _validate_models(cfg.models)
+    if cfg.runtime.threads < 0:
+        raise UsageError(f"runtime.threads must be 0 (auto) or more, got {cfg.runtime.threads}")
     dev = cfg.runtime.device
     if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
         raise UsageError(f"unknown device {dev!r}; use auto, cpu, cuda or cuda:N")

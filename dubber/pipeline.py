@@ -20,6 +20,7 @@ from dubber.chunk import Chunk
 from dubber.config import Config
 from dubber.errors import InputError, OutputError, UsageError
 from dubber.media.audio import AudioTrack
+from dubber.media.color import ColorSpec
 from dubber.media.decode import read_chunks
 from dubber.media.encode import DEFAULT_SUFFIX, MuxPlan, VideoWriter, container_for
 from dubber.media.probe import VideoInfo, probe
@@ -105,6 +106,7 @@ def render(
     force: bool = False,
     progress: Callable[[int], None] | None = None,
     on_start: Callable[[VideoInfo], None] | None = None,
+    setup: Callable[[VideoInfo], object] | None = None,
 ) -> RenderResult:
     """Dub one video: every frame through ``stages``, the dub track muxed in.
 
@@ -118,6 +120,9 @@ def render(
         force: replace an existing output.
         progress: called with the number of frames finished, after each chunk.
         on_start: called with the probed input before decoding starts.
+        setup: called with the probed input once the inputs and output are checked (so a
+            bad input is reported before, say, a missing weight); what it returns replaces
+            ``models``.
 
     Raises:
         InputError, UsageError, OutputError: bad input or arguments (nothing is written).
@@ -132,6 +137,8 @@ def render(
     with AudioTrack(audio_path, tmp_dir=None) as dub:
         action = length_policy(info, dub.duration, cfg.encode.strict_length)
         plan = MuxPlan.make(info, audio_path, dub.info.stream_index, out, cfg.encode)
+        if setup is not None:
+            models = setup(info)
         if on_start is not None:
             on_start(info)
         # 2. Decode -> stages -> encode, overlapped.
@@ -140,7 +147,10 @@ def render(
                                  queue_depth=cfg.media.queue_depth,
                                  threads=cfg.media.decode_threads)
             with closing(chunks):
-                written = _run_chunks(chunks, stages, models, cfg, dub, writer, progress)
+                color = ColorSpec.from_names(info.color.matrix, info.color.range, info.width,
+                                             info.height)
+                written = _run_chunks(chunks, stages, models, cfg, dub, color, writer,
+                                      progress)
             if written != info.frame_count:
                 raise InputError(f"{input_path} is truncated or corrupt: {written} of "
                                  f"{info.frame_count} frames could be decoded")
@@ -149,10 +159,11 @@ def render(
     return RenderResult(out, written, float(info.duration), dub.duration, action)
 
 
-def _run_chunks(chunks, stages, models, cfg, dub, writer, progress) -> int:
+def _run_chunks(chunks, stages, models, cfg, dub, color, writer, progress) -> int:
     written = 0
     for chunk in chunks:
         chunk.extra["audio"] = dub
+        chunk.extra["color"] = color
         for stage in stages:
             chunk = stage(chunk, models, cfg)
         chunk.extra.pop("audio", None)
@@ -161,3 +172,58 @@ def _run_chunks(chunks, stages, models, cfg, dub, writer, progress) -> int:
         if progress is not None:
             progress(len(chunk))
     return written
+
+
+def set_cpu_threads(threads: int) -> int:
+    """Set torch's intra-op CPU threads (0 = half the cores, at least 1); returns it."""
+    import torch
+
+    n = threads or max(1, (os.cpu_count() or 2) // 2)
+    torch.set_num_threads(n)
+    return n
+
+
+def dub_video(
+    input_path: str | os.PathLike,
+    audio_path: str | os.PathLike,
+    output: str | os.PathLike | None,
+    cfg: Config,
+    weights_dir: str | os.PathLike | None = None,
+    tracks_file: str | os.PathLike | None = None,
+    force: bool = False,
+    progress: Callable[[int], None] | None = None,
+    on_start: Callable[[VideoInfo], None] | None = None,
+    analysis_progress: Callable[[int], None] | None = None,
+) -> RenderResult:
+    """The whole product on one title: analysis -> model stages -> paste -> encode.
+
+    1. inputs and output are checked (:func:`render`);
+    2. the models of ``cfg`` are loaded (a missing weight fails here, before any work);
+    3. faces are analysed, or read from ``tracks_file`` (an edited ``dub inspect --json``);
+    4. each chunk: selected faces looked up, cropped, encoded, generated from its own mel
+       window, decoded, restored (GPEN, if enabled), pasted back; encoded and muxed.
+
+    With ``cfg.runtime.passthrough`` steps 2-4 are skipped and the picture is re-encoded
+    unchanged. Arguments as in :func:`render`; ``weights_dir`` as ``--weights``.
+    """
+    if cfg.runtime.passthrough:
+        return render(input_path, audio_path, output, cfg, force=force, progress=progress,
+                      on_start=on_start)
+    from dubber.faces.analyze import tracks_for_run
+    from dubber.faces.select import FacesStage
+    from dubber.models.build import build_models
+    from dubber.stages.model_chain import MODEL_STAGES
+
+    faces = FacesStage()
+
+    def setup(info: VideoInfo):
+        set_cpu_threads(cfg.runtime.threads)
+        models = build_models(cfg, weights_dir)
+        faces.tracks = tracks_for_run(input_path, cfg, tracks_file, progress=analysis_progress)
+        return models
+
+    try:
+        return render(input_path, audio_path, output, cfg, stages=(faces, *MODEL_STAGES),
+                      force=force, progress=progress, on_start=on_start, setup=setup)
+    finally:
+        faces.close()

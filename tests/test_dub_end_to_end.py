@@ -1,0 +1,86 @@
+"""``dub INPUT --audio DUB``: analysis -> models -> paste, through the real CLI.
+
+With the ``unittest`` preset (tiny seeded random models) and a lossless output, the pixels
+can be checked exactly: only the selected speaker's face square changes, and frames or
+faces that are not speaking are left bit for bit as they were.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dubber.config import load_config
+from dubber.faces.analyze import tracks_for_run
+from dubber.media.probe import probe
+from dubber.stages.crop import square_box, visible_part
+from tests.helpers import CLIPS, SPEECH, decoded_planes, needs_media
+
+UNIT = ("--preset", "unittest", "--codec", "ffv1", "-q")
+
+
+@needs_media
+def test_real_clip_is_dubbed_only_inside_the_speakers_face(dub, tmp_path):
+    clip = CLIPS / "man_map_844_en.mp4"
+    out = tmp_path / "dubbed.mkv"
+    r = dub(clip, "--audio", SPEECH / "hi_news_22s.wav", "-o", out, *UNIT)
+    assert r.code == 0, r
+    cfg = load_config("unittest")
+    tracks = tracks_for_run(clip, cfg)  # the cached analysis the run used
+    layout = probe(clip).layout
+    src, dst = decoded_planes(clip), decoded_planes(out)
+    assert len(src) == len(dst)
+    changed = 0
+    for f, (a, b) in enumerate(zip(src, dst)):
+        diff = a[0] != b[0]
+        speakers = tracks.speakers_at(f)
+        if not speakers:
+            assert not diff.any(), f"frame {f} has no speaker but was changed"
+            continue
+        allowed = np.zeros_like(diff)
+        for tid in speakers:
+            square = square_box(tracks.track(tid).box_at(f), cfg.models.crop_scale, layout)
+            x0, y0, x1, y1 = visible_part(square, layout)
+            allowed[y0:y1, x0:x1] = True
+        assert not (diff & ~allowed).any(), f"frame {f} changed outside the face"
+        changed += bool(diff.any())
+    assert changed > len(src) // 2  # the speaker is re-rendered on most frames
+
+
+@needs_media
+def test_a_face_that_never_speaks_is_left_alone(dub, tmp_path):
+    clip = CLIPS / "woman_silent_720p30.mp4"
+    out = tmp_path / "silent.mkv"
+    assert dub(clip, "--audio", SPEECH / "en_kimk_8s.mp3", "-o", out, *UNIT).code == 0
+    for a, b in zip(decoded_planes(clip), decoded_planes(out)):
+        for pa, pb in zip(a, b):
+            assert np.array_equal(pa, pb)
+
+
+def test_missing_weights_is_one_clear_line_and_writes_nothing(dub, clip_320, tone_3s,
+                                                              tmp_path):
+    empty = tmp_path / "weights"
+    empty.mkdir()
+    out = tmp_path / "o.mp4"
+    r = dub(clip_320, "--audio", tone_3s, "-o", out, "--preset", "fast", "--weights", empty)
+    assert r.code == 2
+    line = r.err.strip().splitlines()[-1]
+    assert line.startswith("dub: error: missing") and "dub train face-vqgan" in line
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["weights"]
+    # A bad input is reported before missing weights.
+    r = dub(tmp_path / "nope.mp4", "--audio", tone_3s, "--weights", empty)
+    assert r.code == 2 and "does not exist" in r.err
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_cpu_threads_follow_the_configuration(threads):
+    import torch
+
+    from dubber.pipeline import set_cpu_threads
+
+    before = torch.get_num_threads()
+    try:
+        assert set_cpu_threads(threads) == threads == torch.get_num_threads()
+        assert set_cpu_threads(0) >= 1
+    finally:
+        torch.set_num_threads(before)
