@@ -97,7 +97,8 @@ class FacesConfig:
     # mediapipe (full-range BlazeFace, shipped in the wheel) or s3fd (the paper's detector,
     # through face-alignment; needs s3fd-619a316812.pth already in the torch hub cache).
     detector: str = "mediapipe"
-    # Detection runs on frames scaled by this (DESIGN: a quarter of full resolution).
+    # Detection runs on frames scaled by this (DESIGN: a quarter of full resolution), but
+    # never below 256 pixels on the shorter side (faces.analyze.MIN_DETECT_SIDE).
     detect_scale: float = 0.25
     # Detections scoring below this are ignored.
     min_score: float = 0.5

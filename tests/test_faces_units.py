@@ -79,7 +79,7 @@ def _run_tracker(per_frame, n):
     return tr
 
 
-def test_tracks_never_cross_a_cut_and_keep_ids_when_faces_swap_nothing():
+def test_tracks_never_cross_a_cut_and_each_face_keeps_its_track():
     def faces(f):
         return [Detection((100.0 + f % 3, 100.0, 200.0 + f % 3, 200.0), 0.9),
                 Detection((600.0, 100.0, 700.0, 200.0), 0.9)]

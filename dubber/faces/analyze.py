@@ -36,6 +36,9 @@ from dubber.media.color import ColorSpec
 log = logging.getLogger(__name__)
 
 AUDIO_RATE = 16000
+# Detection images keep at least this many pixels on their shorter side: the detector
+# itself looks at 192x192, and smaller images only lose faces (and invent some).
+MIN_DETECT_SIDE = 256
 
 
 @dataclasses.dataclass
@@ -88,8 +91,10 @@ def analyze_chunks(
     t_start = time.perf_counter()
     fps = float(frame_rate)
     detector = make_detector(cfg.detector, cfg.min_score, device)
-    frame_det = FrameDetector(detector, cfg.detect_scale, cfg.tile_size, cfg.tile_overlap,
-                              cfg.tile_every, cfg.roi_scale, cfg.full_every)
+    close = make_detector(cfg.detector, cfg.min_score, device, close_range=True)
+    scale = detection_scale(cfg.detect_scale, width, height)
+    frame_det = FrameDetector(detector, scale, cfg.tile_size, cfg.tile_overlap,
+                              cfg.tile_every, cfg.roi_scale, cfg.full_every, close)
     shot_det = ShotDetector(fps, cfg.cut_threshold, cfg.min_shot_frames)
     tracker = Tracker(cfg.match_iou, cfg.max_gap)
     lips = _LipMeter(width, height, cfg.min_face_size * min(width, height) * 0.75,
@@ -100,7 +105,8 @@ def analyze_chunks(
         times.append(chunk.times)
         for i, idx in enumerate(chunk.frame_indices.tolist()):
             # 1-3. cuts, faces, tracks
-            image = _detection_image(chunk, i, analysis_scale, cfg.detect_scale)
+            image = _detection_image(chunk, i, analysis_scale, scale)
+            frame_det.scale = image.shape[1] / width  # exact, after rounding to even sizes
             cut = shot_det.push(idx, image)
             known = [box_to_upright(b, rotation, width, height) for b in tracker.live_boxes(idx)]
             dets = frame_det.detect(upright(image, rotation), known, scan=(cut is not None))
@@ -116,8 +122,9 @@ def analyze_chunks(
         if progress:
             progress(n)
     lips.close()
-    if hasattr(detector, "close"):
-        detector.close()
+    for d in (detector, close):
+        if hasattr(d, "close"):
+            d.close()
     if n == 0:
         raise InputError("the video has no frames to analyse")
 
@@ -184,6 +191,12 @@ class _LipMeter:
 
     def close(self) -> None:
         self.retire(list(self.meshes))
+
+
+def detection_scale(detect_scale: float, width: int, height: int) -> float:
+    """The scale faces are detected at: ``detect_scale``, raised so that the shorter side
+    keeps at least ``MIN_DETECT_SIDE`` pixels (a 224-pixel video is not shrunk to 56)."""
+    return min(1.0, max(detect_scale, MIN_DETECT_SIDE / min(width, height)))
 
 
 def _detection_image(chunk: Chunk, i: int, analysis_scale: float, detect_scale: float):
@@ -300,7 +313,7 @@ def analyze(
         log.info("reusing the cached analysis %s", key[:12])
         return apply_face_choice(cached, cfg.faces.face)
     audio = open_original_audio(audio_path or video, required=bool(audio_path))
-    scale = cfg.media.analysis_scale or cfg.faces.detect_scale
+    scale = detection_scale(cfg.faces.detect_scale, info.width, info.height)
     chunks = read_chunks(info, cfg.media.chunk_frames, scale, full=True,
                          queue_depth=cfg.media.queue_depth, threads=cfg.media.decode_threads)
     try:

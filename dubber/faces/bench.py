@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from dubber.config import load_config
     from dubber.errors import InputError
-    from dubber.faces.analyze import AUDIO_RATE, AnalysisStats, analyze_chunks
+    from dubber.faces.analyze import AUDIO_RATE, AnalysisStats, analyze_chunks, detection_scale
     from dubber.media.audio import load_audio
     from dubber.media.decode import read_chunks
     from dubber.media.probe import probe
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         what = make_clip(clip, opts.seconds)
         info = probe(clip)
         cfg = load_config("fast")
-        scale = cfg.faces.detect_scale
+        scale = detection_scale(cfg.faces.detect_scale, info.width, info.height)
         try:
             audio = load_audio(clip, sample_rate=AUDIO_RATE)
         except InputError:

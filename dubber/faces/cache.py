@@ -1,7 +1,8 @@
 """The analysis cache: tracks files keyed by input content and settings.
 
-The key is a sha256 over the schema version, the analysis settings, and the content of the
-video (and of a separate original-audio file): files up to 256 MiB are hashed whole; larger
+The key is a sha256 over the schema version, the dubber version and ``ANALYSIS_VERSION``
+(bump it when a change to the analysis code changes its results), the analysis settings,
+and the content of the video (and of a separate original-audio file): files up to 256 MiB are hashed whole; larger
 ones by their size and 64 evenly spaced 1 MiB blocks (first and last included), which
 catches any re-encode or edit while costing well under a second for a feature film.
 Entries live in ``$DUBBER_CACHE/tracks`` (default ``~/.cache/dubber/tracks``).
@@ -16,10 +17,14 @@ import os
 from pathlib import Path
 from typing import Any
 
+from dubber import __version__
 from dubber.errors import InputError
 from dubber.faces.tracks_file import SCHEMA, Tracks
 
 log = logging.getLogger(__name__)
+
+# Bumped whenever the analysis code changes what it finds for the same input and settings.
+ANALYSIS_VERSION = 1
 
 _WHOLE = 256 << 20
 _BLOCK = 1 << 20
@@ -55,7 +60,7 @@ def content_hash(path: str | Path) -> str:
 
 def cache_key(video: str | Path, settings: dict[str, Any], audio: str | Path | None = None) -> str:
     """The cache key of one analysis."""
-    h = hashlib.sha256(SCHEMA.encode())
+    h = hashlib.sha256(f"{SCHEMA} dubber {__version__} analysis {ANALYSIS_VERSION}".encode())
     h.update(json.dumps(settings, sort_keys=True).encode())
     h.update(content_hash(video).encode())
     if audio:

@@ -34,10 +34,9 @@ def format_table(tracks: Tracks) -> str:
         lines.append(f"{k:>4}  {s.start:>6}-{s.end:<6}  {s.start / fps:>7.2f}-{(s.end + 1) / fps:<7.2f}"
                      f"  {sel:>7}  {wins}")
     lines.append("")
-    lines.append(f"{'track':>5}  {'frames':>13}  {'size px':>7}  {'detected':>8}  {'speaking':>8}")
+    lines.append(f"{'track':>5}  {'frames':>13}  {'size px':>7}  {'detected':>8}  {'selected':>8}")
     for t in tracks.tracks:
-        spk = int(sum(w.end - w.start + 1 for s in tracks.shots for w in s.windows
-                      if w.track == t.id))
+        spk = sum(t.id in tracks.speakers_at(f) for f in range(t.first, t.last + 1))
         lines.append(f"{t.id:>5}  {t.first:>6}-{t.last:<6}  {t.size:>7.0f}  "
                      f"{(t.scores > 0).mean():>8.0%}  {spk / len(t):>8.0%}")
     return "\n".join(lines)

@@ -9,6 +9,7 @@ from the face mesh on a full-resolution crop of that frame.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import numpy as np
 
 from dubber.chunk import Chunk
@@ -38,7 +39,8 @@ class Face:
 
         Returns:
             shape = (cb.size, cb.size), float32 in [0, 1]. Without a lip polygon, an
-            ellipse over the lower third of the box (where the mouth is on a frontal face).
+            ellipse over the lower third of the box (where the mouth is on a frontal,
+            upright face; for display-rotated video the polygon is the reliable source).
         """
         poly = self.lip_polygon
         if poly is None:
