@@ -217,9 +217,14 @@ def dub_video(
     faces = FacesStage()
 
     def setup(info: VideoInfo):
+        # Cheap input checks first (an edited tracks file for another video), then the
+        # weights, and only then the analysis, which can take minutes on a film.
+        if tracks_file:
+            faces.tracks = tracks_for_run(input_path, cfg, tracks_file)
         set_cpu_threads(cfg.runtime.threads)
         models = build_models(cfg, weights_dir)
-        faces.tracks = tracks_for_run(input_path, cfg, tracks_file, progress=analysis_progress)
+        if not tracks_file:
+            faces.tracks = tracks_for_run(input_path, cfg, progress=analysis_progress)
         return models
 
     try:

@@ -16,6 +16,22 @@ class CliResult:
         return f"CliResult(code={self.code}, out={self.out!r}, err={self.err!r})"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def isolated_cache(tmp_path_factory):
+    """The suite never reads or writes the user's analysis cache (~/.cache/dubber): a
+    cached analysis made by other code must not decide what a test sees."""
+    import os
+
+    folder = tmp_path_factory.mktemp("dubber-cache")
+    old = os.environ.get("DUBBER_CACHE")
+    os.environ["DUBBER_CACHE"] = str(folder)
+    yield folder
+    if old is None:
+        os.environ.pop("DUBBER_CACHE", None)
+    else:
+        os.environ["DUBBER_CACHE"] = old
+
+
 @pytest.fixture
 def dub(capsys):
     """Run the ``dub`` CLI in-process: ``dub("in.mp4", "--audio", "x.wav")``."""

@@ -328,6 +328,9 @@ def analyze(
             audio.close()
     result = dataclasses.replace(result, key=key)
     cache.store(result, cache_dir)
+    # Run with exactly what the tracks file holds (boxes rounded as written), so a first
+    # run and every later run from the cache or an exported file give the same pixels.
+    result = Tracks.from_json(result.to_json())
     return apply_face_choice(result, cfg.faces.face)
 
 
