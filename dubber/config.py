@@ -35,9 +35,13 @@ VIDEO_CODECS = ("x264", "x265", "prores", "ffv1")
 class MediaConfig:
     """Decoding and the chunk loop."""
 
-    # Frames per chunk. Peak memory is about chunk_frames * frame bytes * (2 * queue_depth + 3);
-    # a 4K 8-bit 4:2:0 frame is 12.4 MB, so 16 frames keep a 4K run near 1 GB.
+    # Frames per chunk. dubber's own peak memory is about (queue_depth + 3) chunks of
+    # frames beside the decoder's and encoder's; a 4K 8-bit 4:2:0 frame is 12.4 MB.
     chunk_frames: int = 16
+    # ... and at most this many megabytes of full-resolution frames per chunk, so 4K and
+    # 10-bit video get shorter chunks (64 MB: 5 frames of 4K 8-bit 4:2:0, 2 of 4K 10-bit;
+    # all 16 at 1080p 8-bit).
+    chunk_megabytes: int = 64
     # Chunks buffered between decode -> stages and stages -> encode. 1 is enough to overlap
     # the three; more only costs memory.
     queue_depth: int = 1
@@ -218,6 +222,8 @@ def _validate(cfg: Config) -> None:
     m, e = cfg.media, cfg.encode
     if m.chunk_frames < 1:
         raise UsageError(f"chunk_frames must be at least 1, got {m.chunk_frames}")
+    if m.chunk_megabytes < 1:
+        raise UsageError(f"chunk_megabytes must be at least 1, got {m.chunk_megabytes}")
     if m.queue_depth < 1:
         raise UsageError(f"queue_depth must be at least 1, got {m.queue_depth}")
     if not 0 <= m.analysis_scale <= 1:

@@ -142,10 +142,11 @@ def render(
         if on_start is not None:
             on_start(info)
         # 2. Decode -> stages -> encode, overlapped.
-        with VideoWriter(plan, cfg.media.queue_depth) as writer:
+        with VideoWriter(plan) as writer:
             chunks = read_chunks(info, cfg.media.chunk_frames, analysis_scale=0.0, full=True,
                                  queue_depth=cfg.media.queue_depth,
-                                 threads=cfg.media.decode_threads)
+                                 threads=cfg.media.decode_threads,
+                                 chunk_megabytes=cfg.media.chunk_megabytes)
             with closing(chunks):
                 color = ColorSpec.from_names(info.color.matrix, info.color.range, info.width,
                                              info.height)

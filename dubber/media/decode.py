@@ -38,6 +38,14 @@ def analysis_size(info: VideoInfo, scale: float) -> tuple[int, int]:
     return w, h
 
 
+def frames_per_chunk(info: VideoInfo, chunk_frames: int, chunk_megabytes: int | None) -> int:
+    """``chunk_frames``, lowered so that a chunk's full-resolution frames fit in
+    ``chunk_megabytes`` (at least one frame)."""
+    if not chunk_megabytes:
+        return chunk_frames
+    return max(1, min(chunk_frames, chunk_megabytes * 2**20 // info.layout.frame_bytes))
+
+
 def read_chunks(
     info: VideoInfo,
     chunk_frames: int = 16,
@@ -45,12 +53,15 @@ def read_chunks(
     full: bool = True,
     queue_depth: int = 1,
     threads: int = 0,
+    chunk_megabytes: int | None = None,
 ) -> Iterator[Chunk]:
     """Decode ``info.path`` into consecutive chunks.
 
     Args:
         info: from :func:`dubber.media.probe.probe`.
         chunk_frames: frames per chunk (the last chunk may be shorter).
+        chunk_megabytes: with ``full``, fewer frames per chunk where ``chunk_frames`` of
+            them would take more memory than this (see :func:`frames_per_chunk`).
         analysis_scale: if > 0, each chunk carries ``analysis``, an RGB copy of every frame
             at this fraction of the coded size, shape = (N, h, w, 3), uint8.
         full: carry the full-resolution frames (False for an analysis-only pass, which
@@ -66,6 +77,8 @@ def read_chunks(
     """
     if not full and analysis_scale <= 0:
         raise ValueError("nothing to decode: full=False and no analysis copy")
+    if full:
+        chunk_frames = frames_per_chunk(info, chunk_frames, chunk_megabytes)
     q: queue.Queue = queue.Queue(maxsize=queue_depth)
     stop = threading.Event()
     worker = threading.Thread(

@@ -104,7 +104,7 @@ class MuxPlan:
         # Input 0: the frames, NUT on stdin. Rotation is re-attached as metadata, never
         # applied to the pixels.
         cmd += ["-noautorotate", "-display_rotation", str(info.rotation)]
-        cmd += ["-thread_queue_size", "64", "-f", "nut", "-i", "pipe:0"]
+        cmd += ["-thread_queue_size", "4", "-f", "nut", "-i", "pipe:0"]
         cmd += ["-i", str(self.dub_path)]  # input 1: the dub
         keep = self._original_audio()
         subs = self._subtitles()
@@ -202,11 +202,15 @@ class VideoWriter:
             writer.finish()
     """
 
-    def __init__(self, plan: MuxPlan, queue_depth: int = 1) -> None:
+    def __init__(self, plan: MuxPlan) -> None:
         self.plan = plan
         self.tmp = temp_path_for(plan.output)
         self._log = tempfile.TemporaryFile(mode="w+b")
-        self._queue: queue.Queue = queue.Queue(maxsize=queue_depth)
+        # A hand-off, not a buffer: write() returns once the encoder thread has taken the
+        # chunk, so the only chunks alive on this side are the one being written and the
+        # one the caller works on (decoded frames are the bulk of dubber's memory at 4K).
+        self._queue: queue.Queue = queue.Queue(maxsize=1)
+        self._taken = threading.Semaphore(0)
         self._error: BaseException | None = None
         self._proc: subprocess.Popen | None = None
         self._thread: threading.Thread | None = None
@@ -232,15 +236,17 @@ class VideoWriter:
         self._thread = threading.Thread(target=self._run, name="dubber-encode", daemon=True)
         self._thread.start()
 
-    def write(self, chunk: Chunk) -> None:
-        """Queue a chunk for encoding (blocks while the queue is full)."""
+    def write(self, chunk: Chunk | None) -> None:
+        """Hand a chunk to the encoder thread; returns once it has taken it (None ends)."""
         while True:
             self._raise_if_failed()
             try:
                 self._queue.put(chunk, timeout=0.1)
-                return
+                break
             except queue.Full:
                 continue
+        while not self._taken.acquire(timeout=0.1):
+            self._raise_if_failed()
 
     def finish(self) -> Path:
         """Flush, wait for ffmpeg, and rename the temporary file over the output."""
@@ -322,6 +328,7 @@ class VideoWriter:
                 stream.codec_context.sample_aspect_ratio = info.sample_aspect_ratio
             while True:
                 chunk = self._queue.get()
+                self._taken.release()
                 if chunk is None:
                     break
                 for i, frame in enumerate(chunk.frames.frames):
