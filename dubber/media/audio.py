@@ -27,6 +27,7 @@ import av
 import numpy as np
 
 from dubber.errors import InputError
+from dubber.media.probe import check_readable
 
 if TYPE_CHECKING:  # torch is imported where the mel is computed, not at start-up
     import torch
@@ -62,12 +63,7 @@ class AudioFileInfo:
 
 
 def _open_audio(path: Path, stream_index: int | None):
-    if not path.exists():
-        raise InputError(f"{path} does not exist")
-    if path.is_dir():
-        raise InputError(f"{path} is a folder, not an audio file")
-    if not os.access(path, os.R_OK):
-        raise InputError(f"{path} is not readable (check its permissions)")
+    check_readable(path)
     try:
         container = av.open(str(path), metadata_errors="ignore")
     except av.FFmpegError as exc:

@@ -135,7 +135,7 @@ def probe(path: str | os.PathLike, scan: bool = True) -> VideoInfo:
             truncated or corrupt.
     """
     path = Path(path)
-    _check_readable(path)
+    check_readable(path)
     try:
         container = av.open(str(path), metadata_errors="ignore")
     except av.FFmpegError as exc:
@@ -182,7 +182,8 @@ def probe(path: str | os.PathLike, scan: bool = True) -> VideoInfo:
                      scanned=scan, **fields)
 
 
-def _check_readable(path: Path) -> None:
+def check_readable(path: Path) -> None:
+    """InputError unless ``path`` is an existing, readable, non-empty file."""
     if not path.exists():
         raise InputError(f"{path} does not exist")
     if path.is_dir():
