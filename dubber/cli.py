@@ -110,6 +110,8 @@ def cli() -> None:
     dub probe INPUT                   what dubber sees in a video
     dub inspect INPUT [--sheet S.png] shots, faces and speakers found in a video
     dub weights list|verify|describe  trained weights and the models of a preset
+    dub prepare VIDEO... -o CORPUS    a training corpus from talking-face videos
+    dub train MODEL --corpus CORPUS   train a model; the weights land in weights/
     """
 
 
@@ -270,6 +272,131 @@ def weights_describe(preset):
     from dubber.weights_cli import describe_preset
 
     click.echo(describe_preset(preset))
+
+
+@cli.command("prepare")
+@click.argument("videos", nargs=-1, required=True, metavar="VIDEO...")
+@click.option("-o", "--output", "out", required=True, metavar="CORPUS",
+              help="Corpus folder (created; an unfinished one is resumed).")
+@click.option("--preset", default=DEFAULT_PRESET, show_default=True,
+              help="Crop size, crop margin and face analysis settings come from this preset.")
+@click.option("--size", type=click.IntRange(min=16),
+              help="Side of the stored crops (default: the preset's Face-VQGAN resolution).")
+@click.option("--min-frames", type=click.IntRange(min=1), default=30, show_default=True,
+              help="Shortest single-speaker segment kept, in 25 fps frames.")
+@click.option("--val-fraction", type=click.FloatRange(0, 0.9), default=0.15, show_default=True,
+              help="Share of the videos held back for validation.")
+@click.option("--max-seconds", type=click.FloatRange(min=0), default=0.0,
+              help="Use only the first this many seconds of each video (0: all).")
+@_verbosity
+@_quiet
+def prepare_command(videos, out, preset, size, min_frames, val_fraction, max_seconds, verbose,
+                    quiet):
+    """Make a training corpus from talking-face VIDEOs: 25 fps, single-speaker segments in
+    sync with their audio, face crops, masked crops, 16 kHz audio and mel, a train/val split."""
+    from dubber.train.prepare import PrepareOptions, prepare
+
+    _setup_logging(verbose, quiet)
+    cfg = load_config(preset)
+    opts = PrepareOptions(crop_size=size or cfg.models.face_vqgan.resolution,
+                          min_frames=min_frames, val_fraction=val_fraction,
+                          max_seconds=max_seconds)
+    bar: list[tqdm] = []
+
+    def progress(name, n):
+        if not bar:
+            bar.append(tqdm(unit="frame", disable=quiet, dynamic_ncols=True, file=sys.stderr))
+        bar[0].set_description(name, refresh=False)
+        bar[0].update(n)
+
+    try:
+        manifest = prepare(videos, out, cfg, opts, progress=progress)
+    finally:
+        if bar:
+            bar[0].close()
+    c = manifest.counts()
+    click.echo(f"wrote {Path(out) / 'corpus.json'}: train {c['train']['segments']} segments, "
+               f"{c['train']['frames']} frames ({c['train']['seconds']:.1f} s); val "
+               f"{c['val']['segments']} segments, {c['val']['frames']} frames "
+               f"({c['val']['seconds']:.1f} s)")
+
+
+@cli.command("train")
+@click.argument("model", type=click.Choice(["face-vqgan", "pose-vqgan", "sync-expert",
+                                            "generator", "gpen"]))
+@click.option("--corpus", "corpus_dir", required=True, metavar="CORPUS",
+              help="A folder made by `dub prepare`.")
+@click.option("--preset", default=DEFAULT_PRESET, show_default=True,
+              help="Model sizes and the weights' names come from this preset.")
+@click.option("--weights", "weights_dir", metavar="DIR",
+              help="Read frozen models from and write the result to DIR "
+                   "(default: $DUBBER_WEIGHTS, else the repository's weights/).")
+@click.option("--run-dir", metavar="DIR",
+              help="Checkpoints and metrics.csv (default: CORPUS/runs/<weights name>).")
+@click.option("--resume", is_flag=True, help="Continue from the run folder's checkpoint.")
+@click.option("--steps", type=click.IntRange(min=1), help="Optimisation steps in all.")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Samples per step.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Learning rate.")
+@click.option("--checkpoint-every", type=click.IntRange(min=1), help="Steps between checkpoints.")
+@click.option("--val-every", type=click.IntRange(min=0),
+              help="Steps per epoch (validation); 0: one pass over the train frames.")
+@click.option("--max-minutes", type=click.FloatRange(min=0),
+              help="Stop (checkpoint, validate, publish) after this many minutes.")
+@click.option("--device", help="auto, cpu, cuda or cuda:N (default: the preset's).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Any other setting of the trainer (e.g. disc_start=500); repeatable.")
+@click.option("--dtype", type=click.Choice(["fp16", "fp32"]), default="fp16", show_default=True,
+              help="Precision of the published weights file.")
+@click.option("--no-publish", is_flag=True, help="Train and checkpoint only; write no weights.")
+@_verbosity
+@_quiet
+def train_command(model, corpus_dir, preset, weights_dir, run_dir, resume, steps, batch_size, lr,
+                  checkpoint_every, val_every, max_minutes, device, sets, dtype, no_publish,
+                  verbose, quiet):
+    """Train MODEL on a prepared corpus; the result lands in the weights folder with its
+    manifest entry (sha256, what it was trained on, validation figures)."""
+    from dubber.errors import UsageError
+    from dubber.train.train import train
+
+    _setup_logging(verbose, quiet)
+    settings = {"steps": steps, "batch_size": batch_size, "lr": lr,
+                "checkpoint_every": checkpoint_every, "val_every": val_every,
+                "max_minutes": max_minutes}
+    for item in sets:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise UsageError(f"--set takes KEY=VALUE, got {item!r}")
+        settings[key.strip()] = value.strip()
+    cfg = load_config(preset, {"runtime": {"device": device}})
+    bar: list[tqdm] = []
+
+    def progress(step, total, losses):
+        if not bar:
+            bar.append(tqdm(total=total, initial=step - 1, unit="step", desc=f"train {model}",
+                            disable=quiet, dynamic_ncols=True, file=sys.stderr))
+        bar[0].update(1)
+        bar[0].set_postfix(loss=f"{losses['loss']:.4f}", refresh=False)
+
+    flags = [f"--{k.replace('_', '-')} {v}" for k, v in settings.items()
+             if v is not None and k in ("steps", "batch_size", "lr", "checkpoint_every",
+                                        "val_every", "max_minutes")]
+    flags += [f"--set {item}" for item in sets]
+    command = " ".join([f"dub train {model} --corpus {Path(corpus_dir).name} --preset {preset}",
+                        *flags])
+    try:
+        outcome = train(model, corpus_dir, cfg, settings, weights_dir=weights_dir,
+                        run_dir=run_dir, resume=resume, publish=not no_publish, dtype=dtype,
+                        command=command, progress=progress)
+    finally:
+        if bar:
+            bar[0].close()
+    r = outcome.result
+    figures = ", ".join(f"{k} {v:.4g}" for k, v in r.figures.items())
+    click.echo(f"{model}: {r.steps} steps, loss {r.first_loss:.4f} -> {r.last_loss:.4f}; "
+               f"validation: {figures}")
+    if outcome.entry is not None:
+        click.echo(f"wrote {outcome.weights_dir / outcome.entry.file} "
+                   f"(sha256 {outcome.entry.sha256[:12]}...) and its manifest entry")
 
 
 def _jsonable(value):

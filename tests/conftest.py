@@ -6,6 +6,7 @@ import pytest
 
 from dubber.cli import main
 from tests.helpers import make_clip, make_tone
+from tests.train_fixtures import tiny_corpus, tiny_weights  # noqa: F401  (training tests)
 
 
 class CliResult:

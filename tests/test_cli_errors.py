@@ -113,13 +113,13 @@ def test_interrupt_leaves_no_output(gen, tone_3s, tmp_path, sig):
     clip = make_clip(gen / "long_for_interrupt.mp4", size="1280x720", seconds=20, audio=False)
     out = tmp_path / "o.mp4"
     proc = subprocess.Popen([sys.executable, "-m", "dubber.cli_main", str(clip), "--audio",
-                             str(tone_3s), "-o", str(out), "--speed", "medium",
+                             str(tone_3s), "-o", str(out), "--speed", "veryslow",
                              "--passthrough"],
                             stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60
     while time.time() < deadline and not any(".part" in p.name for p in tmp_path.iterdir()):
         time.sleep(0.1)
-    time.sleep(1.0)  # well into the render
+    time.sleep(1.0)  # well into the render (veryslow: it cannot finish first)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err

@@ -1,0 +1,187 @@
+"""Learnability benchmark: how well the trained weights of a preset do on held-back data.
+
+    python -m dubber.train.bench_learn --corpus CORPUS [--preset fast] [--weights DIR]
+
+Measures, on the corpus' val split (videos never seen in training; the train split when
+there is none, and then it says so):
+
+- Face-VQGAN reconstruction PSNR (dB) and L1 of the val crops; Pose-VQGAN the same on the
+  masked crops;
+- the sync expert's pair accuracy on held-back T-frame windows, each once in sync and once
+  shifted by at least ``--min-shift`` frames (the paper: 91.2% at T = 25);
+- the generator's val L1 to the true Face-VQGAN embeddings (and, as the floor to beat, the
+  L1 of simply repeating the reference frame), the share of its codes that are right after
+  snapping to the codebook, the expert's in-sync probability of its windows (against that
+  of the real frames), and how much the audio moves the decoded face: the mean difference,
+  in 0..255 levels, between faces generated from the real mel and from silence, in the
+  lower (mouth) and upper half of the crop.
+
+Prints one line per figure and, with ``--json FILE``, writes them all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+
+
+def run(
+    corpus_dir: str,
+    preset: str = "fast",
+    weights_dir: str | None = None,
+    min_shift: int = 5,
+    images: int = 256,
+    windows: int = 512,
+) -> dict:
+    """Every figure of the trained weights of ``preset`` on ``corpus_dir``'s val split."""
+    from dubber.config import load_config
+    from dubber.errors import WeightsError
+    from dubber.models.registry import load_model, resolve_weights_dir
+    from dubber.train.codes import corpus_codes, load_frozen_vqgan
+    from dubber.train.common import FrameIndex, psnr, to_images
+    from dubber.train.corpus import Corpus
+    from dubber.train.generator import GeneratorTrainConfig, GeneratorTrainer
+    from dubber.train.syncnet import SyncPairs, sync_accuracy
+    from dubber.train.train import weight_name
+
+    cfg = load_config(preset, {"runtime": {"device": "cpu"}})
+    corpus = Corpus(corpus_dir)
+    wdir = resolve_weights_dir(weights_dir)
+    dev = torch.device("cpu")
+    split = "val" if corpus.segments("val") else "train"
+    segs = corpus.segments(split)
+    out: dict = {
+        "preset": preset,
+        "corpus": str(corpus.folder),
+        "split": split,
+        "val_frames": sum(len(s) for s in segs),
+    }
+    # 1. VQGAN reconstruction.
+    idx = FrameIndex(segs)
+    flat = np.linspace(0, len(idx) - 1, min(images, len(idx))).round().astype(np.int64)
+    for kind in ("face_vqgan", "pose_vqgan"):
+        try:
+            model, _ = load_frozen_vqgan(kind, cfg, wdir, "the benchmark")
+        except WeightsError as exc:
+            log.warning("%s", exc)
+            continue
+        ps, l1 = [], []
+        with torch.no_grad():
+            for a in range(0, len(flat), 16):
+                x = to_images(
+                    idx.crops(flat[a : a + 16], kind == "pose_vqgan"), model.dims.resolution
+                )
+                rec = model.decode(model.encode(x)[1])
+                ps.append(psnr(rec, x))
+                l1.append((rec - x).abs().flatten(1).mean(1))
+        out[f"{kind}_psnr"] = round(float(torch.cat(ps).mean()), 2)
+        out[f"{kind}_l1"] = round(float(torch.cat(l1).mean()), 4)
+        out[f"{kind}_images"] = len(flat)
+    # 2. Sync expert accuracy on held-back windows.
+    try:
+        face = corpus_codes(corpus, "face_vqgan", cfg, wdir, dev, "the benchmark")
+        ed = cfg.models.sync_expert
+        expert = load_model("sync_expert", weight_name("sync-expert", cfg), ed, wdir, preset)
+        pairs = SyncPairs(segs, face, ed.frames, ed.mel_steps, min_shift)
+        n = min(windows, len(pairs.windows))
+        ws = np.linspace(0, len(pairs.windows) - 1, n).round().astype(np.int64)
+        with torch.no_grad():
+            acc = sync_accuracy(
+                expert.eval(),
+                pairs,
+                np.repeat(ws, 2),
+                np.tile([True, False], n),
+                32,
+                dev,
+                lambda: torch.autocast("cpu", enabled=False),
+            )
+        out.update({f"sync_{k}": round(v, 4) for k, v in acc.items()})
+        out["sync_frames_T"] = ed.frames
+        out["sync_min_shift_frames"] = min_shift
+    except WeightsError as exc:
+        log.warning("%s", exc)
+    # 3. Generator val L1.
+    try:
+        hp = GeneratorTrainConfig(val_windows=min(windows, 64), batch_size=4)
+        trainer = GeneratorTrainer(cfg, hp, corpus, dev, wdir)
+        trainer.net = load_model(
+            "generator", weight_name("generator", cfg), cfg.models.generator, wdir, preset
+        ).eval()
+        with torch.no_grad():
+            g = trainer.validate()
+        out.update({f"generator_{k}": round(v, 4) for k, v in g.items()})
+        # The floor a generator must beat: the reference frame's own embedding as the guess.
+        out["generator_l1_copy_reference"] = round(_copy_reference_l1(trainer), 4)
+        vq, _ = load_frozen_vqgan("face_vqgan", cfg, wdir, "the benchmark")
+        out.update(_audio_effect(trainer, vq))
+    except WeightsError as exc:
+        log.warning("%s", exc)
+    return out
+
+
+def _audio_effect(trainer, vq, windows: int = 8) -> dict[str, float]:
+    """How much the audio moves the picture: decoded faces generated from the real mel
+    against the same inputs with silence, mean absolute difference in 0..255 levels, in the
+    lower half of the crop (mouth) and in the upper half (should stay put)."""
+    from dubber.media.audio import SILENCE_LOG_MEL
+
+    vw, ws = trainer._val
+    gen = torch.Generator().manual_seed(54321)
+    b = vw.batch(ws[:: max(1, len(ws) // windows)][:windows], gen)
+    with torch.no_grad():
+        faces = []
+        for mel in (b["mel"], torch.full_like(b["mel"], SILENCE_LOG_MEL)):
+            pred = trainer.net(b["pose"], b["ref"], mel)
+            faces.append(vq.decode(vq.quantize_embeddings(pred)[1]))
+    diff = (faces[0] - faces[1]).abs() * 127.5
+    h = diff.shape[-2] // 2
+    return {"generator_audio_effect_lower": round(float(diff[..., h:, :].mean()), 3),
+            "generator_audio_effect_upper": round(float(diff[..., :h, :].mean()), 3)}
+
+
+def _copy_reference_l1(trainer) -> float:
+    """L1 of predicting each frame by its window's reference embedding (no mouth motion)."""
+    vw, ws = trainer._val
+    gen = torch.Generator().manual_seed(54321)
+    total = 0.0
+    for a in range(0, len(ws), 4):
+        b = vw.batch(ws[a : a + 4], gen)
+        total += float((b["ref"] - b["target"]).abs().mean()) * len(ws[a : a + 4])
+    return total / len(ws)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m dubber.train.bench_learn", description=__doc__.split("\n")[0]
+    )
+    p.add_argument("--corpus", required=True)
+    p.add_argument("--preset", default="fast")
+    p.add_argument("--weights", default=None)
+    p.add_argument("--min-shift", type=int, default=5)
+    p.add_argument("--json", default=None, help="also write the figures to this file")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    from dubber.errors import DubberError
+
+    try:
+        figures = run(args.corpus, args.preset, args.weights, args.min_shift)
+    except DubberError as exc:
+        print(f"bench_learn: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    for k, v in figures.items():
+        print(f"{k:36s} {v}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,203 @@
+"""``dub train generator``: the lip-sync generator in code space (DESIGN step 4).
+
+A sample is a window of T consecutive frames (T = the expert's ``frames``). For each
+frame: the Pose-VQGAN embedding of its masked crop, the Face-VQGAN embedding of a
+reference frame of the same segment (one per window, as the render path keeps one per
+track), and the 200 ms mel window centred on the frame. Loss (Wav2Lip's weighting):
+``(1 - sync_weight) * L1(prediction, Face-VQGAN embedding of the frame)
++ sync_weight * BCE(expert(prediction of the T frames, 1 s of mel), in sync)``; the expert
+is frozen. Validation: embedding L1, the share of codes that the prediction snaps to
+correctly, and the expert's in-sync probability of predicted and of real windows.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from dubber.errors import WeightsError
+from dubber.models.registry import KINDS, build_random, load_model
+from dubber.models.syncnet import sync_probability
+from dubber.train.codes import FrozenCodes, corpus_codes
+from dubber.train.common import FrameIndex, LoopConfig, Trainer, adam
+from dubber.train.corpus import Segment
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class GeneratorTrainConfig(LoopConfig):
+    """Hyper-parameters of the generator."""
+
+    lr: float = 2e-4  # Adam
+    batch_size: int = 4  # windows per step (times T frames through the generator)
+    sync_weight: float = 0.03  # weight of the expert's sync loss (Wav2Lip: 0.03)
+    sync_start: int = 0  # step from which the sync loss is on
+    val_windows: int = 32  # held-back windows
+
+
+class GeneratorWindows:
+    """Generator inputs and targets for T-frame windows of one split."""
+
+    def __init__(
+        self,
+        segments: list[Segment],
+        face: FrozenCodes,
+        pose: FrozenCodes,
+        frames: int,
+        mel_steps: int,
+        expert_steps: int,
+    ):
+        self.segments, self.face, self.pose = segments, face, pose
+        self.frames, self.mel_steps, self.expert_steps = frames, mel_steps, expert_steps
+        self.windows = FrameIndex(segments).windows(frames)
+
+    def batch(self, ws: np.ndarray, gen: torch.Generator) -> dict[str, torch.Tensor]:
+        """Tensors for windows ``ws`` (B of them; M = B * T frames):
+
+        pose, ref, target: (M, C, G, G) float32; target_codes: (M, G, G) int64;
+        mel: (M, 80, mel_steps); window_mel: (B, 80, expert_steps).
+        """
+        pose, ref, target, codes, mel, wmel = [], [], [], [], [], []
+        t = self.frames
+        for w in ws.tolist():
+            s, j = (int(v) for v in self.windows[w])
+            seg = self.segments[s]
+            fc = self.face.codes[seg.info.file]
+            r = int(torch.randint(0, len(seg), (1,), generator=gen))
+            pose.append(self.pose.embed(self.pose.codes[seg.info.file][j : j + t]))
+            ref.append(self.face.embed(fc[r])[None].expand(t, -1, -1, -1))
+            target.append(self.face.embed(fc[j : j + t]))
+            codes.append(torch.from_numpy(fc[j : j + t]))
+            mel.append(
+                torch.from_numpy(
+                    np.stack([seg.mel_window(f, self.mel_steps) for f in range(j, j + t)])
+                )
+            )
+            wmel.append(
+                torch.from_numpy(
+                    np.ascontiguousarray(seg.mel_window(j + (t - 1) / 2, self.expert_steps))
+                )
+            )
+        return {
+            "pose": torch.cat(pose),
+            "ref": torch.cat(ref),
+            "target": torch.cat(target),
+            "target_codes": torch.cat(codes),
+            "mel": torch.cat(mel),
+            "window_mel": torch.stack(wmel),
+        }
+
+
+def snap(pred: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """Nearest codebook index of each prediction vector: (M, C, G, G) -> (M, G, G)."""
+    flat = pred.float().movedim(1, -1).reshape(-1, pred.shape[1])
+    d = flat.pow(2).sum(1, keepdim=True) - 2 * flat @ table.t() + table.pow(2).sum(1)
+    return d.argmin(1).view(pred.shape[0], *pred.shape[2:])
+
+
+class GeneratorTrainer(Trainer):
+    kind = "generator"
+
+    def __init__(self, cfg, hp: GeneratorTrainConfig, corpus, device, weights_dir):
+        super().__init__(cfg, hp, corpus, device, weights_dir)
+        self.dims = cfg.models.generator
+        ed = cfg.models.sync_expert
+        self.face = corpus_codes(corpus, "face_vqgan", cfg, weights_dir, device, "the generator")
+        self.pose = corpus_codes(corpus, "pose_vqgan", cfg, weights_dir, device, "the generator")
+        name = cfg.models.weights.sync_expert or f"sync-expert-{cfg.preset}"
+        try:
+            self.expert = load_model("sync_expert", name, ed, weights_dir, cfg.preset)
+        except WeightsError as exc:
+            raise WeightsError(
+                f"the generator needs a trained {KINDS['sync_expert'].title} "
+                f"first (`dub train sync-expert --corpus CORPUS`): {exc}"
+            ) from None
+        self.expert.eval().requires_grad_(False).to(device)
+        self.net = build_random(self.kind, self.dims, hp.seed).train().to(device)
+        self.opt = adam(self.net.parameters(), hp.lr)
+        self.table = self.face.table.to(device)
+        self.train_windows = GeneratorWindows(
+            corpus.segments("train"),
+            self.face,
+            self.pose,
+            ed.frames,
+            self.dims.mel_steps,
+            ed.mel_steps,
+        )
+        self._val = None
+
+    def modules(self):
+        return {"model": self.net}
+
+    def optimizers(self):
+        return {"model": self.opt}
+
+    def _forward(
+        self, b: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(prediction (M, C, G, G), L1, expert's in-sync probability per window (B,))."""
+        dev = self.device
+        pred = self.net(b["pose"].to(dev), b["ref"].to(dev), b["mel"].to(dev))
+        l1 = (pred.float() - b["target"].to(dev)).abs().mean()
+        n = b["window_mel"].shape[0]
+        v, a = self.expert(pred.view(n, -1, *pred.shape[1:]), b["window_mel"].to(dev))
+        return pred, l1, sync_probability(v, a)
+
+    def train_step(self, step, gen):
+        hp = self.hp
+        ws = torch.randint(
+            0, len(self.train_windows.windows), (hp.batch_size,), generator=gen
+        ).numpy()
+        b = self.train_windows.batch(ws, gen)
+        w = hp.sync_weight if step >= hp.sync_start else 0.0
+        with self.autocast():
+            _, l1, p = self._forward(b)
+            sync = F.binary_cross_entropy(p, torch.ones_like(p))
+            loss = (1 - w) * l1 + w * sync
+        self.backward_step(loss, self.opt)
+        return {
+            "loss": float(loss.detach()),
+            "l1": float(l1.detach()),
+            "sync": float(sync.detach()),
+        }
+
+    def validate(self):
+        if self._val is None:
+            vw = GeneratorWindows(
+                self.val_segments(),
+                self.face,
+                self.pose,
+                self.train_windows.frames,
+                self.dims.mel_steps,
+                self.train_windows.expert_steps,
+            )
+            n = min(self.hp.val_windows, len(vw.windows))
+            self._val = (vw, np.linspace(0, len(vw.windows) - 1, n).round().astype(np.int64))
+        vw, ws = self._val
+        gen = torch.Generator().manual_seed(54321)
+        l1s, accs, p_gen, p_real = [], [], [], []
+        for a in range(0, len(ws), self.hp.batch_size):
+            b = vw.batch(ws[a : a + self.hp.batch_size], gen)
+            with self.autocast():
+                pred, l1, p = self._forward(b)
+                n = b["window_mel"].shape[0]
+                v, s = self.expert(
+                    b["target"].to(self.device).view(n, -1, *pred.shape[1:]),
+                    b["window_mel"].to(self.device),
+                )
+            l1s.append(float(l1.detach()) * n)
+            accs.append((snap(pred, self.table).cpu() == b["target_codes"]).float().mean() * n)
+            p_gen.append(float(p.float().sum()))
+            p_real.append(float(sync_probability(v, s).float().sum()))
+        n = len(ws)
+        return {
+            "l1": sum(l1s) / n,
+            "code_acc": float(sum(accs)) / n,
+            "p_sync_generated": sum(p_gen) / n,
+            "p_sync_real": sum(p_real) / n,
+        }

@@ -1,0 +1,121 @@
+"""`dub train sync-expert|generator|gpen`: a few CPU steps on the tiny corpus learn."""
+
+from __future__ import annotations
+
+from dubber.models.registry import read_manifest
+from tests.train_fixtures import PRESET, train_losses
+
+
+def _mean(xs):
+    return sum(xs) / len(xs)
+
+
+def test_sync_expert_learns(dub, tiny_corpus, tiny_weights, tmp_path):
+    run = tmp_path / "run"
+    r = dub(
+        "train",
+        "sync-expert",
+        "--corpus",
+        tiny_corpus,
+        "--preset",
+        PRESET,
+        "--weights",
+        tiny_weights,
+        "--run-dir",
+        run,
+        "--steps",
+        "16",
+        "--batch-size",
+        "16",
+        "--lr",
+        "1e-3",
+        "--no-publish",
+        "-q",
+        "--set",
+        "val_windows=16",
+    )
+    assert r.code == 0, r
+    losses = train_losses(run)
+    assert _mean(losses[-4:]) < _mean(losses[:4]), losses
+    assert "accuracy" in r.out
+
+
+def test_generator_learns_with_the_frozen_expert(dub, tiny_corpus, tiny_weights, tmp_path):
+    run = tmp_path / "run"
+    wdir = tmp_path / "w"
+    import shutil
+
+    shutil.copytree(tiny_weights, wdir)
+    r = dub(
+        "train",
+        "generator",
+        "--corpus",
+        tiny_corpus,
+        "--preset",
+        PRESET,
+        "--weights",
+        wdir,
+        "--run-dir",
+        run,
+        "--steps",
+        "10",
+        "--batch-size",
+        "2",
+        "--lr",
+        "1e-3",
+        "-q",
+        "--set",
+        "val_windows=4",
+    )
+    assert r.code == 0, r
+    l1 = train_losses(run, "l1")
+    assert _mean(l1[-3:]) < 0.9 * _mean(l1[:3]), l1
+    sync = train_losses(run, "sync")
+    assert all(s > 0 for s in sync)  # the expert's loss is in the objective
+    entry = read_manifest(wdir)["generator-unittest"]
+    assert entry.sha256 and "l1" in entry.figures
+
+
+def test_generator_without_a_trained_vqgan_says_what_to_train(dub, tiny_corpus, tmp_path):
+    r = dub(
+        "train",
+        "generator",
+        "--corpus",
+        tiny_corpus,
+        "--preset",
+        PRESET,
+        "--weights",
+        tmp_path,
+        "--steps",
+        "1",
+    )
+    assert r.code == 2, r
+    assert r.err.count("\n") == 1 and "dub train face-vqgan" in r.err
+
+
+def test_gpen_restores_degraded_crops(dub, tiny_corpus, tmp_path):
+    run = tmp_path / "run"
+    r = dub(
+        "train",
+        "gpen",
+        "--corpus",
+        tiny_corpus,
+        "--preset",
+        PRESET,
+        "--weights",
+        tmp_path / "w",
+        "--run-dir",
+        run,
+        "--steps",
+        "10",
+        "--batch-size",
+        "4",
+        "--lr",
+        "2e-3",
+        "-q",
+        "--set",
+        "val_images=4",
+    )
+    assert r.code == 0, r
+    l1 = train_losses(run, "l1")
+    assert _mean(l1[-3:]) < _mean(l1[:3]), l1
