@@ -12,7 +12,6 @@ import os
 import tempfile
 from contextlib import closing
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Sequence
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import signal
 import subprocess
@@ -11,7 +10,7 @@ import time
 
 import pytest
 
-from tests.helpers import ffmpeg, make_clip, make_tone
+from tests.helpers import ffmpeg, make_clip
 
 FAST = ("--preset", "unittest", "--passthrough", "-q")
 

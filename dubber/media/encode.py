@@ -31,7 +31,7 @@ import av
 
 from dubber.chunk import Chunk
 from dubber.config import EncodeConfig
-from dubber.errors import OutputError, RunError, UsageError
+from dubber.errors import RunError, UsageError
 from dubber.media.ffmpeg import ffmpeg_exe
 from dubber.media.frames import PixelLayout
 from dubber.media.probe import VideoInfo
@@ -99,7 +99,7 @@ class MuxPlan:
                    output_pix_fmt(info.layout, cfg.codec))
 
     def command(self, tmp_path: Path) -> list[str]:
-        info, cfg = self.info, self.cfg
+        info = self.info
         cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y"]
         # Input 0: the frames, NUT on stdin. Rotation is re-attached as metadata, never
         # applied to the pixels.

@@ -6,7 +6,6 @@ visible square of each face is replaced, every pixel outside it is left as decod
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 
 from dubber.chunk import Chunk
