@@ -220,11 +220,12 @@ def dub_video(
         # Cheap input checks first (an edited tracks file for another video), then the
         # weights, and only then the analysis, which can take minutes on a film.
         if tracks_file:
-            faces.tracks = tracks_for_run(input_path, cfg, tracks_file)
+            faces.tracks = tracks_for_run(input_path, cfg, tracks_file, info=info)
         set_cpu_threads(cfg.runtime.threads)
         models = build_models(cfg, weights_dir)
         if not tracks_file:
-            faces.tracks = tracks_for_run(input_path, cfg, progress=analysis_progress)
+            faces.tracks = tracks_for_run(input_path, cfg, progress=analysis_progress,
+                                          info=info)
         return models
 
     try:

@@ -15,7 +15,7 @@ import logging
 import time
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 import numpy as np
 
@@ -32,6 +32,9 @@ from dubber.faces.track import Tracker, finalize_tracks
 from dubber.faces.tracks_file import Shot, Track, Tracks, Window
 from dubber.faces.yuv import crop_rgb
 from dubber.media.color import ColorSpec
+
+if TYPE_CHECKING:
+    from dubber.media.probe import VideoInfo
 
 log = logging.getLogger(__name__)
 
@@ -292,6 +295,7 @@ def analyze(
     audio_path: str | Path | None = None,
     cache_dir: str | Path | None = None,
     progress: Callable[[int], None] | None = None,
+    info: VideoInfo | None = None,
 ) -> Tracks:
     """Analyse a video (or reuse the cached analysis) and apply ``cfg.faces.face``.
 
@@ -301,12 +305,14 @@ def analyze(
         audio_path: the ORIGINAL soundtrack when it is not the video's own audio.
         cache_dir: where analyses are cached (default: :func:`dubber.faces.cache.cache_dir`).
         progress: called with frames done.
+        info: the video's probe, when the caller has it (a probe scans the whole file).
     """
     from dubber.faces import cache
     from dubber.media.decode import read_chunks
     from dubber.media.probe import probe
 
-    info = probe(video)  # first: a bad input gets the media layer's message
+    if info is None:
+        info = probe(video)  # first: a bad input gets the media layer's message
     key = cache.cache_key(video, settings_of(cfg.faces), audio_path)
     cached = cache.load_cached(key, cache_dir)
     if cached is not None:
@@ -354,16 +360,18 @@ def tracks_for_run(
     cfg: Config,
     tracks_file: str | Path | None = None,
     progress: Callable[[int], None] | None = None,
+    info: VideoInfo | None = None,
 ) -> Tracks:
     """What ``dub`` and ``dub inspect`` use: an edited tracks file when given (checked
     against the video's size and length), else the (cached) analysis; ``cfg.faces.face``
-    applied either way."""
+    applied either way. ``info``: the video's probe, when the caller already has it."""
     if not tracks_file:
-        return analyze(video, cfg, progress=progress)
+        return analyze(video, cfg, progress=progress, info=info)
     from dubber.media.probe import probe
 
     tracks = Tracks.load(tracks_file)
-    info = probe(video)
+    if info is None:
+        info = probe(video)
     if (tracks.width, tracks.height, tracks.frame_count) != (
         info.width, info.height, info.frame_count
     ):
