@@ -214,7 +214,6 @@ class VideoWriter:
         self._error: BaseException | None = None
         self._proc: subprocess.Popen | None = None
         self._thread: threading.Thread | None = None
-        self.frames_written = 0
         self._done = False
 
     # -- lifecycle -------------------------------------------------------------------
@@ -335,7 +334,6 @@ class VideoWriter:
                     frame.pts = int(chunk.pts[i])
                     frame.time_base = tb
                     out.mux(stream.encode(frame))
-                    self.frames_written += 1
             out.mux(stream.encode(None))
         finally:
             try:

@@ -125,10 +125,6 @@ class FrameBatch:
         per_frame = [self.planes(i) for i in range(len(self))]
         return tuple(np.stack([p[k] for p in per_frame]) for k in range(3))
 
-    @property
-    def nbytes(self) -> int:
-        return len(self) * self.layout.frame_bytes
-
 
 def plane_views(frame, layout: PixelLayout) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """numpy views of an ``av.VideoFrame``'s planes, cropped to the picture (no copy)."""
