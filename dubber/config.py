@@ -195,6 +195,18 @@ class ModelsConfig:
     # seen of each face track, kept for the whole run: stable texture) or "self" (the frame
     # itself: no drift, but its own mouth can leak into the result).
     reference: str = "track_first"
+    # How the generated face goes back into the frame: "mouth" (the lip region grown by
+    # paste_feather mouth widths, soft-edged; the rest of the face stays as decoded) or
+    # "box" (the whole square is replaced).
+    paste: str = "mouth"
+    # Grow and blur radius of the "mouth" paste, in mouth widths.
+    paste_feather: float = 0.3
+    # "mouth" paste: weight of the generated colour (chroma) relative to its brightness
+    # (luma); 0 keeps the face's own colour and takes only the new mouth's brightness.
+    paste_chroma: float = 1.0
+    # Colour matching before the paste: the generated face takes the original crop's colour
+    # blurred by this fraction of the crop width (0 = off); see dubber/stages/paste.py.
+    paste_color_sigma: float = 0.12
     # Run GPEN over the generated faces (stage 2).
     gpen_enabled: bool = False
     # Faces per forward pass of each model.
@@ -265,6 +277,14 @@ def _validate_faces(f: FacesConfig) -> None:
 def _validate_models(m: ModelsConfig) -> None:
     if m.reference not in ("track_first", "self"):
         raise UsageError(f"unknown models.reference {m.reference!r}; use track_first or self")
+    if m.paste not in ("mouth", "box"):
+        raise UsageError(f"unknown models.paste {m.paste!r}; use mouth or box")
+    if not 0 < m.paste_feather <= 2:
+        raise UsageError(f"models.paste_feather must be in (0, 2], got {m.paste_feather}")
+    if not 0 <= m.paste_chroma <= 1:
+        raise UsageError(f"models.paste_chroma must be in [0, 1], got {m.paste_chroma}")
+    if not 0 <= m.paste_color_sigma <= 1:
+        raise UsageError(f"models.paste_color_sigma must be in [0, 1], got {m.paste_color_sigma}")
     if m.precision not in ("fp32", "fp16", "bf16"):
         raise UsageError(f"unknown models.precision {m.precision!r}; use fp32, fp16 or bf16")
     if m.batch_size < 1:

@@ -114,7 +114,10 @@ def test_interrupt_leaves_no_output(gen, tone_3s, tmp_path, sig):
     proc = subprocess.Popen([sys.executable, "-m", "dubber.cli_main", str(clip), "--audio",
                              str(tone_3s), "-o", str(out), "--speed", "veryslow",
                              "--passthrough"],
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            # Ctrl-C as in a terminal, even when the test run itself was
+                            # started in the background (which ignores SIGINT for children).
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 60
     while time.time() < deadline and not any(".part" in p.name for p in tmp_path.iterdir()):
         time.sleep(0.1)

@@ -1,8 +1,9 @@
 """``dub INPUT --audio DUB``: analysis -> models -> paste, through the real CLI.
 
 With the ``unittest`` preset (tiny seeded random models) and a lossless output, the pixels
-can be checked exactly: only the selected speaker's face square changes, and frames or
-faces that are not speaking are left bit for bit as they were.
+can be checked exactly: only the lower part of the selected speaker's face square changes,
+and frames or faces that are not speaking are left bit for bit as they were. With the
+shipped ``fast`` weights (the default preset), the dub itself drives the mouth.
 """
 
 from __future__ import annotations
@@ -17,6 +18,13 @@ from dubber.stages.crop import square_box, visible_part
 from tests.helpers import CLIPS, SPEECH, decoded_planes, needs_media
 
 UNIT = ("--preset", "unittest", "--codec", "ffv1", "-q")
+# Mean luma change (levels) in the speaker's mouth box that the shipped weights must make,
+# against the input and between a speech dub and a silent one (medians over the frames).
+# Measured with the first fast weights: 5.75 and 0.16 levels. The second is small: those
+# weights re-render the mouth but follow the dub only faintly (see weights/README.md); the
+# test guards that the dub reaches the mouth at all.
+MIN_MOUTH_CHANGE = 2.0
+MIN_AUDIO_EFFECT = 0.05
 
 
 @needs_media
@@ -41,8 +49,9 @@ def test_real_clip_is_dubbed_only_inside_the_speakers_face(dub, tmp_path):
         for tid in speakers:
             square = square_box(tracks.track(tid).box_at(f), cfg.models.crop_scale, layout)
             x0, y0, x1, y1 = visible_part(square, layout)
-            allowed[y0:y1, x0:x1] = True
-        assert not (diff & ~allowed).any(), f"frame {f} changed outside the face"
+            # The mouth paste: the upper 30 % of the square (eyes, brows) stays as it was.
+            allowed[y0 + int(0.3 * (square[3] - square[1])):y1, x0:x1] = True
+        assert not (diff & ~allowed).any(), f"frame {f} changed outside the mouth region"
         changed += bool(diff.any())
     assert changed > len(src) // 2  # the speaker is re-rendered on most frames
 
@@ -84,3 +93,47 @@ def test_cpu_threads_follow_the_configuration(threads):
         assert set_cpu_threads(0) >= 1
     finally:
         torch.set_num_threads(before)
+
+
+def _write_silence(path, seconds: float, rate: int = 16000):
+    import wave
+
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(b"\0\0" * int(seconds * rate))
+    return path
+
+
+@needs_media
+def test_shipped_weights_let_the_dub_drive_the_mouth(dub, tmp_path):
+    """The default preset with the weights in weights/ (no flag): the speaker's mouth region
+    follows the dub (a speech dub and a silent one give different mouths), and the upper
+    face is left exactly as it was."""
+    clip = CLIPS / "man_map_844_en.mp4"
+    outs = {}
+    for name, audio in (("speech", SPEECH / "hi_news_22s.wav"),
+                        ("silence", _write_silence(tmp_path / "silence.wav", 5.0))):
+        outs[name] = tmp_path / f"{name}.mkv"
+        r = dub(clip, "--audio", audio, "-o", outs[name], "--codec", "ffv1", "-q")
+        assert r.code == 0, r
+    cfg = load_config("fast")
+    tracks = tracks_for_run(clip, cfg)
+    layout = probe(clip).layout
+    src, speech, silence = (decoded_planes(p) for p in (clip, outs["speech"], outs["silence"]))
+    apart, changed = [], []
+    for f, (a, b, c) in enumerate(zip(src, speech, silence)):
+        for tid in tracks.speakers_at(f):
+            x0, y0, x1, y1 = square_box(tracks.track(tid).box_at(f), cfg.models.crop_scale, layout)
+            side = y1 - y0
+            upper = (slice(max(y0, 0), y0 + int(0.3 * side)), slice(max(x0, 0), x1))
+            assert np.array_equal(a[0][upper], b[0][upper]) and np.array_equal(a[0][upper], c[0][upper])
+            # The mouth: the middle half of the square's width, 60-85 % of its height.
+            mouth = (slice(y0 + int(0.6 * side), y0 + int(0.85 * side)),
+                     slice(x0 + side // 4, x1 - side // 4))
+            apart.append(np.abs(b[0][mouth].astype(float) - c[0][mouth]).mean())
+            changed.append(np.abs(b[0][mouth].astype(float) - a[0][mouth]).mean())
+    assert len(apart) > len(src) // 2
+    assert np.median(changed) > MIN_MOUTH_CHANGE, np.median(changed)
+    assert np.median(apart) > MIN_AUDIO_EFFECT, np.median(apart)

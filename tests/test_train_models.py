@@ -76,6 +76,27 @@ def test_generator_learns_with_the_frozen_expert(dub, tiny_corpus, tiny_weights,
     assert entry.sha256 and "l1" in entry.figures
 
 
+def test_generator_trains_on_l1_alone_before_the_expert_exists(dub, tiny_corpus, tiny_weights,
+                                                               tmp_path):
+    import shutil
+
+    wdir = tmp_path / "w"
+    shutil.copytree(tiny_weights, wdir)
+    (wdir / "sync-expert-unittest.safetensors").unlink()
+    common = ["train", "generator", "--corpus", tiny_corpus, "--preset", PRESET, "--weights",
+              wdir, "--steps", "6", "--batch-size", "2", "--lr", "1e-3", "-q", "--no-publish",
+              "--set", "val_windows=4"]
+    # With the sync loss on, the missing expert is one line saying what to do.
+    r = dub(*common, "--run-dir", tmp_path / "a")
+    assert r.code == 2 and r.err.count("\n") == 1, r
+    assert "dub train sync-expert" in r.err and "sync_weight=0" in r.err
+    # With it off, the generator learns from the L1 term alone.
+    r = dub(*common, "--run-dir", tmp_path / "b", "--set", "sync_weight=0")
+    assert r.code == 0, r
+    l1 = train_losses(tmp_path / "b", "l1")
+    assert _mean(l1[-2:]) < _mean(l1[:2]), l1
+
+
 def test_generator_without_a_trained_vqgan_says_what_to_train(dub, tiny_corpus, tmp_path):
     r = dub(
         "train",

@@ -84,6 +84,9 @@ def test_resume_continues_where_the_checkpoint_left_off(dub, tiny_corpus, tmp_pa
     assert "6 steps" in r.out
     steps = [int(s) for s in [row for row in _rows(tmp_path / "a")]]
     assert steps == [1, 2, 3, 4, 5, 6]
+    # Resuming a finished run (to publish it, say) reports the run's losses, not NaN.
+    r = dub("train", "face-vqgan", "--run-dir", tmp_path / "a", "--steps", "6", "--resume", *common)
+    assert r.code == 0 and "6 steps" in r.out and "nan" not in r.out.lower(), r
     # ... ends where an uninterrupted run ends: same batches, same optimizer state.
     r = dub("train", "face-vqgan", "--run-dir", tmp_path / "b", "--steps", "6", *common)
     assert r.code == 0, r
@@ -149,3 +152,22 @@ def test_face_vqgan_trains_under_amp_on_cuda(dub, tiny_corpus, tmp_path, precisi
     assert r.code == 0, r
     losses = train_losses(run)
     assert all(math.isfinite(x) for x in losses) and losses[-1] < losses[0], losses
+
+
+def test_keep_best_publishes_the_best_validated_network(dub, tiny_corpus, tmp_path):
+    from tests.train_fixtures import read_metrics
+
+    run, wdir = tmp_path / "run", tmp_path / "w"
+    r = dub("train", "face-vqgan", "--corpus", tiny_corpus, "--weights", wdir, "--run-dir", run,
+            "--steps", "6", "--set", "val_every=2", "--set", "keep_best=true", *FAST)
+    assert r.code == 0, r
+    vals = {int(row["step"]): float(row["psnr"]) for row in read_metrics(run) if row["split"] == "val"}
+    best_step = max(vals, key=vals.get)
+    entry = read_manifest(wdir)["face-vqgan-unittest"]
+    assert entry.figures["best_step"] == best_step
+    assert entry.figures["psnr"] == pytest.approx(vals[best_step], abs=1e-3)
+    # The published file holds the network of that step (as saved in best.safetensors).
+    best = load_file(str(run / "best.safetensors"))
+    published = load_file(str(wdir / "face-vqgan-unittest.safetensors"))
+    key = "decoder.conv_out.weight"
+    assert torch.allclose(published[key].float(), best[key].half().float())

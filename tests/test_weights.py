@@ -16,6 +16,8 @@ from dubber.models.registry import (KINDS, REPO_WEIGHTS_DIR, build_random, load_
 from dubber.weights_cli import describe_preset, list_weights, verify_weights
 
 TINY = load_config("unittest").models
+# The weights the default (fast) preset runs with, committed in weights/.
+SHIPPED = ["face-vqgan-fast", "pose-vqgan-fast", "generator-fast"]
 
 
 def _register(folder, name, kind, model, sha=None):
@@ -138,8 +140,10 @@ def test_list_and_verify_on_the_repository_manifest(monkeypatch):
     text = list_weights()
     assert "face-vqgan-4k" in text and "missing" in text
     loose, strict = verify_weights(), verify_weights(strict=True)
-    assert loose.ok and not strict.ok  # nothing trained yet: missing, but nothing corrupt
+    assert loose.ok and not strict.ok  # 4k-film is not trained yet: missing, nothing corrupt
     assert "dub train generator" in strict.text
+    # What the fast preset runs with ships in weights/ and matches its sha256.
+    assert verify_weights(names=SHIPPED, strict=True).ok
     with pytest.raises(WeightsError, match="not in the manifest"):
         verify_weights(names=["no-such-weight"])
 

@@ -38,18 +38,22 @@ class Face:
         """The soft mouth mask in the model crop ``cb``.
 
         Returns:
-            shape = (cb.size, cb.size), float32 in [0, 1]. Without a lip polygon, an
-            ellipse over the lower third of the box (where the mouth is on a frontal,
-            upright face; for display-rotated video the polygon is the reliable source).
+            shape = (cb.size, cb.size), float32 in [0, 1], around :meth:`lips`.
         """
-        poly = self.lip_polygon
-        if poly is None:
-            x0, y0, x1, y1 = self.box
-            cx, cy = (x0 + x1) / 2, y0 + 0.78 * (y1 - y0)
-            a = np.linspace(0, 2 * np.pi, 20, endpoint=False)
-            poly = np.stack([cx + 0.25 * (x1 - x0) * np.cos(a),
-                             cy + 0.1 * (y1 - y0) * np.sin(a)], axis=1)
-        return mouth_mask(cb.to_crop(poly), (cb.size, cb.size), feather)
+        return mouth_mask(cb.to_crop(self.lips()), (cb.size, cb.size), feather)
+
+    def lips(self) -> np.ndarray:
+        """The outer lip contour, shape = (K, 2) float64 full-res pixels: the mesh's polygon,
+        or without one an ellipse over the lower third of the box (where the mouth is on a
+        frontal, upright face; for display-rotated video the polygon is the reliable source).
+        """
+        if self.lip_polygon is not None:
+            return self.lip_polygon
+        x0, y0, x1, y1 = self.box
+        cx, cy = (x0 + x1) / 2, y0 + 0.78 * (y1 - y0)
+        a = np.linspace(0, 2 * np.pi, 20, endpoint=False)
+        return np.stack([cx + 0.25 * (x1 - x0) * np.cos(a),
+                         cy + 0.1 * (y1 - y0) * np.sin(a)], axis=1)
 
 
 class FaceSelector:

@@ -106,12 +106,19 @@ def yuv_region_to_rgb(frames: FrameBatch, index: int, box: tuple[int, int, int, 
 
 
 def rgb_to_yuv_region(rgb: np.ndarray, frames: FrameBatch, index: int,
-                      box: tuple[int, int, int, int], spec: ColorSpec) -> None:
+                      box: tuple[int, int, int, int], spec: ColorSpec,
+                      alpha: np.ndarray | None = None, chroma_weight: float = 1.0) -> None:
     """Write RGB into a rectangle of frame ``index``, in place; pixels outside are untouched.
 
     Args:
         rgb: shape = (y1 - y0, x1 - x0, 3), float RGB in [0, 1] (clipped).
         frames, index, box, spec: as in :func:`yuv_region_to_rgb`.
+        alpha: shape = (y1 - y0, x1 - x0), float in [0, 1]: blend ``rgb`` over the frame
+            with this weight, per plane in YUV (chroma takes the mean over its pixels).
+            Where it is 0 (a whole chroma pixel for the chroma planes), the frame's samples
+            stay bit-exact. None writes ``rgb`` as it is.
+        chroma_weight: with ``alpha``, the chroma planes blend with ``alpha`` times this
+            (0 writes the brightness alone and keeps the frame's colour).
     """
     check_region(frames, box)
     x0, y0, x1, y1 = box
@@ -128,16 +135,28 @@ def rgb_to_yuv_region(rgb: np.ndarray, frames: FrameBatch, index: int,
     cb = (b - y) / (2 * (1 - kb))
     cr = (r - y) / (2 * (1 - kr))
     maxv = lay.max_value
+    if alpha is not None and alpha.shape != (h, w):
+        raise ValueError(f"alpha has shape {alpha.shape}, the region needs {(h, w)}")
     y_plane, u_plane, v_plane = frames.writable_planes(index)
-    y_plane[y0:y1, x0:x1] = np.clip(np.rint(y * ys + yo), 0, maxv).astype(lay.dtype)
     fy, fx = 1 << sy, 1 << sx
     ph, pw = -(-h // fy) * fy, -(-w // fx) * fx
 
     def down(c: np.ndarray) -> np.ndarray:
         c = np.pad(c, ((0, ph - h), (0, pw - w)), mode="edge")
-        c = c.reshape(ph // fy, fy, pw // fx, fx).mean(axis=(1, 3))
-        return np.clip(np.rint(c * cs + co), 0, maxv).astype(lay.dtype)
+        return c.reshape(ph // fy, fy, pw // fx, fx).mean(axis=(1, 3))
 
+    def put(plane: np.ndarray, region: tuple[slice, slice], value: np.ndarray,
+            a: np.ndarray | None) -> None:
+        if a is not None:
+            old = plane[region].astype(np.float32)
+            value = old + a * (value - old)
+        plane[region] = np.clip(np.rint(value), 0, maxv).astype(lay.dtype)
+
+    put(y_plane, (slice(y0, y1), slice(x0, x1)), y * ys + yo, alpha)
     cy0, cx0 = y0 >> sy, x0 >> sx
-    u_plane[cy0 : cy0 + ph // fy, cx0 : cx0 + pw // fx] = down(cb)
-    v_plane[cy0 : cy0 + ph // fy, cx0 : cx0 + pw // fx] = down(cr)
+    csl = (slice(cy0, cy0 + ph // fy), slice(cx0, cx0 + pw // fx))
+    ca = None if alpha is None else down(alpha.astype(np.float32)) * np.float32(chroma_weight)
+    if ca is not None and not ca.any():
+        return
+    put(u_plane, csl, down(cb) * cs + co, ca)
+    put(v_plane, csl, down(cr) * cs + co, ca)

@@ -48,6 +48,14 @@ class SyncNetDims:
     video_channels: tuple[int, ...] = (512, 512, 512, 512, 512)  # per level, 16x16 -> 1x1
     audio_channels: tuple[int, ...] = (32, 64, 128, 256, 512)  # speech tower per level
     out_dim: int = 512  # D: size of the ReLU'd outputs compared by cosine similarity
+    # Code-grid row from which the video tower looks: 0 = the whole face; grid / 2 = the
+    # lower half, where the mouth is (Wav2Lip's expert sees the lower half of the face too):
+    # identity and head pose then cannot stand in for the lips on a small corpus.
+    rows_from: int = 0
+    # Subtract each code position's mean over the T frames before the video tower: it then
+    # sees how the mouth moves in the window rather than whose mouth it is (on a corpus of
+    # a few speakers, identity otherwise dominates and the expert stays at chance longer).
+    center_frames: bool = False
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """Lip-sync expert in Face-VQGAN code space (DESIGN step 5).
 
 Two towers, SyncNet-style: a video tower over T consecutive frames' Face-VQGAN embeddings
-(stacked on the channel axis) and a speech tower over 1 s of mel. Both end in a ReLU, so
+(stacked on the channel axis; optionally only the code rows from ``rows_from`` down, and
+optionally centred on their mean over the window, ``center_frames``) and a speech tower over 1 s of mel. Both end in a ReLU, so
 their cosine similarity lies in [0, 1] and is read directly as the in-sync probability
 (trained with BCE on in-sync / shifted pairs, as in Wav2Lip's expert).
 """
@@ -30,6 +31,8 @@ class SyncExpert(nn.Module):
                 f"grid must be a power of two and video_channels have log2(grid)+1 = "
                 f"{levels + 1} entries, got grid {dims.grid}, {len(dims.video_channels)} entries"
             )
+        if not 0 <= dims.rows_from < dims.grid:
+            raise ValueError(f"rows_from must be in [0, {dims.grid}), got {dims.rows_from}")
         vc = dims.video_channels
         video: list[nn.Module] = [ConvBNReLU(dims.frames * dims.embed_dim, vc[0], kernel=1)]
         for cin, cout in zip(vc[:-1], vc[1:]):
@@ -55,8 +58,11 @@ class SyncExpert(nn.Module):
             raise ValueError(f"expected embeddings (B, {want}), got {tuple(embeddings.shape)}")
         if mel.shape[1:] != (d.n_mels, d.mel_steps):
             raise ValueError(f"expected mel (B, {d.n_mels}, {d.mel_steps}), got {tuple(mel.shape)}")
-        v = self.video(embeddings.flatten(1, 2))
-        v = torch.relu(self.video_out(v)).flatten(1)
+        e = embeddings[..., d.rows_from :, :]
+        if d.center_frames:
+            e = e - e.mean(dim=1, keepdim=True)
+        v = self.video(e.flatten(1, 2))
+        v = torch.relu(self.video_out(v)).mean((2, 3))  # 1x1 (a band's last column pair)
         return v, torch.relu(self.speech(mel))
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -27,12 +27,15 @@ class FaceCrops:
         square: shape = (M, 4), int64: (x0, y0, x1, y1) of each square crop in full-res
             coded pixels; may reach past the frame edge (the crop is edge-padded there).
         images: shape = (M, 3, R, R), float32 RGB in [-1, 1] on the CPU.
+        lips: per face, its outer lip contour, shape = (K, 2) float (x, y) full-res coded
+            pixels, or None when the face object has none (a plain box).
     """
 
     frame: np.ndarray
     track_id: list[Any]
     square: np.ndarray
     images: torch.Tensor
+    lips: list[np.ndarray | None] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.track_id)
@@ -69,13 +72,14 @@ def visible_part(square: tuple[int, int, int, int], layout: PixelLayout) -> tupl
 def crop_faces(chunk: Chunk, models: Any, cfg: Config) -> Chunk:
     """Add ``chunk.extra["crops"]``: a :class:`FaceCrops` of every face in ``chunk.faces``.
 
-    A face needs ``.box`` (x0, y0, x1, y1 float pixels) and ``.track_id``. Faces whose
-    square lies wholly outside the frame are skipped.
+    A face needs ``.box`` (x0, y0, x1, y1 float pixels) and ``.track_id``; its ``.lips()``
+    contour, when it has that method, is kept for the paste. Faces whose square lies wholly
+    outside the frame are skipped.
     """
     lay = chunk.frames.layout
     spec = color_spec(chunk)
     res = cfg.models.face_vqgan.resolution
-    frames, tracks, squares, images = [], [], [], []
+    frames, tracks, squares, images, lips = [], [], [], [], []
     for i, faces in enumerate(chunk.faces[: len(chunk)]):
         for face in faces:
             sq = square_box(tuple(face.box), cfg.models.crop_scale, lay)
@@ -91,10 +95,12 @@ def crop_faces(chunk: Chunk, models: Any, cfg: Config) -> Chunk:
             frames.append(i)
             tracks.append(face.track_id)
             squares.append(sq)
+            lips.append(face.lips() if hasattr(face, "lips") else None)
     chunk.extra["crops"] = FaceCrops(
         frame=np.asarray(frames, dtype=np.int64),
         track_id=tracks,
         square=np.asarray(squares, dtype=np.int64).reshape(-1, 4),
         images=torch.stack(images) if images else torch.empty(0, 3, res, res),
+        lips=lips,
     )
     return chunk

@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint.safetensors"
 CHECKPOINT_META = "checkpoint.json"
+BEST = "best.safetensors"  # keep_best: the published network at its best validation
+BEST_META = "best.json"
 METRICS = "metrics.csv"
 FLUSH_EVERY = 10  # steps between rewrites of metrics.csv (so a long run can be watched)
 
@@ -61,6 +63,8 @@ class LoopConfig:
     seed: int = 0  # seeds the networks' initialisation and every step's batch
     precision: str = "fp16"  # fp16: autocast + grad scaler on CUDA, fp32 on the CPU;
     # bf16: autocast on CUDA and CPU; fp32: none
+    keep_best: bool = False  # publish the network of the best validation (the trainer's
+    # ``best_figure``) instead of the last: early stopping for a small corpus that overfits
 
 
 def override(hp: Any, values: dict[str, Any]) -> Any:
@@ -170,6 +174,7 @@ class Trainer:
     """
 
     kind = ""  # a key of dubber.models.registry.KINDS
+    best_figure = ("", "min")  # the validation figure keep_best follows, and "min" or "max"
 
     def __init__(
         self, cfg: Config, hp: Any, corpus: Corpus, device: torch.device, weights_dir: Path
@@ -368,11 +373,13 @@ class TrainResult:
     """What :func:`run_training` did."""
 
     steps: int  # the step count reached
-    first_loss: float  # the first logged step's total loss in this invocation
+    first_loss: float  # the first logged step's total loss in this invocation (in the
+    # whole run when a resumed run had no step left to do)
     last_loss: float  # mean total loss of the last logged steps
     figures: dict[str, float]  # the last validation
     stopped_early: bool  # max_minutes ran out before ``steps``
     run_dir: Path
+    best_step: int | None = None  # keep_best: the step whose network ``figures`` describe
 
 
 def run_training(
@@ -404,6 +411,7 @@ def run_training(
             f"{run_dir} already has a checkpoint: add --resume to continue it, or "
             f"choose another --run-dir (or delete it) to start over"
         )
+    best = BestKeeper(trainer, run_dir, resume)
     epoch_steps = hp.val_every or max(1, math.ceil(trainer.train_frames() / hp.batch_size))
     metrics = MetricsCSV(run_dir / METRICS, start if resume else None)
     t0 = time.monotonic()
@@ -425,6 +433,7 @@ def run_training(
                 progress(step, hp.steps, losses)
             if step % epoch_steps == 0 and step < hp.steps:
                 figures = _validate(trainer, metrics, step, epoch_steps, t0)
+                best.offer(step, figures)
             if step % FLUSH_EVERY == 0:
                 metrics.flush()
             if step % hp.checkpoint_every == 0 and step < hp.steps:
@@ -449,12 +458,67 @@ def run_training(
         raise
     if step > start or not figures:
         figures = _validate(trainer, metrics, step, epoch_steps, t0)
+        best.offer(step, figures)
     metrics.flush()
     save_checkpoint(run_dir, trainer, step, {"figures": figures})
+    best_step = best.restore()
+    if best_step is not None:
+        figures = best.figures
+    if not totals:  # a resumed run with no step left: the losses its earlier runs logged
+        totals = [float(r["loss"]) for r in metrics.rows
+                  if r.get("split") == "train" and r.get("loss") not in (None, "")]
     tail = totals[-max(1, min(10, len(totals) // 4)) :] if totals else [math.nan]
-    return TrainResult(
-        step, totals[0] if totals else math.nan, float(np.mean(tail)), figures, stopped, run_dir
-    )
+    return TrainResult(step, totals[0] if totals else math.nan, float(np.mean(tail)), figures,
+                       stopped, run_dir, best_step)
+
+
+class BestKeeper:
+    """``keep_best``: keeps the published network of the best validation in ``RUN/best.*``
+    and puts it back into the trainer at the end. Survives ``--resume``."""
+
+    def __init__(self, trainer: Trainer, run_dir: Path, resume: bool):
+        self.trainer, self.run_dir = trainer, run_dir
+        self.on = bool(getattr(trainer.hp, "keep_best", False)) and bool(trainer.best_figure[0])
+        self.step: int | None = None
+        self.figures: dict[str, float] = {}
+        meta = run_dir / BEST_META
+        if self.on and resume and meta.is_file():
+            data = json.loads(meta.read_text())
+            self.step, self.figures = int(data["step"]), data["figures"]
+        elif self.on and not resume:
+            for name in (BEST, BEST_META):
+                (run_dir / name).unlink(missing_ok=True)
+
+    def _better(self, figures: dict[str, float]) -> bool:
+        name, mode = self.trainer.best_figure
+        value = figures.get(name)
+        if value is None or not math.isfinite(value):
+            return False
+        if self.step is None:
+            return True
+        old = self.figures[name]
+        return value < old if mode == "min" else value > old
+
+    def offer(self, step: int, figures: dict[str, float]) -> None:
+        if not self.on or not self._better(figures):
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu().contiguous() for k, v in self.trainer.model.state_dict().items()}
+        atomic_write(self.run_dir / BEST, lambda tmp: save_file(state, str(tmp)))
+        self.step, self.figures = step, dict(figures)
+        atomic_write(self.run_dir / BEST_META, lambda tmp: Path(tmp).write_text(
+            json.dumps({"step": step, "figures": self.figures}, indent=1)))
+        name = self.trainer.best_figure[0]
+        log.info("step %d: best %s so far (%.4g), kept", step, name, figures[name])
+
+    def restore(self) -> int | None:
+        """Load the best network back into the trainer; its step (None when off or none)."""
+        if not self.on or self.step is None:
+            return None
+        state = load_file(str(self.run_dir / BEST))
+        self.trainer.model.load_state_dict(state)
+        log.info("publishing the network of step %d (best %s)", self.step, self.trainer.best_figure[0])
+        return self.step
 
 
 def _validate(

@@ -97,6 +97,7 @@ def bce_sync_loss(video: torch.Tensor, speech: torch.Tensor, labels: torch.Tenso
 
 class SyncTrainer(Trainer):
     kind = "sync_expert"
+    best_figure = ("accuracy", "max")
 
     def __init__(self, cfg, hp: SyncTrainConfig, corpus, device, weights_dir):
         super().__init__(cfg, hp, corpus, device, weights_dir)
@@ -165,8 +166,13 @@ def sync_accuracy(
         ys.append(y)
     p, y = torch.cat(probs), torch.cat(ys)
     acc = ((p > 0.5).float() == y).float().mean()
+    # Calibration-free: how often a window's in-sync pair scores above its shifted pair
+    # (``ws``/``labels`` come as such pairs: the same window once in sync, once shifted).
+    same = (ws[0::2] == ws[1::2]) & labels[0::2] & ~labels[1::2] if len(ws) % 2 == 0 else None
+    ranking = float((p[0::2] > p[1::2]).float().mean()) if same is not None and same.all() else float("nan")
     return {
         "accuracy": float(acc),
+        "ranking": ranking,
         "bce": float(F.binary_cross_entropy(p, y)),
         "p_sync": float(p[y == 1].mean()),
         "p_shifted": float(p[y == 0].mean()),

@@ -135,6 +135,8 @@ def train(
             k: v if isinstance(v, int) else round(float(v), 4) for k, v in result.figures.items()
         }
         figures["steps"] = result.steps
+        if result.best_step is not None:
+            figures["best_step"] = result.best_step  # the published network's step
         figures["train_loss"] = round(result.last_loss, 4)
         trained_on = (
             f"{corpus.describe()} of the corpus {corpus.folder.name} "

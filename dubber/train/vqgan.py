@@ -69,6 +69,8 @@ def make_discriminator(layers: int, channels: int) -> nn.Module:
 class VQGANTrainer(Trainer):
     """Face-VQGAN (``kind="face_vqgan"``) or Pose-VQGAN (``kind="pose_vqgan"``)."""
 
+    best_figure = ("psnr", "max")
+
     def __init__(self, cfg, hp: VQGANTrainConfig, corpus, device, weights_dir, kind: str):
         super().__init__(cfg, hp, corpus, device, weights_dir)
         self.kind = kind
