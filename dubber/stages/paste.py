@@ -34,7 +34,6 @@ from dubber.media.color import rgb_to_yuv_region
 from dubber.stages.common import color_spec
 from dubber.stages.crop import visible_part
 
-PASTE_MODES = ("mouth", "box")
 _MIN_ALPHA = 1.0 / 512  # weights below this change no 8-bit sample: not written
 
 
@@ -88,9 +87,7 @@ def paste_faces(chunk: Chunk, models: object, cfg: Config) -> Chunk:
     """Write ``extra["generated"]`` into ``chunk.frames`` at each face (in place)."""
     crops = chunk.extra["crops"]
     faces = match_colour(chunk.extra["generated"], crops.images, cfg.models.paste_color_sigma)
-    mode = cfg.models.paste
-    if mode not in PASTE_MODES:
-        raise ValueError(f"models.paste must be one of {', '.join(PASTE_MODES)}, got {mode!r}")
+    mode = cfg.models.paste  # "mouth" or "box" (load_config checks it)
     lay = chunk.frames.layout
     spec = color_spec(chunk)
     step = (1 << lay.chroma_shift[0], 1 << lay.chroma_shift[1])
