@@ -40,6 +40,9 @@ class GeneratorTrainConfig(LoopConfig):
     sync_weight: float = 0.03  # weight of the expert's sync loss (Wav2Lip: 0.03)
     sync_start: int = 0  # step from which the sync loss is on
     val_windows: int = 32  # held-back windows
+    mouth_weight: float = 1.0  # weight of the L1 on the code rows the Pose-VQGAN masks (the
+    # mouth and jaw) against the rows above, which the pose input already shows: with 1 the
+    # few mouth codes are a small share of the loss and the audio can be ignored
 
 
 class GeneratorWindows:
@@ -166,15 +169,30 @@ class GeneratorTrainer(Trainer):
         b = self.train_windows.batch(ws, gen)
         w = hp.sync_weight if step >= hp.sync_start else 0.0
         with self.autocast():
-            _, l1, p = self._forward(b)
+            pred, l1, p = self._forward(b)
             out = {"l1": float(l1.detach())}
             loss = l1
+            if hp.mouth_weight != 1.0:
+                loss = self._weighted_l1(pred, b["target"].to(self.device))
+                out["l1_weighted"] = float(loss.detach())
             if p is not None:
                 sync = F.binary_cross_entropy(p, torch.ones_like(p))
-                loss = (1 - w) * l1 + w * sync
+                loss = (1 - w) * loss + w * sync
                 out["sync"] = float(sync.detach())
         self.backward_step(loss, self.opt)
         return {"loss": float(loss.detach()), **out}
+
+    def mouth_row(self) -> int:
+        """First code row the Pose-VQGAN's mask covers."""
+        return int(self.cfg.models.pose_mask_from * self.dims.grid)
+
+    def _weighted_l1(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """L1 with the mouth rows weighted by ``mouth_weight`` (normalised to mean weight 1)."""
+        g = pred.shape[-2]
+        w = torch.ones(g, 1, device=pred.device)
+        w[self.mouth_row():] = self.hp.mouth_weight
+        w = w / w.mean()
+        return ((pred.float() - target).abs() * w).mean()
 
     def validate(self):
         if self._val is None:
@@ -190,13 +208,15 @@ class GeneratorTrainer(Trainer):
             self._val = (vw, np.linspace(0, len(vw.windows) - 1, n).round().astype(np.int64))
         vw, ws = self._val
         gen = torch.Generator().manual_seed(54321)
-        l1s, accs, p_gen, p_real = [], [], [], []
+        l1s, mouth, accs, p_gen, p_real = [], [], [], [], []
         for a in range(0, len(ws), self.hp.batch_size):
             b = vw.batch(ws[a : a + self.hp.batch_size], gen)
             n = b["window_mel"].shape[0]
             with self.autocast():
                 pred, l1, p = self._forward(b)
             l1s.append(float(l1.detach()) * n)
+            r = self.mouth_row()
+            mouth.append(float((pred.float() - b["target"].to(self.device))[..., r:, :].abs().mean()) * n)
             accs.append((snap(pred, self.table).cpu() == b["target_codes"]).float().mean() * n)
             if self.expert is not None:
                 with self.autocast():
@@ -207,7 +227,7 @@ class GeneratorTrainer(Trainer):
                 p_gen.append(float(p.float().sum()))
                 p_real.append(float(sync_probability(v, s).float().sum()))
         n = len(ws)
-        out = {"l1": sum(l1s) / n, "code_acc": float(sum(accs)) / n}
+        out = {"l1": sum(l1s) / n, "l1_mouth": sum(mouth) / n, "code_acc": float(sum(accs)) / n}
         if self.expert is not None:
             out.update(p_sync_generated=sum(p_gen) / n, p_sync_real=sum(p_real) / n)
         return out
