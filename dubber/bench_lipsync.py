@@ -32,27 +32,21 @@ import numpy as np
 
 def _aperture_series(tracks, frames: np.ndarray, boxes: dict[int, tuple]) -> np.ndarray:
     """Per frame in ``frames``: the aperture of the track whose box overlaps ``boxes[f]``
-    most (NaN where none overlaps or the mesh failed)."""
+    most, above IoU 0.1 (NaN where none does or the mesh failed)."""
+    from dubber.faces.detect import iou
+
     out = np.full(len(frames), np.nan)
     for n, f in enumerate(frames):
-        ref = boxes[int(f)]
-        best, best_iou = None, 0.1
-        for t in tracks.tracks:
-            if not t.first <= f <= t.last:
-                continue
-            b = t.box_at(int(f))
-            if b is None:
-                continue
-            ix = max(0.0, min(b[2], ref[2]) - max(b[0], ref[0]))
-            iy = max(0.0, min(b[3], ref[3]) - max(b[1], ref[1]))
-            inter = ix * iy
-            union = (b[2] - b[0]) * (b[3] - b[1]) + (ref[2] - ref[0]) * (ref[3] - ref[1]) - inter
-            iou = inter / union if union > 0 else 0.0
-            if iou > best_iou:
-                best, best_iou = t, iou
-        if best is not None:
-            a = best.aperture[int(f) - best.first]
-            out[n] = np.nan if a is None else float(a)
+        f = int(f)
+        present = [(t, t.box_at(f)) for t in tracks.tracks]
+        present = [(t, b) for t, b in present if b is not None]
+        if not present:
+            continue
+        overlaps = iou(np.asarray(boxes[f]), np.asarray([b for _, b in present]))[0]
+        k = int(np.argmax(overlaps))
+        if overlaps[k] > 0.1:
+            t = present[k][0]
+            out[n] = t.aperture[f - t.first]
     return out
 
 
