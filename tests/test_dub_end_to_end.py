@@ -20,11 +20,11 @@ from tests.helpers import CLIPS, SPEECH, decoded_planes, needs_media
 UNIT = ("--preset", "unittest", "--codec", "ffv1", "-q")
 # Mean luma change (levels) in the speaker's mouth box that the shipped weights must make,
 # against the input and between a speech dub and a silent one (medians over the frames).
-# Measured with the first fast weights: 5.75 and 0.16 levels. The second is small: those
-# weights re-render the mouth but follow the dub only faintly (see weights/README.md); the
-# test guards that the dub reaches the mouth at all.
+# Measured with the shipped fast weights: 3.84 and 1.20 levels (the first ones, whose
+# generator ignored the mel: 5.75 and 0.16). The dub moves the mouth by little on average
+# (see weights/README.md); the second bound would catch a generator that ignores it again.
 MIN_MOUTH_CHANGE = 2.0
-MIN_AUDIO_EFFECT = 0.05
+MIN_AUDIO_EFFECT = 0.5
 
 
 @needs_media

@@ -1,5 +1,7 @@
 """Lip-sync generator: shapes, and that speech and reference both drive the output."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -44,3 +46,43 @@ def test_bad_mel_window_is_refused():
     x = torch.randn(1, d.embed_dim, d.grid, d.grid)
     with pytest.raises(ValueError, match="expected mel"):
         model(x, x, torch.randn(1, d.n_mels, d.mel_steps + 1))
+
+
+def test_film_generator_starts_as_the_plain_one():
+    """With ``audio_film`` the speech modulates every decoder level; the maps start at zero,
+    so plain weights loaded into it give the plain network's output, and once the maps move
+    the speech changes the output at every level."""
+    plain_dims = load_config("unittest").models.generator
+    film_dims = dataclasses.replace(plain_dims, audio_film=True)
+    plain = build_random("generator", plain_dims, seed=3).eval()
+    film = build_random("generator", film_dims, seed=4).eval()
+    missing, unexpected = film.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and missing and all(k.startswith("film.") for k in missing)
+    d = plain_dims
+    g = torch.Generator().manual_seed(0)
+    pose, ref = (torch.randn(2, d.embed_dim, d.grid, d.grid, generator=g) for _ in range(2))
+    mel = torch.randn(2, d.n_mels, d.mel_steps, generator=g)
+    with torch.inference_mode():
+        assert torch.allclose(film(pose, ref, mel), plain(pose, ref, mel), atol=1e-6)
+        for lin in film.film:
+            lin.weight.normal_(0, 0.1)
+        assert not torch.allclose(film(pose, ref, mel), plain(pose, ref, mel), atol=1e-3)
+
+
+def test_residual_generator_starts_by_copying_the_reference_and_learns_a_change():
+    d = dataclasses.replace(load_config("unittest").models.generator, residual=True)
+    model = build_random("generator", d, seed=5)
+    g = torch.Generator().manual_seed(0)
+    pose, ref, target = (torch.randn(4, d.embed_dim, d.grid, d.grid, generator=g) for _ in range(3))
+    mel = torch.randn(4, d.n_mels, d.mel_steps, generator=g)
+    with torch.no_grad():
+        assert torch.equal(model.eval()(pose, ref, mel), ref)
+    opt = torch.optim.Adam(model.train().parameters(), 1e-2)
+    first = None
+    for _ in range(5):
+        loss = (model(pose, ref, mel) - target).abs().mean()
+        first = float(loss.detach()) if first is None else first
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert float(loss.detach()) < first

@@ -12,6 +12,7 @@ from dubber.config import load_config
 from dubber.media.color import ColorSpec, rgb_to_yuv_region, yuv_region_to_rgb
 from dubber.media.frames import FrameBatch, PixelLayout
 from dubber.stages.crop import FaceCrops
+from dubber.faces.landmarks import mouth_mask
 from dubber.stages.paste import match_colour, paste_faces
 
 SPEC = ColorSpec("bt709", False)
@@ -131,6 +132,27 @@ def test_colour_matching_removes_a_tint_and_keeps_the_mouth():
     mouth = (out - original)[:, :, 80:92, 46:82].mean()
     assert mouth < -0.5  # of the -0.8 the model drew
     assert torch.equal(match_colour(generated, original, 0.0), generated)
+
+
+def test_colour_match_leaves_the_mouth_out():
+    """Neither mouth leaks into the other: the speaker's open mouth in the original does
+    not come through as a dark patch, and the generated mouth keeps all its contrast."""
+    rng = torch.Generator().manual_seed(2)
+    skin = torch.rand(1, 3, 128, 128, generator=rng) * 0.2 - 0.1
+    tint = torch.tensor([0.3, -0.1, 0.2]).view(1, 3, 1, 1)
+    original = skin.clone()
+    original[:, :, 80:92, 46:82] -= 0.8  # the speaker's mouth is open
+    generated = skin + tint  # the dub's mouth is closed
+    mouth = (slice(None), slice(None), slice(80, 92), slice(46, 82))
+    exclude = mouth_mask(lips_ellipse(64, 86, 18, 6), (128, 128), 0.3)[None]
+    leaked = (match_colour(generated, original, 0.12) - skin)[mouth].mean()
+    out = match_colour(generated, original, 0.12, exclude)
+    assert leaked < -0.1  # the plain blur carries the original opening through
+    assert abs(float((out - skin)[mouth].mean())) < 0.03  # left out: skin, tint removed
+    assert (out - skin)[:, :, 10:40, 10:118].mean(dim=(0, 2, 3)).abs().max() < 0.03
+    generated[mouth] -= 0.8  # now the dub's mouth opens and the speaker's is closed
+    out = match_colour(generated, skin, 0.12, exclude)
+    assert float((out - skin)[mouth].mean()) < -0.75  # all of the -0.8 the model drew
 
 
 def test_luma_only_paste_keeps_the_faces_colour():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dubber.models.registry import read_manifest
-from tests.train_fixtures import PRESET, train_losses
+from tests.train_fixtures import train_args, train_losses
 
 
 def _mean(xs):
@@ -12,28 +12,9 @@ def _mean(xs):
 
 def test_sync_expert_learns(dub, tiny_corpus, tiny_weights, tmp_path):
     run = tmp_path / "run"
-    r = dub(
-        "train",
-        "sync-expert",
-        "--corpus",
-        tiny_corpus,
-        "--preset",
-        PRESET,
-        "--weights",
-        tiny_weights,
-        "--run-dir",
-        run,
-        "--steps",
-        "16",
-        "--batch-size",
-        "16",
-        "--lr",
-        "1e-3",
-        "--no-publish",
-        "-q",
-        "--set",
-        "val_windows=16",
-    )
+    r = dub(*train_args("sync-expert", tiny_corpus, "--steps", "16", "--batch-size", "16", "--lr",
+                        "1e-3", "--no-publish", "-q", "--set", "val_windows=16",
+                        weights=tiny_weights, run=run))
     assert r.code == 0, r
     losses = train_losses(run)
     assert _mean(losses[-4:]) < _mean(losses[:4]), losses
@@ -46,27 +27,8 @@ def test_generator_learns_with_the_frozen_expert(dub, tiny_corpus, tiny_weights,
     import shutil
 
     shutil.copytree(tiny_weights, wdir)
-    r = dub(
-        "train",
-        "generator",
-        "--corpus",
-        tiny_corpus,
-        "--preset",
-        PRESET,
-        "--weights",
-        wdir,
-        "--run-dir",
-        run,
-        "--steps",
-        "10",
-        "--batch-size",
-        "2",
-        "--lr",
-        "1e-3",
-        "-q",
-        "--set",
-        "val_windows=4",
-    )
+    r = dub(*train_args("generator", tiny_corpus, "--steps", "10", "--batch-size", "2", "--lr",
+                        "1e-3", "-q", "--set", "val_windows=4", weights=wdir, run=run))
     assert r.code == 0, r
     l1 = train_losses(run, "l1")
     assert _mean(l1[-3:]) < 0.9 * _mean(l1[:3]), l1
@@ -83,9 +45,8 @@ def test_generator_trains_on_l1_alone_before_the_expert_exists(dub, tiny_corpus,
     wdir = tmp_path / "w"
     shutil.copytree(tiny_weights, wdir)
     (wdir / "sync-expert-unittest.safetensors").unlink()
-    common = ["train", "generator", "--corpus", tiny_corpus, "--preset", PRESET, "--weights",
-              wdir, "--steps", "6", "--batch-size", "2", "--lr", "1e-3", "-q", "--no-publish",
-              "--set", "val_windows=4"]
+    common = train_args("generator", tiny_corpus, "--steps", "6", "--batch-size", "2", "--lr",
+                        "1e-3", "-q", "--no-publish", "--set", "val_windows=4", weights=wdir)
     # With the sync loss on, the missing expert is one line saying what to do.
     r = dub(*common, "--run-dir", tmp_path / "a")
     assert r.code == 2 and r.err.count("\n") == 1, r
@@ -98,45 +59,15 @@ def test_generator_trains_on_l1_alone_before_the_expert_exists(dub, tiny_corpus,
 
 
 def test_generator_without_a_trained_vqgan_says_what_to_train(dub, tiny_corpus, tmp_path):
-    r = dub(
-        "train",
-        "generator",
-        "--corpus",
-        tiny_corpus,
-        "--preset",
-        PRESET,
-        "--weights",
-        tmp_path,
-        "--steps",
-        "1",
-    )
+    r = dub(*train_args("generator", tiny_corpus, "--steps", "1", weights=tmp_path))
     assert r.code == 2, r
     assert r.err.count("\n") == 1 and "dub train face-vqgan" in r.err
 
 
 def test_gpen_restores_degraded_crops(dub, tiny_corpus, tmp_path):
     run = tmp_path / "run"
-    r = dub(
-        "train",
-        "gpen",
-        "--corpus",
-        tiny_corpus,
-        "--preset",
-        PRESET,
-        "--weights",
-        tmp_path / "w",
-        "--run-dir",
-        run,
-        "--steps",
-        "10",
-        "--batch-size",
-        "4",
-        "--lr",
-        "2e-3",
-        "-q",
-        "--set",
-        "val_images=4",
-    )
+    r = dub(*train_args("gpen", tiny_corpus, "--steps", "10", "--batch-size", "4", "--lr", "2e-3",
+                        "-q", "--set", "val_images=4", weights=tmp_path / "w", run=run))
     assert r.code == 0, r
     l1 = train_losses(run, "l1")
     assert _mean(l1[-3:]) < _mean(l1[:3]), l1
@@ -160,3 +91,30 @@ def test_mouth_weight_puts_the_l1_on_the_masked_rows():
     assert weighted(mouth_err) > 1.5 * float(mouth_err.mean())
     assert weighted(top_err) < 0.5 * float(top_err.mean())
     assert abs(weighted(torch.ones_like(target)) - 1.0) < 1e-6
+
+
+def test_pose_jitter_takes_the_pose_of_nearby_frames_of_the_same_segment():
+    """pose_jitter k: each frame's pose input comes from a frame at most k away in its own
+    segment (so the generator cannot recall a frame's mouth from its upper face), while the
+    target and the mel stay the frame's own; without it the pose is the frame's own."""
+    import numpy as np
+    import torch
+
+    from dubber.train.codes import FrozenCodes
+    from dubber.train.corpus import Segment, SegmentInfo
+    from dubber.train.generator import GeneratorWindows
+
+    n, g = 12, 2
+    info = SegmentInfo("s.npz", "v", 0, n, 0, 1.0)
+    seg = Segment(info, np.zeros((n, 1, 1, 3), np.uint8), np.zeros((n, 1, 1, 3), np.uint8),
+                  np.zeros((80, 4 * n + 100), np.float32))
+    codes = FrozenCodes(torch.eye(n), {"s.npz": np.repeat(np.arange(n), g * g).reshape(n, g, g)})
+    windows = GeneratorWindows([seg], codes, codes, frames=5, mel_steps=20, expert_steps=20)
+    ws = np.arange(len(windows.windows))
+    frame_of = lambda emb: emb[:, :, 0, 0].argmax(1).numpy()  # noqa: E731
+    b = windows.batch(ws, torch.Generator().manual_seed(0))
+    assert np.array_equal(frame_of(b["pose"]), frame_of(b["target"]))
+    b = windows.batch(ws, torch.Generator().manual_seed(0), pose_jitter=3)
+    pose, target = frame_of(b["pose"]), frame_of(b["target"])
+    assert np.abs(pose - target).max() <= 3 and (pose != target).mean() > 0.5
+    assert pose.min() >= 0 and pose.max() < n

@@ -11,26 +11,15 @@ from safetensors.torch import load_file
 
 from dubber.config import load_config
 from dubber.models.registry import load_model, read_manifest
-from tests.train_fixtures import PRESET, train_losses
+from tests.train_fixtures import PRESET, train_args, train_losses
 
-FAST = ["--preset", PRESET, "--batch-size", "4", "--lr", "1e-3", "-q", "--set", "val_images=8"]
+FAST = ["--batch-size", "4", "--lr", "1e-3", "-q", "--set", "val_images=8"]
 
 
 def test_face_vqgan_learns_and_lands_in_the_weights_folder(dub, tiny_corpus, tmp_path):
     run = tmp_path / "run"
-    r = dub(
-        "train",
-        "face-vqgan",
-        "--corpus",
-        tiny_corpus,
-        "--weights",
-        tmp_path / "w",
-        "--run-dir",
-        run,
-        "--steps",
-        "12",
-        *FAST,
-    )
+    r = dub(*train_args("face-vqgan", tiny_corpus, "--steps", "12", *FAST, weights=tmp_path / "w",
+                        run=run))
     assert r.code == 0, r
     losses = train_losses(run)
     assert len(losses) == 12
@@ -45,19 +34,8 @@ def test_face_vqgan_learns_and_lands_in_the_weights_folder(dub, tiny_corpus, tmp
 
 def test_pose_vqgan_trains_on_masked_crops(dub, tiny_corpus, tmp_path):
     run = tmp_path / "run"
-    r = dub(
-        "train",
-        "pose-vqgan",
-        "--corpus",
-        tiny_corpus,
-        "--weights",
-        tmp_path / "w",
-        "--run-dir",
-        run,
-        "--steps",
-        "8",
-        *FAST,
-    )
+    r = dub(*train_args("pose-vqgan", tiny_corpus, "--steps", "8", *FAST, weights=tmp_path / "w",
+                        run=run))
     assert r.code == 0, r
     losses = train_losses(run)
     assert sum(losses[-3:]) / 3 < losses[0], losses
@@ -65,30 +43,23 @@ def test_pose_vqgan_trains_on_masked_crops(dub, tiny_corpus, tmp_path):
 
 
 def test_resume_continues_where_the_checkpoint_left_off(dub, tiny_corpus, tmp_path):
-    common = [
-        "--corpus",
-        tiny_corpus,
-        "--weights",
-        tmp_path / "w",
-        "--checkpoint-every",
-        "2",
-        "--no-publish",
-        *FAST,
-    ]
+    common = ["--weights", tmp_path / "w", "--checkpoint-every", "2", "--no-publish", *FAST]
     # Interrupted after 4 of 6 steps, then resumed ...
-    r = dub("train", "face-vqgan", "--run-dir", tmp_path / "a", "--steps", "4", *common)
+    r = dub(*train_args("face-vqgan", tiny_corpus, "--steps", "4", *common, run=tmp_path / "a"))
     assert r.code == 0, r
     assert json.loads((tmp_path / "a" / "checkpoint.json").read_text())["step"] == 4
-    r = dub("train", "face-vqgan", "--run-dir", tmp_path / "a", "--steps", "6", "--resume", *common)
+    r = dub(*train_args("face-vqgan", tiny_corpus, "--steps", "6", "--resume", *common,
+                        run=tmp_path / "a"))
     assert r.code == 0, r
     assert "6 steps" in r.out
     steps = [int(s) for s in [row for row in _rows(tmp_path / "a")]]
     assert steps == [1, 2, 3, 4, 5, 6]
     # Resuming a finished run (to publish it, say) reports the run's losses, not NaN.
-    r = dub("train", "face-vqgan", "--run-dir", tmp_path / "a", "--steps", "6", "--resume", *common)
+    r = dub(*train_args("face-vqgan", tiny_corpus, "--steps", "6", "--resume", *common,
+                        run=tmp_path / "a"))
     assert r.code == 0 and "6 steps" in r.out and "nan" not in r.out.lower(), r
     # ... ends where an uninterrupted run ends: same batches, same optimizer state.
-    r = dub("train", "face-vqgan", "--run-dir", tmp_path / "b", "--steps", "6", *common)
+    r = dub(*train_args("face-vqgan", tiny_corpus, "--steps", "6", *common, run=tmp_path / "b"))
     assert r.code == 0, r
     a = load_file(str(tmp_path / "a" / "checkpoint.safetensors"))
     b = load_file(str(tmp_path / "b" / "checkpoint.safetensors"))
@@ -110,33 +81,12 @@ def test_resume_mistakes_are_one_line_exit_2(dub, tiny_corpus, tmp_path, resume,
     run = tmp_path / "run"
     if not resume:
         assert (
-            dub(
-                "train",
-                "face-vqgan",
-                "--corpus",
-                tiny_corpus,
-                "--run-dir",
-                run,
-                "--steps",
-                "1",
-                "--no-publish",
-                *FAST,
-            ).code
+            dub(*train_args("face-vqgan", tiny_corpus, "--steps", "1", "--no-publish", *FAST,
+                            run=run)).code
             == 0
         )
-    r = dub(
-        "train",
-        "face-vqgan",
-        "--corpus",
-        tiny_corpus,
-        "--run-dir",
-        run,
-        "--steps",
-        "2",
-        "--no-publish",
-        *FAST,
-        *(["--resume"] if resume else []),
-    )
+    r = dub(*train_args("face-vqgan", tiny_corpus, "--steps", "2", "--no-publish", *FAST,
+                        *(["--resume"] if resume else []), run=run))
     assert r.code == 2, r
     assert r.err.count("\n") == 1 and words in r.err
 
@@ -146,9 +96,8 @@ def test_resume_mistakes_are_one_line_exit_2(dub, tiny_corpus, tmp_path, resume,
 @pytest.mark.parametrize("precision", ["fp16", "bf16"])
 def test_face_vqgan_trains_under_amp_on_cuda(dub, tiny_corpus, tmp_path, precision):
     run = tmp_path / "run"
-    r = dub("train", "face-vqgan", "--corpus", tiny_corpus, "--weights", tmp_path / "w",
-            "--run-dir", run, "--steps", "8", "--device", "cuda", "--set",
-            f"precision={precision}", *FAST)
+    r = dub(*train_args("face-vqgan", tiny_corpus, "--steps", "8", "--device", "cuda", "--set",
+                        f"precision={precision}", *FAST, weights=tmp_path / "w", run=run))
     assert r.code == 0, r
     losses = train_losses(run)
     assert all(math.isfinite(x) for x in losses) and losses[-1] < losses[0], losses
@@ -158,8 +107,8 @@ def test_keep_best_publishes_the_best_validated_network(dub, tiny_corpus, tmp_pa
     from tests.train_fixtures import read_metrics
 
     run, wdir = tmp_path / "run", tmp_path / "w"
-    r = dub("train", "face-vqgan", "--corpus", tiny_corpus, "--weights", wdir, "--run-dir", run,
-            "--steps", "6", "--set", "val_every=2", "--set", "keep_best=true", *FAST)
+    r = dub(*train_args("face-vqgan", tiny_corpus, "--steps", "6", "--set", "val_every=2", "--set",
+                        "keep_best=true", *FAST, weights=wdir, run=run))
     assert r.code == 0, r
     vals = {int(row["step"]): float(row["psnr"]) for row in read_metrics(run) if row["split"] == "val"}
     best_step = max(vals, key=vals.get)

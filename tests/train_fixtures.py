@@ -28,6 +28,18 @@ def train_losses(run_dir: Path, key: str = "loss") -> list[float]:
     return [float(r[key]) for r in read_metrics(run_dir) if r["split"] == "train"]
 
 
+def train_args(model: str, corpus: Path, *extra, weights: Path | None = None,
+               run: Path | None = None, preset: str = PRESET) -> list:
+    """The arguments of `dub train MODEL --corpus CORPUS --preset PRESET [--weights W]
+    [--run-dir RUN] EXTRA...`."""
+    args = ["train", model, "--corpus", corpus, "--preset", preset]
+    if weights is not None:
+        args += ["--weights", weights]
+    if run is not None:
+        args += ["--run-dir", run]
+    return [*args, *extra]
+
+
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory) -> Path:
     """A corpus of 122 64-px crops from one real clip (made once per session)."""

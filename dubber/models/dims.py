@@ -71,6 +71,14 @@ class GeneratorDims:
     face_dim: int = 256  # face code size at 1x1
     audio_dim: int = 256  # speech code size; face_dim + audio_dim = 512 at paper size
     res_blocks: int = 1  # residual blocks after each conv of encoder and decoder
+    # The speech code also scales and shifts every decoder level (FiLM), not only the 1 x 1
+    # bottleneck: the skips carry the reference's mouth straight to the output, and with the
+    # audio at 1 x 1 alone a small corpus teaches the generator to copy that mouth.
+    audio_film: bool = False
+    # Predict the change from the reference embedding instead of the embedding itself (the
+    # last layer starts at zero, so a new network copies the reference). A few speakers teach
+    # a network to draw their faces; a change from a face it is given carries to new faces.
+    residual: bool = False
 
 
 @dataclass(frozen=True)

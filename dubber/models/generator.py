@@ -6,6 +6,11 @@ on the target frame; the two vectors (256 + 256 = 512 at paper size) are decoded
 to G x G with skip connections from the face encoder (transposed conv + residual blocks,
 batch norm, ReLU) to a predicted Face-VQGAN embedding. The caller quantizes it with the
 Face-VQGAN's codebook before decoding it to pixels.
+
+With ``audio_film`` the speech code also modulates each decoder level, ``h * (1 + g) + b``
+with ``(g, b)`` a linear map of it per channel (FiLM, Perez et al. 2018). The maps start at
+zero, so a new network begins as the plain one. With ``residual`` the output is the
+reference embedding plus the network's output, whose last layer starts at zero.
 """
 
 from __future__ import annotations
@@ -58,7 +63,18 @@ class LipSyncGenerator(nn.Module):
             cin = fc[level] if level == levels else 2 * fc[level]
             ups.append(_UpStage(cin, fc[level - 1], rb))
         self.decoder = nn.ModuleList(ups)
+        self.film = None
+        if dims.audio_film:
+            self.film = nn.ModuleList(
+                nn.Linear(dims.audio_dim, 2 * fc[level - 1]) for level in range(levels, 0, -1)
+            )
+            for lin in self.film:
+                nn.init.zeros_(lin.weight)
+                nn.init.zeros_(lin.bias)
         self.head = nn.Sequential(ConvBNReLU(2 * fc[0], fc[0]), nn.Conv2d(fc[0], dims.embed_dim, 1))
+        if dims.residual:
+            nn.init.zeros_(self.head[1].weight)
+            nn.init.zeros_(self.head[1].bias)
 
     def forward(self, pose: torch.Tensor, reference: torch.Tensor, mel: torch.Tensor) -> torch.Tensor:
         """Predict the target frame's face embedding.
@@ -92,4 +108,8 @@ class LipSyncGenerator(nn.Module):
         h = self.bottleneck(torch.cat([face, speech, skips[-1]], dim=1))
         for i, up in enumerate(self.decoder):
             h = up(h if i == 0 else torch.cat([h, skips[-1 - i]], dim=1))
-        return self.head(torch.cat([h, skips[0]], dim=1))
+            if self.film is not None:
+                g, b = self.film[i](speech.flatten(1))[:, :, None, None].chunk(2, dim=1)
+                h = h * (1 + g) + b
+        out = self.head(torch.cat([h, skips[0]], dim=1))
+        return reference + out if d.residual else out

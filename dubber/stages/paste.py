@@ -14,7 +14,9 @@ Two modes (``models.paste``):
 
 Before either, the generated face takes the original crop's colour at large scale
 (``models.paste_color_sigma``): the difference between the two crops, blurred with a
-Gaussian of that many crop widths, is added to the generated face. A VQGAN trained on a
+Gaussian of that many crop widths, is added to the generated face. In ``"mouth"`` mode the
+mouth region is left out of that blur (normalised, so the skin around it fills in): a
+mouth the original speaker opens would otherwise come through as a blurred dark patch. A VQGAN trained on a
 few speakers shifts skin tone and lighting on a face it never saw; this keeps the mouth's
 shape and shading from the model and the face's own colour around it, so the seam does not
 show as a tinted patch. The paste-back issue (occlusion, a proper seam) builds on this.
@@ -49,13 +51,22 @@ def square_mask(lips: np.ndarray, square: tuple[int, int, int, int], feather: fl
     return mouth_mask(np.asarray(lips, np.float64) - (square[0], square[1]), (side, side), feather)
 
 
-def match_colour(generated: torch.Tensor, original: torch.Tensor, sigma: float) -> torch.Tensor:
+def match_colour(
+    generated: torch.Tensor,
+    original: torch.Tensor,
+    sigma: float,
+    exclude: np.ndarray | None = None,
+) -> torch.Tensor:
     """``generated`` with the large-scale colour of ``original``.
 
     Args:
         generated: shape = (M, 3, S, S), float RGB in [-1, 1].
         original: shape = (M, 3, R, R), the crops the faces were generated from (resized to S).
         sigma: Gaussian blur radius as a fraction of S; 0 returns ``generated`` unchanged.
+        exclude: shape = (M, S, S) float in [0, 1], or None: how much each pixel is left out
+            of the colour estimate (the mouth). The correction there is carried in from the
+            skin around it (a normalised blur), so neither the original mouth (its opening
+            or closing) nor the generated one leaks into the other.
 
     Returns:
         shape = (M, 3, S, S) float32: generated + blur(original - generated), clamped.
@@ -68,9 +79,18 @@ def match_colour(generated: torch.Tensor, original: torch.Tensor, sigma: float) 
                          align_corners=False)
     diff = (orig - gen).permute(0, 2, 3, 1).numpy()
     s = sigma * size
-    low = np.stack([cv2.GaussianBlur(d, (0, 0), sigmaX=s, borderType=cv2.BORDER_REFLECT)
-                    for d in diff])
-    return (gen + torch.from_numpy(low).permute(0, 3, 1, 2)).clamp(-1.0, 1.0)
+
+    def blur(a: np.ndarray) -> np.ndarray:
+        return cv2.GaussianBlur(a, (0, 0), sigmaX=s, borderType=cv2.BORDER_REFLECT)
+
+    low = []
+    for m, d in enumerate(diff):
+        if exclude is None:
+            low.append(blur(d))
+            continue
+        keep = (1.0 - np.clip(exclude[m], 0.0, 1.0)).astype(np.float32)
+        low.append(blur(d * keep[..., None]) / np.maximum(blur(keep), 1e-3)[..., None])
+    return (gen + torch.from_numpy(np.stack(low)).permute(0, 3, 1, 2)).clamp(-1.0, 1.0)
 
 
 def _grid_box(box: tuple[int, int, int, int], step: tuple[int, int], width: int,
@@ -83,11 +103,27 @@ def _grid_box(box: tuple[int, int, int, int], step: tuple[int, int], width: int,
     return x0, y0, x1, y1
 
 
+def _crop_mouth(crops, m: int, size: int, feather: float) -> np.ndarray:
+    """The paste weight of face ``m`` at the generated crop's ``size`` (zeros without lips)."""
+    lips = crops.lips[m] if m < len(crops.lips) else None
+    if lips is None:
+        return np.zeros((size, size), np.float32)
+    sq = crops.square[m]
+    scale = size / float(sq[2] - sq[0])
+    pts = (np.asarray(lips, np.float64) - (float(sq[0]), float(sq[1]))) * scale
+    return mouth_mask(pts, (size, size), feather)
+
+
 def paste_faces(chunk: Chunk, models: object, cfg: Config) -> Chunk:
     """Write ``extra["generated"]`` into ``chunk.frames`` at each face (in place)."""
     crops = chunk.extra["crops"]
-    faces = match_colour(chunk.extra["generated"], crops.images, cfg.models.paste_color_sigma)
     mode = cfg.models.paste  # "mouth" or "box" (load_config checks it)
+    generated = chunk.extra["generated"]
+    exclude = None
+    if mode == "mouth":
+        exclude = np.stack([_crop_mouth(crops, m, generated.shape[-1], cfg.models.paste_feather)
+                            for m in range(len(generated))]) if len(generated) else None
+    faces = match_colour(generated, crops.images, cfg.models.paste_color_sigma, exclude)
     lay = chunk.frames.layout
     spec = color_spec(chunk)
     step = (1 << lay.chroma_shift[0], 1 << lay.chroma_shift[1])

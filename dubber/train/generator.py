@@ -40,7 +40,9 @@ class GeneratorTrainConfig(LoopConfig):
     sync_weight: float = 0.03  # weight of the expert's sync loss (Wav2Lip: 0.03)
     sync_start: int = 0  # step from which the sync loss is on
     val_windows: int = 32  # held-back windows
-    mouth_weight: float = 1.0  # weight of the L1 on the code rows the Pose-VQGAN masks (the
+    pose_jitter: int = 4  # train on the pose of a frame up to this many frames away (see
+    # GeneratorWindows.batch); validation always uses the frame's own. 0: the frame's own
+    mouth_weight: float = 4.0  # weight of the L1 on the code rows the Pose-VQGAN masks (the
     # mouth and jaw) against the rows above, which the pose input already shows: with 1 the
     # few mouth codes are a small share of the loss and the audio can be ignored
 
@@ -61,11 +63,18 @@ class GeneratorWindows:
         self.frames, self.mel_steps, self.expert_steps = frames, mel_steps, expert_steps
         self.windows = FrameIndex(segments).windows(frames)
 
-    def batch(self, ws: np.ndarray, gen: torch.Generator) -> dict[str, torch.Tensor]:
+    def batch(
+        self, ws: np.ndarray, gen: torch.Generator, pose_jitter: int = 0
+    ) -> dict[str, torch.Tensor]:
         """Tensors for windows ``ws`` (B of them; M = B * T frames):
 
         pose, ref, target: (M, C, G, G) float32; target_codes: (M, G, G) int64;
         mel: (M, 80, mel_steps); window_mel: (B, 80, expert_steps).
+
+        With ``pose_jitter`` k each frame takes the pose of a frame up to k frames away in its
+        segment. The upper face of a few thousand frames tells the generator which frame it
+        is looking at, and so its mouth, better than the audio does; a pose k frames off still
+        places the head, while the mouth it would recall is a fifth of a second stale.
         """
         pose, ref, target, codes, mel, wmel = [], [], [], [], [], []
         t = self.frames
@@ -74,7 +83,11 @@ class GeneratorWindows:
             seg = self.segments[s]
             fc = self.face.codes[seg.info.file]
             r = int(torch.randint(0, len(seg), (1,), generator=gen))
-            pose.append(self.pose.embed(self.pose.codes[seg.info.file][j : j + t]))
+            at = np.arange(j, j + t)
+            if pose_jitter:
+                shift = torch.randint(-pose_jitter, pose_jitter + 1, (t,), generator=gen)
+                at = np.clip(at + shift.numpy(), 0, len(seg) - 1)
+            pose.append(self.pose.embed(self.pose.codes[seg.info.file][at]))
             ref.append(self.face.embed(fc[r])[None].expand(t, -1, -1, -1))
             target.append(self.face.embed(fc[j : j + t]))
             codes.append(torch.from_numpy(fc[j : j + t]))
@@ -166,7 +179,7 @@ class GeneratorTrainer(Trainer):
         ws = torch.randint(
             0, len(self.train_windows.windows), (hp.batch_size,), generator=gen
         ).numpy()
-        b = self.train_windows.batch(ws, gen)
+        b = self.train_windows.batch(ws, gen, hp.pose_jitter)
         w = hp.sync_weight if step >= hp.sync_start else 0.0
         with self.autocast():
             pred, l1, p = self._forward(b)
