@@ -16,10 +16,10 @@ Before either, the generated face takes the original crop's colour at large scal
 (``models.paste_color_sigma``): the difference between the two crops, blurred with a
 Gaussian of that many crop widths, is added to the generated face. In ``"mouth"`` mode the
 mouth region is left out of that blur (normalised, so the skin around it fills in): a
-mouth the original speaker opens would otherwise come through as a blurred dark patch. A VQGAN trained on a
-few speakers shifts skin tone and lighting on a face it never saw; this keeps the mouth's
-shape and shading from the model and the face's own colour around it, so the seam does not
-show as a tinted patch. The paste-back issue (occlusion, a proper seam) builds on this.
+mouth the original speaker opens would otherwise come through as a blurred dark patch.
+A VQGAN trained on a few speakers shifts skin tone and lighting on a face it never saw;
+this keeps the mouth's shape and shading from the model and the face's own colour around
+it, so the seam does not show as a tinted patch. The paste-back issue (occlusion, a proper seam) builds on this.
 """
 
 from __future__ import annotations
@@ -39,16 +39,20 @@ from dubber.stages.crop import visible_part
 _MIN_ALPHA = 1.0 / 512  # weights below this change no 8-bit sample: not written
 
 
-def square_mask(lips: np.ndarray, square: tuple[int, int, int, int], feather: float) -> np.ndarray:
-    """The paste weight over a face's square, shape = (side, side) float32 in [0, 1].
+def square_mask(lips: np.ndarray, square: tuple[int, int, int, int], feather: float,
+                size: int | None = None) -> np.ndarray:
+    """The paste weight over a face's square, shape = (size, size) float32 in [0, 1].
 
     Args:
         lips: shape = (K, 2), the lip contour in full-res pixels.
         square: (x0, y0, x1, y1) of the face's square crop.
         feather: grow and blur radius, in mouth widths.
+        size: side of the mask in pixels (default: the square's own side).
     """
     side = square[2] - square[0]
-    return mouth_mask(np.asarray(lips, np.float64) - (square[0], square[1]), (side, side), feather)
+    size = size or side
+    pts = (np.asarray(lips, np.float64) - (square[0], square[1])) * (size / side)
+    return mouth_mask(pts, (size, size), feather)
 
 
 def match_colour(
@@ -103,15 +107,8 @@ def _grid_box(box: tuple[int, int, int, int], step: tuple[int, int], width: int,
     return x0, y0, x1, y1
 
 
-def _crop_mouth(crops, m: int, size: int, feather: float) -> np.ndarray:
-    """The paste weight of face ``m`` at the generated crop's ``size`` (zeros without lips)."""
-    lips = crops.lips[m] if m < len(crops.lips) else None
-    if lips is None:
-        return np.zeros((size, size), np.float32)
-    sq = crops.square[m]
-    scale = size / float(sq[2] - sq[0])
-    pts = (np.asarray(lips, np.float64) - (float(sq[0]), float(sq[1]))) * scale
-    return mouth_mask(pts, (size, size), feather)
+def _lips(crops, m: int) -> np.ndarray | None:
+    return crops.lips[m] if m < len(crops.lips) else None
 
 
 def paste_faces(chunk: Chunk, models: object, cfg: Config) -> Chunk:
@@ -120,9 +117,13 @@ def paste_faces(chunk: Chunk, models: object, cfg: Config) -> Chunk:
     mode = cfg.models.paste  # "mouth" or "box" (load_config checks it)
     generated = chunk.extra["generated"]
     exclude = None
-    if mode == "mouth":
-        exclude = np.stack([_crop_mouth(crops, m, generated.shape[-1], cfg.models.paste_feather)
-                            for m in range(len(generated))]) if len(generated) else None
+    if mode == "mouth" and len(generated):
+        size = generated.shape[-1]
+        exclude = np.stack([
+            np.zeros((size, size), np.float32) if _lips(crops, m) is None else
+            square_mask(_lips(crops, m), tuple(crops.square[m]), cfg.models.paste_feather, size)
+            for m in range(len(generated))
+        ])
     faces = match_colour(generated, crops.images, cfg.models.paste_color_sigma, exclude)
     lay = chunk.frames.layout
     spec = color_spec(chunk)
@@ -134,7 +135,7 @@ def paste_faces(chunk: Chunk, models: object, cfg: Config) -> Chunk:
             continue
         side = sq[2] - sq[0]
         alpha = None
-        lips = crops.lips[m] if m < len(crops.lips) else None
+        lips = _lips(crops, m)
         if mode == "mouth" and lips is not None:
             weight = square_mask(lips, sq, cfg.models.paste_feather)
             ys, xs = np.nonzero(weight >= _MIN_ALPHA)
