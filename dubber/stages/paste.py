@@ -19,7 +19,8 @@ mouth region is left out of that blur (normalised, so the skin around it fills i
 mouth the original speaker opens would otherwise come through as a blurred dark patch.
 A VQGAN trained on a few speakers shifts skin tone and lighting on a face it never saw;
 this keeps the mouth's shape and shading from the model and the face's own colour around
-it, so the seam does not show as a tinted patch. The paste-back issue (occlusion, a proper seam) builds on this.
+it, so the seam does not show as a tinted patch. The paste-back issue (occlusion, a
+proper seam) builds on this.
 """
 
 from __future__ import annotations
@@ -119,11 +120,11 @@ def paste_faces(chunk: Chunk, models: object, cfg: Config) -> Chunk:
     exclude = None
     if mode == "mouth" and len(generated):
         size = generated.shape[-1]
-        exclude = np.stack([
-            np.zeros((size, size), np.float32) if _lips(crops, m) is None else
-            square_mask(_lips(crops, m), tuple(crops.square[m]), cfg.models.paste_feather, size)
-            for m in range(len(generated))
-        ])
+        exclude = np.zeros((len(generated), size, size), np.float32)
+        for m in range(len(generated)):
+            if (lips := _lips(crops, m)) is not None:
+                exclude[m] = square_mask(lips, tuple(crops.square[m]), cfg.models.paste_feather,
+                                         size)
     faces = match_colour(generated, crops.images, cfg.models.paste_color_sigma, exclude)
     lay = chunk.frames.layout
     spec = color_spec(chunk)
@@ -143,7 +144,8 @@ def paste_faces(chunk: Chunk, models: object, cfg: Config) -> Chunk:
                 continue
             box = (sq[0] + int(xs.min()), sq[1] + int(ys.min()),
                    sq[0] + int(xs.max()) + 1, sq[1] + int(ys.max()) + 1)
-            box = (max(box[0], vis[0]), max(box[1], vis[1]), min(box[2], vis[2]), min(box[3], vis[3]))
+            box = (max(box[0], vis[0]), max(box[1], vis[1]),
+                   min(box[2], vis[2]), min(box[3], vis[3]))
             if box[0] >= box[2] or box[1] >= box[3]:
                 continue
             vis = _grid_box(box, step, lay.width, lay.height)
