@@ -207,6 +207,11 @@ class ModelsConfig:
     # Colour matching before the paste: the generated face takes the original crop's colour
     # blurred by this fraction of the crop width (0 = off); see dubber/stages/paste.py.
     paste_color_sigma: float = 0.12
+    # Generators with an aperture cue: how far the drawn mouth opens and closes, as a factor
+    # on the opening predicted from the dub (standardised: 0 the speaker's usual opening,
+    # +-1 a typical swing). A predictor that is right only in part shrinks its guesses to
+    # the mean; a gain above 1 gives the mouth back the swing of real speech.
+    aperture_gain: float = 1.0
     # Run GPEN over the generated faces (stage 2).
     gpen_enabled: bool = False
     # Faces per forward pass of each model.
@@ -285,6 +290,8 @@ def _validate_models(m: ModelsConfig) -> None:
         raise UsageError(f"models.paste_chroma must be in [0, 1], got {m.paste_chroma}")
     if not 0 <= m.paste_color_sigma <= 1:
         raise UsageError(f"models.paste_color_sigma must be in [0, 1], got {m.paste_color_sigma}")
+    if not 0 <= m.aperture_gain <= 10:
+        raise UsageError(f"models.aperture_gain must be in [0, 10], got {m.aperture_gain}")
     if m.precision not in ("fp32", "fp16", "bf16"):
         raise UsageError(f"unknown models.precision {m.precision!r}; use fp32, fp16 or bf16")
     if m.batch_size < 1:

@@ -33,6 +33,7 @@ def test_precedence_cli_over_preset_over_defaults(tmp_path):
     ("media:\n  chunk_frames: 0\n", "at least 1"),
     ("runtime:\n  device: tpu\n", "unknown device"),
     ("- not a mapping\n", "mapping"),
+    ("models:\n  aperture_gain: -1\n", "aperture_gain must be in"),
 ])
 def test_typos_and_bad_values_are_usage_errors(tmp_path, text, words):
     preset = tmp_path / "bad.yaml"

@@ -20,11 +20,14 @@ from tests.helpers import CLIPS, SPEECH, decoded_planes, needs_media
 UNIT = ("--preset", "unittest", "--codec", "ffv1", "-q")
 # Mean luma change (levels) in the speaker's mouth box that the shipped weights must make,
 # against the input and between a speech dub and a silent one (medians over the frames).
-# Measured with the shipped fast weights: 3.84 and 1.20 levels (the first ones, whose
-# generator ignored the mel: 5.75 and 0.16). The dub moves the mouth by little on average
-# (see weights/README.md); the second bound would catch a generator that ignores it again.
+# Measured with the shipped fast weights (generator of 2026-11-22, aperture cue): 4.21 and
+# 2.66 levels (the previous generator: 3.84 and 1.20; the first one, which ignored the mel:
+# 5.75 and 0.16). The second bound would catch a generator that ignores the dub again.
 MIN_MOUTH_CHANGE = 2.0
 MIN_AUDIO_EFFECT = 0.5
+# Mean lip aperture (face mesh) of the speaker in the speech dub over that in the silent dub
+# (measured 1.94 with the generator-fast of 2026-11-22).
+MIN_OPENING_RATIO = 1.3
 
 
 @needs_media
@@ -109,7 +112,8 @@ def _write_silence(path, seconds: float, rate: int = 16000):
 @needs_media
 def test_shipped_weights_let_the_dub_drive_the_mouth(dub, tmp_path):
     """The default preset with the weights in weights/ (no flag): the speaker's mouth region
-    follows the dub (a speech dub and a silent one give different mouths), and the upper
+    follows the dub (a speech dub and a silent one give different mouths; the face mesh on
+    the outputs finds the mouth open wider under speech than under silence), and the upper
     face is left exactly as it was."""
     clip = CLIPS / "man_map_844_en.mp4"
     outs = {}
@@ -137,3 +141,8 @@ def test_shipped_weights_let_the_dub_drive_the_mouth(dub, tmp_path):
     assert len(apart) > len(src) // 2
     assert np.median(changed) > MIN_MOUTH_CHANGE, np.median(changed)
     assert np.median(apart) > MIN_AUDIO_EFFECT, np.median(apart)
+    opening = {}
+    for name, out in outs.items():
+        speaker = max(tracks_for_run(out, cfg).tracks, key=lambda t: len(t.aperture))
+        opening[name] = np.nanmean(speaker.aperture)
+    assert opening["speech"] > MIN_OPENING_RATIO * opening["silence"], opening

@@ -86,3 +86,50 @@ def test_residual_generator_starts_by_copying_the_reference_and_learns_a_change(
         loss.backward()
         opt.step()
     assert float(loss.detach()) < first
+
+
+def test_aperture_cue_draws_the_opening_it_is_given():
+    """With ``aperture_cue`` the generator predicts a mouth opening from the speech alone,
+    draws that one when not told, and draws the one it is told otherwise (training passes the
+    true one); a generator without the cue refuses an aperture instead of ignoring it."""
+    d = dataclasses.replace(load_config("unittest").models.generator, aperture_cue=True)
+    model = build_random("generator", d, seed=5).eval()
+    g = torch.Generator().manual_seed(0)
+    pose, ref = (torch.randn(3, d.embed_dim, d.grid, d.grid, generator=g) for _ in range(2))
+    mel = torch.randn(3, d.n_mels, d.mel_steps, generator=g)
+    with torch.inference_mode():
+        said = model.aperture(mel)
+        assert said.shape == (3,)
+        assert torch.allclose(model(pose, ref, mel), model(pose, ref, mel, said))
+        shut, wide = model(pose, ref, mel, torch.full((3,), -2.0)), model(pose, ref, mel, torch.full((3,), 2.0))
+        assert not torch.allclose(shut, wide)
+    plain = build_random("generator", load_config("unittest").models.generator, seed=5)
+    with pytest.raises(ValueError, match="no aperture cue"):
+        plain(pose, ref, mel, torch.zeros(3))
+    with pytest.raises(ValueError, match="no aperture cue"):
+        plain.aperture(mel)
+
+
+def test_cue_only_generator_hears_the_speech_only_through_the_opening():
+    """``cue_only``: told an opening, the drawn face is the same whatever the speech; left to
+    the speech, it follows the opening predicted from it."""
+    d = dataclasses.replace(load_config("unittest").models.generator, aperture_cue=True,
+                            cue_only=True)
+    model = build_random("generator", d, seed=6).eval()
+    g = torch.Generator().manual_seed(0)
+    pose, ref = (torch.randn(2, d.embed_dim, d.grid, d.grid, generator=g) for _ in range(2))
+    mel, mel2 = (torch.randn(2, d.n_mels, d.mel_steps, generator=g) for _ in range(2))
+    told = torch.tensor([-1.0, 1.5])
+    with torch.inference_mode():
+        assert torch.equal(model(pose, ref, mel, told), model(pose, ref, mel2, told))
+        assert not torch.allclose(model(pose, ref, mel), model(pose, ref, mel2))
+    with pytest.raises(ValueError, match="cue_only needs aperture_cue"):
+        build_random("generator", dataclasses.replace(d, aperture_cue=False), seed=6)
+
+
+def test_the_dub_opens_the_mouth_by_the_gain_within_the_trained_range():
+    from dubber.stages.generate import opening_from
+
+    said = torch.tensor([-2.0, 0.0, 0.5, 2.0])
+    assert torch.equal(opening_from(said, 2.0), torch.tensor([-3.0, 0.0, 1.0, 3.0]))
+    assert torch.equal(opening_from(said, 1.0), said)

@@ -79,6 +79,18 @@ class GeneratorDims:
     # last layer starts at zero, so a new network copies the reference). A few speakers teach
     # a network to draw their faces; a change from a face it is given carries to new faces.
     residual: bool = False
+    # A mouth-opening cue between speech and picture: a head on the speech code predicts the
+    # frame's lip aperture (face mesh, standardised per segment), and the decoder is
+    # conditioned on that scalar, the true one in training and the predicted one when
+    # dubbing. Drawing a given opening is learnt from pictures alone; the audio only has to
+    # say how far the mouth opens, which a small corpus can teach.
+    aperture_cue: bool = False
+    # With the cue, condition the decoder on it alone, and predict it with a linear read-out
+    # of the mel window's band energies instead of the speech encoder (which is then not
+    # built): a speech code can recall which training frame it came from and so draw that
+    # frame's mouth, and a convolutional predictor learns a few voices by heart, while the
+    # read-out generalises to new ones. Needs aperture_cue.
+    cue_only: bool = False
 
 
 @dataclass(frozen=True)

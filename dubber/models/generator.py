@@ -11,6 +11,15 @@ With ``audio_film`` the speech code also modulates each decoder level, ``h * (1 
 with ``(g, b)`` a linear map of it per channel (FiLM, Perez et al. 2018). The maps start at
 zero, so a new network begins as the plain one. With ``residual`` the output is the
 reference embedding plus the network's output, whose last layer starts at zero.
+
+With ``aperture_cue`` the network also predicts, from the speech code alone, how far the
+mouth is open (:meth:`aperture`: the face mesh's lip aperture, standardised per segment),
+and the code that conditions the decoder is the speech code plus an embedding of that
+aperture. A caller that knows the true aperture (training) passes it; otherwise the
+predicted one is used. With ``cue_only`` the decoder is conditioned on the aperture's
+embedding alone, and the aperture is predicted by :class:`BandReadout`, a linear map of
+the window's mel band energies (no speech encoder): the mouth then depends on the speech
+only through how far it opens.
 """
 
 from __future__ import annotations
@@ -35,6 +44,33 @@ class _UpStage(nn.Module):
         return self.res(torch.relu(self.bn(self.up(x))))
 
 
+# Apertures are standardised per segment and clipped to +-APERTURE_CLIP (in training and
+# when dubbing).
+APERTURE_CLIP = 3.0
+
+
+class BandReadout(nn.Module):
+    """Mel window -> one scalar, linear in its band energies: the 80 log-mel bins averaged
+    into ``bands`` bands and the window into ``blocks`` time blocks, plus the window's mean,
+    standardised (batch norm without affine) and mapped by one linear layer.
+    ``(B, n_mels, steps) -> (B,)``."""
+
+    def __init__(self, n_mels: int, bands: int = 10, blocks: int = 4):
+        super().__init__()
+        if n_mels % bands:
+            raise ValueError(f"n_mels {n_mels} is not a multiple of {bands} bands")
+        self.bands, self.blocks = bands, blocks
+        self.norm = nn.BatchNorm1d(bands * blocks + 1, affine=False)
+        self.out = nn.Linear(bands * blocks + 1, 1)
+
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        b, n, t = mel.shape
+        x = mel.float().view(b, self.bands, n // self.bands, t).mean(2)
+        x = nn.functional.adaptive_avg_pool1d(x, self.blocks).flatten(1)
+        x = torch.cat([x, mel.float().mean(dim=(1, 2))[:, None]], dim=1)
+        return self.out(self.norm(x)).squeeze(1)
+
+
 class LipSyncGenerator(nn.Module):
     """``(pose embedding, reference embedding, mel window) -> predicted face embedding``."""
 
@@ -53,7 +89,9 @@ class LipSyncGenerator(nn.Module):
         enc += [conv_stage(cin, cout, 2, rb) for cin, cout in zip(fc[:-1], fc[1:])]
         self.face_encoder = nn.ModuleList(enc)
         self.face_out = nn.Conv2d(fc[-1], dims.face_dim, 1)
-        self.speech_encoder = SpeechEncoder(tuple(dims.audio_channels), dims.audio_dim, rb)
+        self.speech_encoder = None
+        if not dims.cue_only:
+            self.speech_encoder = SpeechEncoder(tuple(dims.audio_channels), dims.audio_dim, rb)
         # Decoder: bottleneck (face_dim + audio_dim) at 1 x 1, then up to G x G; each up stage
         # takes the previous output concatenated with the encoder's skip at that side.
         joint = dims.face_dim + dims.audio_dim
@@ -71,12 +109,40 @@ class LipSyncGenerator(nn.Module):
             for lin in self.film:
                 nn.init.zeros_(lin.weight)
                 nn.init.zeros_(lin.bias)
+        self.aperture_head = self.aperture_embed = None
+        if dims.cue_only and not dims.aperture_cue:
+            raise ValueError("cue_only needs aperture_cue")
+        if dims.aperture_cue:
+            self.aperture_head = (
+                BandReadout(dims.n_mels) if dims.cue_only else nn.Linear(dims.audio_dim, 1)
+            )
+            self.aperture_embed = nn.Sequential(
+                nn.Linear(1, 32), nn.ReLU(), nn.Linear(32, dims.audio_dim)
+            )
         self.head = nn.Sequential(ConvBNReLU(2 * fc[0], fc[0]), nn.Conv2d(fc[0], dims.embed_dim, 1))
         if dims.residual:
             nn.init.zeros_(self.head[1].weight)
             nn.init.zeros_(self.head[1].bias)
 
-    def forward(self, pose: torch.Tensor, reference: torch.Tensor, mel: torch.Tensor) -> torch.Tensor:
+    def aperture(self, mel: torch.Tensor) -> torch.Tensor:
+        """Predicted mouth opening per mel window, (B, n_mels, mel_steps) -> (B,) float
+        (standardised lip aperture: 0 a typical opening of the speaker, + wider)."""
+        if self.aperture_head is None:
+            raise ValueError("this generator has no aperture cue (dims.aperture_cue is off)")
+        if self.dims.cue_only:
+            return self.aperture_head(mel)
+        return self._aperture(self.speech_encoder(mel))
+
+    def _aperture(self, speech: torch.Tensor) -> torch.Tensor:
+        return self.aperture_head(torch.relu(speech)).squeeze(1)
+
+    def forward(
+        self,
+        pose: torch.Tensor,
+        reference: torch.Tensor,
+        mel: torch.Tensor,
+        aperture: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Predict the target frame's face embedding.
 
         Args:
@@ -85,6 +151,8 @@ class LipSyncGenerator(nn.Module):
                 reference frame (identity and texture).
             mel: shape = (B, n_mels, mel_steps), float log-mel window centred on the target
                 frame's timestamp.
+            aperture: shape = (B,), float: the mouth opening to draw (``aperture_cue``
+                only); None: the one predicted from ``mel``.
 
         Returns:
             shape = (B, embed_dim, G, G), float, not yet quantized.
@@ -104,7 +172,20 @@ class LipSyncGenerator(nn.Module):
             h = stage(h)
             skips.append(h)
         face = self.face_out(h)  # (B, face_dim, 1, 1)
-        speech = self.speech_encoder(mel)[:, :, None, None]  # (B, audio_dim, 1, 1)
+        if d.cue_only:  # the speech reaches the decoder as the opening alone
+            if aperture is None:
+                aperture = self.aperture_head(mel)
+            speech = self.aperture_embed(aperture.to(face.dtype)[:, None])
+        elif self.aperture_embed is not None:
+            speech = self.speech_encoder(mel)  # (B, audio_dim)
+            if aperture is None:
+                aperture = self._aperture(speech)
+            speech = speech + self.aperture_embed(aperture.to(speech.dtype)[:, None])
+        elif aperture is None:
+            speech = self.speech_encoder(mel)
+        else:
+            raise ValueError("this generator has no aperture cue (dims.aperture_cue is off)")
+        speech = speech[:, :, None, None]  # (B, audio_dim, 1, 1)
         h = self.bottleneck(torch.cat([face, speech, skips[-1]], dim=1))
         for i, up in enumerate(self.decoder):
             h = up(h if i == 0 else torch.cat([h, skips[-1 - i]], dim=1))

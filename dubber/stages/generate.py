@@ -10,6 +10,7 @@ from dubber.chunk import Chunk
 from dubber.config import Config
 from dubber.errors import RunError
 from dubber.models.build import Models
+from dubber.models.generator import APERTURE_CLIP
 from dubber.stages.common import batched
 
 
@@ -37,6 +38,12 @@ def reference_embeddings(chunk: Chunk, models: Models, cfg: Config) -> torch.Ten
     return torch.stack([models.references[t] for t in crops.track_id])
 
 
+def opening_from(predicted: torch.Tensor, gain: float) -> torch.Tensor:
+    """The mouth opening to draw: the generator's prediction from the mel times ``gain``,
+    within the range it was trained on."""
+    return (predicted.float() * gain).clamp(-APERTURE_CLIP, APERTURE_CLIP)
+
+
 def generate_faces(chunk: Chunk, models: Models, cfg: Config) -> Chunk:
     """Add ``extra["gen_emb"]`` (M, embed_dim, G, G) float32 on ``models.device``: the
     generator's prediction for each face, snapped to the Face-VQGAN codebook.
@@ -62,8 +69,12 @@ def generate_faces(chunk: Chunk, models: Models, cfg: Config) -> Chunk:
     mels = torch.as_tensor(mel, dtype=torch.float32)[torch.from_numpy(crops.frame)]
 
     def gen(p: torch.Tensor, r: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        a = a.to(models.device, non_blocking=True)
         with models.autocast():
-            pred = models.generator(p, r, a.to(models.device, non_blocking=True))
+            opening = None
+            if g.aperture_cue and cfg.models.aperture_gain != 1.0:
+                opening = opening_from(models.generator.aperture(a), cfg.models.aperture_gain)
+            pred = models.generator(p, r, a, opening)
         return models.face_vqgan.quantize_embeddings(pred)[1]
 
     with torch.inference_mode():

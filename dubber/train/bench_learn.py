@@ -14,7 +14,14 @@ there is none, and then it says so):
   snapping to the codebook, the expert's in-sync probability of its windows (against that
   of the real frames), and how much the audio moves the decoded face: the mean difference,
   in 0..255 levels, between faces generated from the real mel and from silence (and from
-  other moments of speech), in the lower (mouth) and upper half of the crop.
+  other moments of speech), in the lower (mouth) and upper half of the crop;
+- for a generator with the aperture cue: how well the opening it predicts from the speech
+  follows the true one (correlation, standardised lip apertures), how much the cue moves
+  the mouth (levels between told shut, -1, and told open, +2), and the face mesh run on
+  the faces it draws: their lip aperture against the true one when told the true opening
+  (does it draw what it is told) and when left to the speech (what a dub gets: the
+  predicted opening times the preset's ``aperture_gain``), with the Face-VQGAN's own
+  reconstructions of the real frames as the ceiling.
 
 Prints one line per figure and, with ``--json FILE``, writes them all.
 """
@@ -123,6 +130,8 @@ def run(
         out["generator_l1_copy_reference"] = round(_copy_reference_l1(trainer), 4)
         vq, _ = load_frozen_vqgan("face_vqgan", cfg, wdir, "the benchmark")
         out.update(_audio_effect(trainer, vq))
+        if trainer.net.dims.aperture_cue:
+            out.update(_cue_figures(trainer, vq))
     except WeightsError as exc:
         log.warning("%s", exc)
     return out
@@ -151,6 +160,46 @@ def _audio_effect(trainer, vq, windows: int = 8) -> dict[str, float]:
             out[f"generator_audio_effect{name}_lower"] = round(float(diff[..., h:, :].mean()), 3)
             out[f"generator_audio_effect{name}_upper"] = round(float(diff[..., :h, :].mean()), 3)
     return out
+
+
+def _cue_figures(trainer, vq, windows: int = 8) -> dict[str, float]:
+    """The aperture cue on val windows (see the module docstring)."""
+    from dubber.stages.generate import opening_from
+    from dubber.train.apertures import mesh_apertures
+
+    vw, ws = trainer._val
+    gen = torch.Generator().manual_seed(54321)
+    b = vw.batch(ws[:: max(1, len(ws) // windows)][:windows], gen)
+    net, true = trainer.net, b["aperture"]
+    gain = trainer.cfg.models.aperture_gain
+    t = vw.frames
+
+    def faces(aperture=None):
+        with torch.no_grad():
+            pred = net(b["pose"], b["ref"], b["mel"], aperture)
+            return vq.decode(vq.quantize_embeddings(pred)[1])
+
+    def mesh(images):  # one tracking run per window
+        u8 = ((images.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
+        return np.concatenate([mesh_apertures(u8[a : a + t]) for a in range(0, len(u8), t)])
+
+    def corr(a, b):
+        ok = np.isfinite(a) & np.isfinite(b)
+        return round(float(np.corrcoef(a[ok], b[ok])[0, 1]), 3) if ok.sum() > 2 else float("nan")
+
+    with torch.no_grad():
+        said = net.aperture(b["mel"])
+        real = vq.decode(b["target"])
+    shut, wide = faces(torch.full_like(true, -1.0)), faces(torch.full_like(true, 2.0))
+    h = shut.shape[-2] // 2
+    tn = true.numpy()
+    return {
+        "generator_aperture_from_speech_corr": corr(said.numpy(), tn),
+        "generator_cue_effect_lower": round(float((wide - shut)[..., h:, :].abs().mean()) * 127.5, 3),
+        "generator_mesh_told_true_corr": corr(mesh(faces(true)), tn),
+        "generator_mesh_from_speech_corr": corr(mesh(faces(opening_from(said, gain))), tn),
+        "generator_mesh_vqgan_reconstruction_corr": corr(mesh(real), tn),
+    }
 
 
 def _copy_reference_l1(trainer) -> float:

@@ -74,7 +74,7 @@ def corpus_codes(
     want = [s.file for s in corpus.manifest.segments]
     if path.is_file():
         with np.load(path) as z:
-            codes = {f: z[_key(f)].astype(np.int64) for f in want if _key(f) in z}
+            codes = {f: z[npz_key(f)].astype(np.int64) for f in want if npz_key(f) in z}
         if len(codes) == len(want):
             return FrozenCodes(table, codes)
     log.info(
@@ -95,10 +95,11 @@ def corpus_codes(
                     x = to_images(images[sl], res).to(device)
                     out.append(model.encode(x)[0].cpu())
             codes[seg.info.file] = torch.cat(out).numpy().astype(np.int64)
-    arrays = {_key(f): c.astype(np.int16) for f, c in codes.items()}
+    arrays = {npz_key(f): c.astype(np.int16) for f, c in codes.items()}
     save_npz(path, arrays)
     return FrozenCodes(table, codes)
 
 
-def _key(file: str) -> str:
+def npz_key(file: str) -> str:
+    """A segment file's key in a per-segment npz cache (no slashes)."""
     return file.replace("/", "__")

@@ -544,6 +544,13 @@ def batches(n: int, size: int) -> Iterator[slice]:
         yield slice(a, min(a + size, n))
 
 
-def adam(params, lr: float) -> torch.optim.Optimizer:
-    """Adam with the betas the VQGAN/GAN papers use for stability (0.5, 0.9)."""
-    return torch.optim.Adam([p for p in params if p.requires_grad], lr=lr, betas=(0.5, 0.9))
+def adam(params, lr: float, faster: dict[float, list] | None = None) -> torch.optim.Optimizer:
+    """Adam with the betas the VQGAN/GAN papers use for stability (0.5, 0.9).
+
+    ``faster``: {scale: parameters} learn at ``scale * lr`` (they must also be in
+    ``params``)."""
+    special = {id(p): k for k, ps in (faster or {}).items() for p in ps}
+    groups = [{"params": [p for p in params if p.requires_grad and id(p) not in special]}]
+    for k, ps in (faster or {}).items():
+        groups.append({"params": [p for p in ps if p.requires_grad], "lr": k * lr})
+    return torch.optim.Adam([g for g in groups if g["params"]], lr=lr, betas=(0.5, 0.9))
