@@ -2,7 +2,8 @@
 
 import numpy as np
 
-from dubber.train.apertures import CLIP, corpus_apertures, standardise
+from dubber.models.generator import APERTURE_CLIP
+from dubber.train.apertures import corpus_apertures, standardise
 
 
 def test_standardise_fills_what_the_mesh_missed_and_centres_on_the_speaker():
@@ -10,7 +11,7 @@ def test_standardise_fills_what_the_mesh_missed_and_centres_on_the_speaker():
     z = standardise(raw)
     assert z.dtype == np.float32 and np.isfinite(z).all()
     assert z[1] == z[0] + (z[2] - z[0]) / 2  # interpolated between its neighbours
-    assert np.median(z) == 0 and z.max() == CLIP  # the outlier is clipped
+    assert np.median(z) == 0 and z.max() == APERTURE_CLIP  # the outlier is clipped
     assert (z[[0, 3, 6]] < z[[2, 4]].min()).all()  # shut below open
     assert not standardise(np.full(5, np.nan)).any()  # no face at all: no cue
 

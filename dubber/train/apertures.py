@@ -22,8 +22,6 @@ from dubber.train.corpus import Corpus, save_npz
 
 log = logging.getLogger(__name__)
 
-CLIP = APERTURE_CLIP  # standardised apertures are clipped to +-CLIP
-
 
 def standardise(raw: np.ndarray) -> np.ndarray:
     """Raw apertures (NaN where unknown) -> per-series standardised float32, no NaN."""
@@ -34,7 +32,7 @@ def standardise(raw: np.ndarray) -> np.ndarray:
     idx = np.arange(len(a))
     a = np.interp(idx, idx[ok], a[ok])
     z = (a - np.median(a)) / max(float(a.std()), 1e-6)
-    return np.clip(z, -CLIP, CLIP).astype(np.float32)
+    return np.clip(z, -APERTURE_CLIP, APERTURE_CLIP).astype(np.float32)
 
 
 def mesh_apertures(crops: np.ndarray) -> np.ndarray:
