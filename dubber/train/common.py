@@ -549,7 +549,7 @@ def adam(params, lr: float, faster: dict[float, list] | None = None) -> torch.op
 
     ``faster``: {scale: parameters} learn at ``scale * lr`` (they must also be in
     ``params``)."""
-    special = {id(p): k for k, ps in (faster or {}).items() for p in ps}
+    special = {id(p) for ps in (faster or {}).values() for p in ps}
     groups = [{"params": [p for p in params if p.requires_grad and id(p) not in special]}]
     for k, ps in (faster or {}).items():
         groups.append({"params": [p for p in ps if p.requires_grad], "lr": k * lr})
