@@ -13,6 +13,9 @@ speaker was re-rendered):
 - ``input lips ~ dub``: the untouched mouth against the dub (what no lip sync gives);
 - ``output lips ~ dub``: the re-rendered mouth against the dub: the figure that matters;
 - ``output lips ~ original speech``: should fall, since the original mouth is replaced;
+- ``output lips ~ input lips``: how much of the original mouth's movement is still in the
+  output (lag 0; with a dub unrelated to the original speech a full replacement gives about
+  0, an untouched mouth 1);
 - the mean absolute change of the aperture.
 
 Correlations of a few seconds of one speaker are noisy: read differences of about 0.1 as
@@ -113,6 +116,7 @@ def run(clip: str, dub: str, preset: str = "fast", weights: str | None = None,
         "input_lips_vs_dub": _corr(a_in, e_dub, max_lag),
         "output_lips_vs_dub": _corr(a_out, e_dub, max_lag),
         "output_lips_vs_original": _corr(a_out, e_orig, max_lag),
+        "output_lips_vs_input_lips": _corr(a_out, a_in, 0),
         "aperture_change": round(float(np.mean(np.abs(a_out - a_in))), 4),
         "aperture_mean_input": round(float(np.mean(a_in)), 4),
     }

@@ -201,8 +201,13 @@ class ModelsConfig:
     paste: str = "mouth"
     # Grow and blur radius of the "mouth" paste, in mouth widths.
     paste_feather: float = 0.3
-    # "mouth" paste: weight of the generated colour (chroma) relative to its brightness
-    # (luma); 0 keeps the face's own colour and takes only the new mouth's brightness.
+    # "mouth" paste: the region covers the lips as if open to at least this many mouth
+    # widths tall (swept down from the upper lip), so it hardly moves while the original
+    # speaker talks and the original mouth does not show at its edge; 0 follows the lips.
+    paste_open: float = 0.65
+    # "mouth" paste: weight of the model's colour (chroma) against colour drawn from the
+    # face itself (its skin, and its lips' tint where the new mouth is dark); 0 takes only
+    # the new mouth's brightness from the model (see dubber/stages/paste.py).
     paste_chroma: float = 1.0
     # Colour matching before the paste: the generated face takes the original crop's colour
     # blurred by this fraction of the crop width (0 = off); see dubber/stages/paste.py.
@@ -286,6 +291,8 @@ def _validate_models(m: ModelsConfig) -> None:
         raise UsageError(f"unknown models.paste {m.paste!r}; use mouth or box")
     if not 0 < m.paste_feather <= 2:
         raise UsageError(f"models.paste_feather must be in (0, 2], got {m.paste_feather}")
+    if not 0 <= m.paste_open <= 2:
+        raise UsageError(f"models.paste_open must be in [0, 2], got {m.paste_open}")
     if not 0 <= m.paste_chroma <= 1:
         raise UsageError(f"models.paste_chroma must be in [0, 1], got {m.paste_chroma}")
     if not 0 <= m.paste_color_sigma <= 1:

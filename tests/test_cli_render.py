@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 
 import av
 import numpy as np
@@ -203,3 +205,17 @@ def test_output_equal_to_input_is_refused(dub, clip_320, tone_3s, tmp_path):
 def test_no_temporary_files_are_left_beside_the_output(dub, clip_320, tone_3s, tmp_path):
     assert dub(clip_320, "--audio", tone_3s, "-o", tmp_path / "a.mp4", *FAST).code == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.mp4"]
+
+
+def test_output_has_the_permissions_of_any_new_file(dub, clip_320, tone_3s, tmp_path):
+    """Written to a temporary file and renamed, the video is still readable by the group and
+    others as the umask allows (not the temporary file's owner-only 0600)."""
+    old = os.umask(0o022)
+    try:
+        assert dub(clip_320, "--audio", tone_3s, "-o", tmp_path / "a.mp4", *FAST).code == 0
+        assert stat.S_IMODE((tmp_path / "a.mp4").stat().st_mode) == 0o644
+        os.umask(0o077)
+        assert dub(clip_320, "--audio", tone_3s, "-o", tmp_path / "b.mp4", *FAST).code == 0
+        assert stat.S_IMODE((tmp_path / "b.mp4").stat().st_mode) == 0o600
+    finally:
+        os.umask(old)

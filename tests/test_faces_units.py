@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import cv2
 import numpy as np
 import pytest
 
@@ -11,7 +12,7 @@ from dubber.errors import InputError, WeightsError
 from dubber.faces import cache
 from dubber.faces.crop import crop_box, crop_face, paste_back
 from dubber.faces.detect import Detection
-from dubber.faces.landmarks import mouth_mask
+from dubber.faces.landmarks import mouth_mask, opened_lips
 from dubber.faces.shots import shots_from_cuts
 from dubber.faces.tiles import tile_grid
 from dubber.faces.track import Tracker, finalize_tracks
@@ -47,6 +48,31 @@ def test_paste_back_changes_only_pixels_inside_the_crop():
     assert changed[:, 0].min() >= y0 and changed[:, 0].max() < y1
     assert changed[:, 1].min() >= x0 and changed[:, 1].max() < x1
     assert np.abs(image[y0 + 5:y1 - 5, x0 + 5:x1 - 5].astype(int) - 140).max() <= 1
+
+
+def _mesh_lips(cx, top, width, height):
+    """Outer lips in LIP_OUTER order: a corner, the lower lip, the other corner, the upper."""
+    a = np.linspace(0, 2 * np.pi, 20, endpoint=False)
+    return np.stack([cx + width / 2 * np.cos(a), top + height / 2 + height / 2 * np.sin(a)], 1)
+
+
+def test_opened_lips_sweep_down_the_face_to_the_least_height():
+    shut = _mesh_lips(100, 90, 80, 20)
+    region = opened_lips(shut, 0.65)
+    (x0, y0), (x1, y1) = region.min(0), region.max(0)
+    assert (x0, y0, x1) == pytest.approx((60, 90, 140))  # upper lip and corners stay
+    assert y1 == pytest.approx(90 + 0.65 * 80)  # swept down to 0.65 mouth widths
+    inside = [cv2.pointPolygonTest(region.astype(np.float32), (float(x), float(y)), False)
+              for x, y in shut]
+    assert min(inside) >= 0
+    # A face lying on its side (rolled 90 degrees): the sweep runs along x.
+    rolled = opened_lips(shut[:, ::-1] * [-1, 1] + [300, 0], 0.65)
+    assert np.ptp(rolled[:, 0]) == pytest.approx(0.65 * 80)
+    assert np.ptp(rolled[:, 1]) == pytest.approx(80)
+    # A mouth already open wider, or a height of 0, is not changed.
+    wide = _mesh_lips(100, 90, 80, 60)
+    assert np.ptp(opened_lips(wide, 0.65), axis=0) == pytest.approx(np.ptp(wide, axis=0))
+    assert np.array_equal(opened_lips(shut, 0.0), shut)
 
 
 def test_paste_back_with_a_mouth_mask_leaves_the_rest_of_the_face():

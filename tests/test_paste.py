@@ -13,7 +13,7 @@ from dubber.media.color import ColorSpec, rgb_to_yuv_region, yuv_region_to_rgb
 from dubber.media.frames import FrameBatch, PixelLayout
 from dubber.stages.crop import FaceCrops
 from dubber.faces.landmarks import mouth_mask
-from dubber.stages.paste import match_colour, paste_faces
+from dubber.stages.paste import match_colour, paste_faces, recolour
 
 SPEC = ColorSpec("bt709", False)
 NO_COLOUR = load_config("unittest", {"models": {"paste_color_sigma": 0.0}})
@@ -36,6 +36,16 @@ def grey_chunk(layout: PixelLayout, n: int = 1, noise: bool = True) -> Chunk:
 def lips_ellipse(cx, cy, rx, ry):
     a = np.linspace(0, 2 * np.pi, 20, endpoint=False)
     return np.stack([cx + rx * np.cos(a), cy + ry * np.sin(a)], axis=1)
+
+
+def mouth(cx, top, width, height):
+    """Outer lips in the face mesh's contour order (corner, lower lip, corner, upper lip):
+    the upper lip's top at ``top``, opened ``height`` px down."""
+    a = np.linspace(0, 2 * np.pi, 20, endpoint=False)
+    upper, lower = 0.3 * width / 2, height - 0.3 * width / 2
+    mid = top + upper
+    return np.stack([cx + width / 2 * np.cos(a),
+                     mid + np.where(np.sin(a) > 0, lower, upper) * np.sin(a)], axis=1)
 
 
 def with_face(chunk, square, lips, colour=(1.0, -1.0, -1.0)):
@@ -100,6 +110,45 @@ def test_mouth_paste_changes_the_lips_and_leaves_eyes_and_background(bits, chrom
         assert c.min() >= 40 + 0.4 * 128 - 2 and c.max() < 168
 
 
+def test_mouth_paste_covers_where_the_original_mouth_opens_while_it_is_shut():
+    """The paste region is the lips swept down to ``paste_open`` mouth widths: while the
+    original speaker's mouth is shut, it already covers where their lower lip goes when it
+    opens, so the original opening and closing does not show at the paste's edge."""
+    lay = PixelLayout(320, 240, 8, "420")
+    square = (100, 40, 228, 168)
+    shut, wide = mouth(164, 128, 40, 12), mouth(164, 128, 40, 26)
+
+    def weight(lips, paste_open):
+        """How much of the generated face each pixel took (0 to 1)."""
+        cfg = load_config("unittest", {"models": {"paste_color_sigma": 0.0,
+                                                  "paste_open": paste_open}})
+        chunk = grey_chunk(lay, noise=False)
+        before = chunk.frames.stack()[0][0].astype(float)
+        paste_faces(with_face(chunk, square, lips), None, cfg)
+        change = np.abs(chunk.frames.stack()[0][0] - before)
+        return change / change[136, 164]
+
+    lower_lip = (slice(150, 155), slice(158, 171))  # of the open mouth, below the shut one
+    followed_shut, followed_wide = weight(shut, 0.0), weight(wide, 0.0)
+    assert followed_shut[lower_lip].min() < 0.6  # the original's lower lip shows through
+    assert (followed_wide - followed_shut).max() > 0.3  # the region grows as it opens
+    stable_shut, stable_wide = weight(shut, 0.65), weight(wide, 0.65)
+    assert stable_shut[lower_lip].min() > 0.9
+    assert (stable_wide - stable_shut).max() < 0.05  # already covered while shut
+    moved = np.abs(followed_wide - followed_shut).sum()
+    assert np.abs(stable_wide - stable_shut).sum() < 0.5 * moved
+    # Above the mouth nothing changes: the upper lip is where the region starts.
+    assert np.abs(stable_shut[:128] - followed_shut[:128]).max() < 0.05
+    assert stable_shut[:100].max() < 0.05
+
+
+def test_paste_open_is_validated():
+    from dubber.errors import UsageError
+
+    with pytest.raises(UsageError, match="paste_open"):
+        load_config("unittest", {"models": {"paste_open": -0.1}})
+
+
 def test_box_paste_and_faces_without_lips_replace_the_whole_square():
     lay = PixelLayout(320, 240, 8, "420")
     cfg = load_config("unittest", {"models": {"paste": "box", "paste_color_sigma": 0.0}})
@@ -153,6 +202,38 @@ def test_colour_match_leaves_the_mouth_out():
     generated[mouth] -= 0.8  # now the dub's mouth opens and the speaker's is closed
     out = match_colour(generated, skin, 0.12, exclude)
     assert float((out - skin)[mouth].mean()) < -0.75  # all of the -0.8 the model drew
+
+
+def test_recolour_draws_the_lips_where_the_new_mouth_is_not_where_the_old_one_was():
+    """paste_chroma 0: the speaker's open red lips do not show through a closed generated
+    mouth; the generated mouth takes their tint, the skin takes the skin's colour (not the
+    model's blue cast), and the brightness is the model's."""
+    skin, red = torch.tensor([0.5, 0.1, -0.1]), torch.tensor([0.3, -0.5, -0.4])
+    original = skin.view(1, 3, 1, 1).repeat(1, 1, 128, 128)
+    original[:, :, 78:100, 44:84] = red.view(1, 3, 1, 1)  # open lips ...
+    original[:, :, 84:94, 50:78] = -0.8  # ... round a dark gap
+    generated = (skin + torch.tensor([-0.2, 0.0, 0.3])).view(1, 3, 1, 1).repeat(1, 1, 128, 128)
+    generated[:, :, 78:84, 44:84] = -0.3  # a closed, darker mouth along the upper lip
+    region = mouth_mask(mouth(64, 78, 40, 26), (128, 128), 0.3)[None]
+    lips = np.zeros((1, 128, 128), bool)
+    lips[0, 78:100, 44:84] = True
+    out = recolour(generated, original, region, lips, chroma=0.0)
+
+    def chroma(img, ys, xs):  # (B - Y, R - Y) averaged over a patch, RGB in [0, 1]
+        rgb = ((img[0, :, ys, xs] + 1) / 2).mean(dim=(1, 2))
+        y = 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]
+        return torch.stack([rgb[2] - y, rgb[0] - y])
+
+    skin_c, lip_c = chroma(original, slice(10, 30), slice(10, 30)), chroma(original, slice(78, 84), slice(44, 84))
+    old_lower_lip = (slice(95, 100), slice(50, 78))  # red in the original, skin in the new
+    assert torch.allclose(chroma(out, *old_lower_lip), skin_c, atol=0.03)
+    new_mouth = (slice(79, 83), slice(50, 78))
+    assert torch.allclose(chroma(out, *new_mouth), lip_c, atol=0.06)
+    assert torch.dist(chroma(out, *new_mouth), skin_c) > 0.8 * torch.dist(lip_c, skin_c)
+    gen_luma = ((generated + 1) / 2 * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1)
+    out_luma = ((out + 1) / 2 * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1)
+    assert (out_luma - gen_luma)[0, 60:110, 30:100].abs().max() < 1e-4
+    assert torch.equal(recolour(generated, original, region, lips, chroma=1.0), generated)
 
 
 def test_luma_only_paste_keeps_the_faces_colour():

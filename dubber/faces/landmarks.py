@@ -112,6 +112,40 @@ def lip_aperture(points: np.ndarray) -> float:
     return float(np.mean(gaps) / max(eyes, 1e-6))
 
 
+def opened_lips(polygon: np.ndarray, height: float) -> np.ndarray:
+    """The region a mouth could open into: ``polygon`` (the outer lip contour in
+    :data:`LIP_OUTER` order) swept down the face until it is ``height`` mouth widths tall.
+
+    The upper lip stays where it is and "down" is across the line between the mouth
+    corners, towards the lower lip, so a rolled or display-rotated face is handled. A
+    contour already that tall is returned as its convex hull. Masks made from this change
+    little while the original speaker talks, so the original mouth's opening and closing
+    does not show through the paste's edge.
+
+    Args:
+        polygon: shape = (20, 2), (x, y) pixels.
+        height: the least height of the region, in mouth widths (corner to corner);
+            0 returns ``polygon`` unchanged.
+
+    Returns:
+        shape = (K, 2) float64, a convex polygon containing ``polygon``.
+    """
+    poly = np.asarray(polygon, np.float64)
+    if height <= 0 or len(poly) != len(LIP_OUTER):
+        return poly
+    left, bottom, right, top = (poly[LIP_OUTER.index(i)] for i in (61, 17, 291, 0))
+    across = right - left
+    width = float(np.hypot(*across))
+    if width < 1e-6:
+        return poly
+    down = np.array([-across[1], across[0]]) / width
+    if np.dot(bottom - top, down) < 0:
+        down = -down
+    extra = max(0.0, height * width - float(np.dot(bottom - top, down)))
+    pts = np.concatenate([poly, poly + extra * down])
+    return pts[cv2.convexHull(pts.astype(np.float32), returnPoints=False)[:, 0]]
+
+
 def mouth_mask(polygon: np.ndarray, shape: tuple[int, int], feather: float = 0.15) -> np.ndarray:
     """A soft mask of the mouth: the lip polygon grown and blurred by ``feather``.
 

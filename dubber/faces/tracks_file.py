@@ -41,7 +41,6 @@ from __future__ import annotations
 import bisect
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -50,6 +49,7 @@ from typing import Any
 import numpy as np
 
 from dubber.errors import InputError, OutputError
+from dubber.files import temp_beside
 
 SCHEMA = "dubber.tracks/1"
 
@@ -204,10 +204,10 @@ class Tracks:
         """Write the JSON atomically (temp file + rename)."""
         path = Path(path)
         try:
-            fd, tmp = tempfile.mkstemp(prefix=".tracks-", suffix=".json", dir=path.parent)
+            tmp = temp_beside(path, ".json")
         except OSError as exc:
             raise OutputError(f"cannot write the tracks file {path}: {exc.strerror}") from None
-        with os.fdopen(fd, "w") as f:
+        with open(tmp, "w") as f:
             json.dump(self.to_json(), f, separators=(",", ":"))
             f.write("\n")
         os.replace(tmp, path)

@@ -107,7 +107,7 @@ def yuv_region_to_rgb(frames: FrameBatch, index: int, box: tuple[int, int, int, 
 
 def rgb_to_yuv_region(rgb: np.ndarray, frames: FrameBatch, index: int,
                       box: tuple[int, int, int, int], spec: ColorSpec,
-                      alpha: np.ndarray | None = None, chroma_weight: float = 1.0) -> None:
+                      alpha: np.ndarray | None = None) -> None:
     """Write RGB into a rectangle of frame ``index``, in place; pixels outside are untouched.
 
     Args:
@@ -117,8 +117,6 @@ def rgb_to_yuv_region(rgb: np.ndarray, frames: FrameBatch, index: int,
             with this weight, per plane in YUV (chroma takes the mean over its pixels).
             Where it is 0 (a whole chroma pixel for the chroma planes), the frame's samples
             stay bit-exact. None writes ``rgb`` as it is.
-        chroma_weight: with ``alpha``, the chroma planes blend with ``alpha`` times this
-            (0 writes the brightness alone and keeps the frame's colour).
     """
     check_region(frames, box)
     x0, y0, x1, y1 = box
@@ -155,7 +153,7 @@ def rgb_to_yuv_region(rgb: np.ndarray, frames: FrameBatch, index: int,
     put(y_plane, (slice(y0, y1), slice(x0, x1)), y * ys + yo, alpha)
     cy0, cx0 = y0 >> sy, x0 >> sx
     csl = (slice(cy0, cy0 + ph // fy), slice(cx0, cx0 + pw // fx))
-    ca = None if alpha is None else down(alpha.astype(np.float32)) * np.float32(chroma_weight)
+    ca = None if alpha is None else down(alpha.astype(np.float32))
     if ca is not None and not ca.any():
         return
     put(u_plane, csl, down(cb) * cs + co, ca)

@@ -32,6 +32,7 @@ import av
 from dubber.chunk import Chunk
 from dubber.config import EncodeConfig
 from dubber.errors import RunError, UsageError
+from dubber.files import temp_beside
 from dubber.media.ffmpeg import ffmpeg_exe
 from dubber.media.frames import PixelLayout
 from dubber.media.probe import VideoInfo
@@ -185,10 +186,7 @@ class MuxPlan:
 
 def temp_path_for(output: Path) -> Path:
     """A hidden file beside ``output`` on the same filesystem, so the rename is atomic."""
-    fd, name = tempfile.mkstemp(prefix=f".{output.stem}.", suffix=f".part{output.suffix}",
-                                dir=output.parent)
-    os.close(fd)
-    return Path(name)
+    return temp_beside(output, f".part{output.suffix}")
 
 
 class VideoWriter:

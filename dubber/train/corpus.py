@@ -30,7 +30,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -39,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from dubber.errors import InputError
+from dubber.files import temp_beside
 from dubber.media.audio import HOP_LENGTH, MEL_STEPS_PER_SECOND, N_MELS, SAMPLE_RATE
 
 log = logging.getLogger(__name__)
@@ -132,8 +132,7 @@ class CorpusManifest:
 def atomic_write(path: Path, write) -> None:
     """Call ``write(tmp_path)`` and rename the result onto ``path`` (all or nothing)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
+    tmp = temp_beside(path)
     try:
         write(Path(tmp))
         os.replace(tmp, path)

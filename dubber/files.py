@@ -1,0 +1,38 @@
+"""Files published all or nothing: written beside their destination, then renamed onto it."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+
+def _umask() -> int:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: read it by setting it (and put it back)
+    os.umask(mask)
+    return mask
+
+
+def temp_beside(path: Path, suffix: str = "") -> Path:
+    """A new, empty, hidden file in ``path``'s folder, for writing what will be renamed onto
+    ``path`` (the same filesystem, so the rename is atomic).
+
+    It has the permissions any new file there gets (0666 less the umask), not the owner-only
+    0600 of :func:`tempfile.mkstemp`, so the published file is as readable as one written in
+    place.
+
+    Raises:
+        OSError: the folder cannot be written.
+    """
+    fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix, dir=path.parent)
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())
+    finally:
+        os.close(fd)
+    return Path(name)
