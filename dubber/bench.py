@@ -6,9 +6,14 @@ Prints, from one run on this machine:
   a plain ``ffmpeg`` transcode with the same encoder settings and the same ffmpeg binary,
   and their ratio (target <= 1.3);
 - 4K memory: peak resident memory of the whole ``dub`` process tree (Python + ffmpeg) for a
-  10 s and a 40 s clip (target: flat within 15 %, <= 2.5 GB).
+  10 s and a 40 s clip (target: flat within 15 %, <= 2.5 GB);
+- model-render memory: the same for a full ``dub`` (default preset and weights: analysis,
+  face mesh, models, paste) of a real talking clip, ``man_map_844_en.mp4`` from
+  ``../shared/media`` played 1 and 4 times over (target: flat within 15 %), so memory that
+  grows with a film's length shows.
 
-Usage: ``python -m dubber.bench [--speed medium] [--work DIR] [--skip-memory]``.
+Usage: ``python -m dubber.bench [--speed medium] [--work DIR] [--skip-memory]
+[--skip-models | --only-models]``.
 """
 
 from __future__ import annotations
@@ -36,6 +41,40 @@ def make_clip(path: Path, seconds: int, size: str = "3840x2160", rate: int = 25)
                     "-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-pix_fmt", "yuv420p",
                     "-c:a", "aac", "-shortest", str(tmp)], check=True)
     tmp.rename(path)
+
+
+SHARED_MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "media"
+
+
+def looped(src: Path, times: int, path: Path) -> None:
+    """``src`` played ``times`` times over, re-encoded (x264 crf 12) with its audio."""
+    if path.exists():
+        return
+    tmp = path.with_suffix(".tmp.mp4")
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-stream_loop", str(times - 1),
+                    "-i", str(src), "-c:v", "libx264", "-preset", "veryfast", "-crf", "12",
+                    "-pix_fmt", "yuv420p", "-c:a", "aac", str(tmp)], check=True)
+    tmp.rename(path)
+
+
+def model_memory(dub: list[str], work: Path) -> None:
+    """Peak RSS of a full model render of a real clip, once and four times over."""
+    src = SHARED_MEDIA / "clips" / "man_map_844_en.mp4"
+    speech = SHARED_MEDIA / "speech" / "hi_news_22s.wav"
+    if not (src.exists() and speech.exists()):
+        print(f"model-render memory: skipped ({src} or {speech} is missing)")
+        return
+    rss = []
+    for times in (1, 4):
+        clip = work / f"man_map_x{times}.mp4"
+        looped(src, times, clip)
+        seconds, peak = timed([*dub, str(clip), "--audio", str(speech), "-o",
+                               str(work / f"model_x{times}.mkv"), "--force", "-q",
+                               "--codec", "ffv1"])
+        rss.append(peak)
+        print(f"model render ({src.name} x{times}, default preset): {seconds:6.1f} s, "
+              f"peak RSS {peak / 1024 ** 3:5.2f} GB", flush=True)
+    print(f"model render memory x4 / x1: {rss[1] / rss[0]:5.3f}   (target: within 15 %)")
 
 
 def make_dub(path: Path, seconds: int) -> None:
@@ -100,12 +139,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--crf", default="18")
     parser.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "dubber-bench"))
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--skip-models", action="store_true",
+                        help="skip the model-render memory figures")
+    parser.add_argument("--only-models", action="store_true",
+                        help="only the model-render memory figures")
     args = parser.parse_args(argv)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     dub = [sys.executable, "-m", "dubber.cli_main"]
     print(f"ffmpeg: {ffmpeg_exe()}")
     print(f"machine: {os.cpu_count()} cores; x264 preset {args.speed}, crf {args.crf}")
+    if args.only_models:
+        model_memory(dub, work)
+        return
     clip10, dub10 = work / "testsrc2_4k_10s.mp4", work / "dub_10s.wav"
     print("generating the 10 s 4K clip ...", flush=True)
     make_clip(clip10, 10)
@@ -126,6 +172,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"4K speed  ratio dub/ffmpeg: {t_dub / t_ref:7.3f}   (target <= 1.3)")
     if args.skip_memory:
         return
+    if not args.skip_models:
+        model_memory(dub, work)
     clip40, dub40 = work / "testsrc2_4k_40s.mp4", work / "dub_40s.wav"
     print("generating the 40 s 4K clip ...", flush=True)
     make_clip(clip40, 40)

@@ -127,3 +127,41 @@ def test_render_lookup_gives_the_speaker_with_lips_inside_the_lower_face(analyse
             mask = face.mouth_mask(cb)
             assert mask.shape == (256, 256) and mask.max() > 0.99
             assert mask[: 256 // 3].max() == 0  # nothing above the nose is touched
+
+
+def test_render_lookup_makes_one_face_mesh_per_track_not_per_frame(analysed, monkeypatch):
+    """A face-mesh graph holds tens of MB of native memory: the render keeps one per track
+    (a fresh one only after a gap in it) and closes them, so a film's memory does not grow
+    with its length."""
+    from contextlib import closing
+
+    import dubber.faces.select as select
+    from dubber.media.decode import read_chunks
+    from dubber.media.probe import probe
+
+    made, closed = [], []
+
+    class Counting(select.Landmarker):
+        def __init__(self):
+            super().__init__()
+            made.append(self)
+
+        def close(self):
+            closed.append(self)
+            super().close()
+
+    monkeypatch.setattr(select, "Landmarker", Counting)
+    tracks = analysed("kim_1080p30_en.mp4")
+    selector = select.FaceSelector(tracks)
+    seen = []
+    with closing(read_chunks(probe(fm.clip("kim_1080p30_en.mp4")), 16, 0.0, full=True)) as chunks:
+        for chunk, _ in zip(chunks, range(3)):
+            rows = selector.faces(chunk)
+            seen += [(idx, {f.track_id for f in row})
+                     for idx, row in zip(chunk.frame_indices.tolist(), rows)]
+    selector.close()
+    runs = sum(1 for n, (idx, tids) in enumerate(seen) for t in tids
+               if n == 0 or t not in seen[n - 1][1])
+    assert sum(bool(tids) for _, tids in seen) > 10
+    assert len(made) == runs
+    assert len(closed) == len(made)

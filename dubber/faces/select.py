@@ -82,7 +82,9 @@ class FaceSelector:
                 if self.landmarks:
                     if tid in self._meshes and self._last_seen.get(tid, -2) != idx - 1:
                         self._meshes.pop(tid).close()  # a gap: start tracking afresh
-                    mesh = self._meshes.setdefault(tid, Landmarker())
+                    mesh = self._meshes.get(tid)
+                    if mesh is None:  # one graph per track, made once (each holds ~25 MB)
+                        mesh = self._meshes[tid] = Landmarker()
                     region = mesh_region(box, lay.width, lay.height)
                     crop = crop_rgb(chunk.frames, i, region, MESH_INPUT,
                                     chunk.extra.get("color"))

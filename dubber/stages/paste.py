@@ -129,12 +129,12 @@ def recolour(generated: torch.Tensor, original: torch.Tensor, region: np.ndarray
     """``generated`` with its colour (chroma) drawn from the original face, not the model.
 
     Inside ``region`` the colour is the skin's, carried in from around the region (a blur
-    normalised over the pixels outside it), plus the tint of the original lips (the mean
-    colour against that skin of the more saturated half of the lip area, so an open mouth's
-    dark inside does not dilute it) in proportion to how dark the generated face is there against
-    the skin, full where it is as dark as the original lips: the new lips and the mouth's
-    dark inside take the speaker's lip colour wherever the model draws them. The luma stays
-    the model's.
+    normalised over the pixels outside it), plus the tint of the original lips in
+    proportion to how dark the generated face is there against the skin (full where it is
+    as dark as the original lips). The tint is the mean colour, against that skin, of the
+    more saturated half of the lip area, so an open mouth's dark inside does not dilute
+    it. The new lips and the mouth's dark inside thus take the speaker's lip colour
+    wherever the model draws them, and nowhere else. The luma stays the model's.
 
     Args:
         generated: shape = (M, 3, S, S), float RGB in [-1, 1].
