@@ -68,7 +68,6 @@ class FaceSelector:
         self.tracks = tracks
         self.landmarks = landmarks
         self._meshes: dict[int, Landmarker] = {}
-        self._last_seen: dict[int, int] = {}
 
     def faces(self, chunk: Chunk) -> list[list[Face]]:
         """Per frame of ``chunk``, the faces to re-render."""
@@ -76,21 +75,24 @@ class FaceSelector:
         lay = chunk.frames.layout
         for i, idx in enumerate(chunk.frame_indices.tolist()):
             row = []
-            for tid in self.tracks.speakers_at(idx):
+            speakers = self.tracks.speakers_at(idx)
+            # Each mesh graph holds ~25 MB of native memory: one per track while it is on
+            # screen, closed on the first frame it is not (a gap starts tracking afresh),
+            # so a film's memory does not grow with its number of tracks or frames.
+            for tid in [t for t in self._meshes if t not in speakers]:
+                self._meshes.pop(tid).close()
+            for tid in speakers:
                 box = self.tracks.track(tid).box_at(idx)
                 poly = None
                 if self.landmarks:
-                    if tid in self._meshes and self._last_seen.get(tid, -2) != idx - 1:
-                        self._meshes.pop(tid).close()  # a gap: start tracking afresh
                     mesh = self._meshes.get(tid)
-                    if mesh is None:  # one graph per track, made once (each holds ~25 MB)
+                    if mesh is None:
                         mesh = self._meshes[tid] = Landmarker()
                     region = mesh_region(box, lay.width, lay.height)
                     crop = crop_rgb(chunk.frames, i, region, MESH_INPUT,
                                     chunk.extra.get("color"))
                     pts = mesh.landmarks(crop, region, self.tracks.rotation)
                     poly = None if pts is None else lip_polygon(pts)
-                    self._last_seen[tid] = idx
                 row.append(Face(box, tid, poly))
             out.append(row)
         return out
