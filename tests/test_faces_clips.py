@@ -169,3 +169,29 @@ def test_render_lookup_keeps_one_face_mesh_per_track_on_screen(analysed, monkeyp
     assert events == ["made", "closed", "made"]
     selector.close()
     assert events == ["made", "closed", "made", "closed"]
+
+
+def test_faces_stage_says_which_tracks_have_ended(analysed):
+    """``extra["tracks_ended"]`` lists each track handed out once, on the chunk that reaches
+    its last frame, including a track that stopped speaking before it ended."""
+    import types
+    from contextlib import closing
+
+    from dubber.faces.select import FacesStage
+    from dubber.media.decode import read_chunks
+    from dubber.media.probe import probe
+
+    real = analysed("kim_1080p30_en.mp4")
+    tid = real.speakers_at(0)[0]
+    last = {"A": 9, "B": 60}  # B is on screen until frame 60 but speaks on 20-40 only
+    tracks = types.SimpleNamespace(
+        rotation=real.rotation,
+        track=lambda t: types.SimpleNamespace(last=last[t], box_at=real.track(tid).box_at),
+        speakers_at=lambda f: ["A"] if f <= 9 else ["B"] if 20 <= f <= 40 else [])
+    stage = FacesStage(tracks, landmarks=False)
+    ended = []
+    with closing(read_chunks(probe(fm.clip("kim_1080p30_en.mp4")), 16, 0.0, full=True)) as chunks:
+        for chunk, _ in zip(chunks, range(4)):  # frames 0-15, 16-31, 32-47, 48-63
+            ended.append(stage(chunk, None, None).extra["tracks_ended"])
+    stage.close()
+    assert ended == [["A"], [], [], ["B"]]

@@ -292,6 +292,28 @@ def test_benchmark_reports_every_stage():
     assert all(ms > 0 for _, ms in rows)
 
 
+def test_a_tracks_reference_is_dropped_once_its_last_frame_is_generated():
+    """A film has thousands of tracks: the reference kept for each is let go when the faces
+    stage says the track has ended (after this chunk has used it), also on a chunk where it
+    no longer speaks."""
+    models = build_models(CFG)
+    lay = PixelLayout(160, 160, 8, "420")
+    chunk = synthetic_chunk(lay, 2, seed=1)
+    chunk.faces = [[Face((40.0, 40.0, 120.0, 120.0), 7)], [Face((40.0, 40.0, 120.0, 120.0), 8)]]
+    run_model_stages(chunk, models, CFG)
+    assert set(models.references) == {7, 8}
+    ended = synthetic_chunk(lay, 2, seed=2)
+    ended.faces = [[Face((40.0, 40.0, 120.0, 120.0), 7)]] * 2
+    ended.extra["tracks_ended"] = [7]
+    run_model_stages(ended, models, CFG)
+    assert len(ended.extra["gen_emb"]) == 2 and set(models.references) == {8}
+    silent = synthetic_chunk(lay, 2, seed=3)
+    silent.faces = [[], []]
+    silent.extra["tracks_ended"] = [8]
+    run_model_stages(silent, models, CFG)
+    assert models.references == {}
+
+
 def test_reset_forgets_the_references_of_the_previous_title():
     models = build_models(CFG)
     chunk = synthetic_chunk(PixelLayout(96, 96, 8, "420"), 1)

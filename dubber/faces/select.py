@@ -117,13 +117,22 @@ class FacesStage:
         self.tracks = tracks
         self.landmarks = landmarks
         self._selector: FaceSelector | None = None
+        self._live: set[int] = set()
 
     def __call__(self, chunk: Chunk, models: object, cfg: object) -> Chunk:
+        """Fill ``chunk.faces``, and list in ``chunk.extra["tracks_ended"]`` the tracks
+        handed out so far whose last frame is in this chunk or before it: later stages may
+        drop what they keep per track (the generator's reference frames) once done with it."""
         if self._selector is None:
             if self.tracks is None:
                 raise RuntimeError("FacesStage used before its tracks were set")
             self._selector = FaceSelector(self.tracks, self.landmarks)
         chunk.faces = self._selector.faces(chunk)
+        self._live.update(f.track_id for row in chunk.faces for f in row)
+        end = int(chunk.frame_indices[-1]) if len(chunk.frame_indices) else -1
+        ended = [t for t in self._live if self.tracks.track(t).last <= end]
+        self._live.difference_update(ended)
+        chunk.extra["tracks_ended"] = ended
         return chunk
 
     def close(self) -> None:

@@ -57,6 +57,7 @@ def generate_faces(chunk: Chunk, models: Models, cfg: Config) -> Chunk:
     pose = chunk.extra["pose_emb"]
     if len(crops) == 0:  # no face in this chunk: no mel needed either
         chunk.extra["gen_emb"] = torch.empty_like(pose)
+        forget_ended_tracks(chunk, models)
         return chunk
     mel = chunk.extra.get("mel")
     if mel is None and chunk.extra.get("audio") is not None:
@@ -81,4 +82,12 @@ def generate_faces(chunk: Chunk, models: Models, cfg: Config) -> Chunk:
         ref = reference_embeddings(chunk, models, cfg)
         out = batched(gen, cfg.models.batch_size, pose, ref, mels)
     chunk.extra["gen_emb"] = out
+    forget_ended_tracks(chunk, models)
     return chunk
+
+
+def forget_ended_tracks(chunk: Chunk, models: Models) -> None:
+    """Drop the reference embeddings of the tracks listed in ``extra["tracks_ended"]`` (their
+    last frame has been generated), so a film's memory does not grow with its tracks."""
+    for track in chunk.extra.get("tracks_ended", ()):
+        models.references.pop(track, None)
