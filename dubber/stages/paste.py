@@ -57,10 +57,13 @@ def square_mask(lips: np.ndarray, square: tuple[int, int, int, int], feather: fl
         size: side of the mask in pixels (default: the square's own side).
         open_to: the least height of the region, in mouth widths (``opened_lips``).
     """
-    side = square[2] - square[0]
-    size = size or side
-    pts = (opened_lips(lips, open_to) - (square[0], square[1])) * (size / side)
-    return mouth_mask(pts, (size, size), feather)
+    size = size or square[2] - square[0]
+    return mouth_mask(in_square(opened_lips(lips, open_to), square, size), (size, size), feather)
+
+
+def in_square(points: np.ndarray, square: tuple[int, int, int, int], size: int) -> np.ndarray:
+    """Full-res (x, y) ``points`` in the pixels of ``square`` resized to ``size``."""
+    return (np.asarray(points, np.float64) - square[:2]) * (size / (square[2] - square[0]))
 
 
 def _resized(images: torch.Tensor, size: int) -> torch.Tensor:
@@ -154,10 +157,10 @@ def recolour(generated: torch.Tensor, original: torch.Tensor, region: np.ndarray
     org = ((_resized(original, size) + 1) / 2).permute(0, 2, 3, 1).numpy()
     out = []
     for m in range(len(gen)):
-        y_g, c_g = _ycc(gen[m])
         if not region[m].any():  # no mouth region: the model's colours as they are
             out.append(gen[m])
             continue
+        y_g, c_g = _ycc(gen[m])
         y_o, c_o = _ycc(org[m])
         skin = _blur_outside(np.dstack([y_o, c_o]), region[m], _SKIN_SIGMA * size)
         skin_y, skin_c = skin[..., 0], skin[..., 1:]
@@ -202,9 +205,8 @@ def paste_faces(chunk: Chunk, models: object, cfg: Config) -> Chunk:
                 sq = tuple(crops.square[m])
                 exclude[m] = square_mask(lips, sq, cfg.models.paste_feather, size,
                                          cfg.models.paste_open)
-                pts = (np.asarray(lips, np.float64) - sq[:2]) * (size / (sq[2] - sq[0]))
                 area = np.zeros((size, size), np.uint8)
-                cv2.fillPoly(area, [np.round(pts).astype(np.int32)], 1)
+                cv2.fillPoly(area, [np.round(in_square(lips, sq, size)).astype(np.int32)], 1)
                 lip_area[m] = area > 0
     faces = match_colour(generated, crops.images, cfg.models.paste_color_sigma, exclude)
     if exclude is not None:
