@@ -174,7 +174,7 @@ class LipSyncGenerator(nn.Module):
         face = self.face_out(h)  # (B, face_dim, 1, 1)
         if d.cue_only:  # the speech reaches the decoder as the opening alone
             if aperture is None:
-                aperture = self.aperture_head(mel)
+                aperture = self.aperture(mel)
             speech = self.aperture_embed(aperture.to(face.dtype)[:, None])
         elif self.aperture_embed is not None:
             speech = self.speech_encoder(mel)  # (B, audio_dim)
