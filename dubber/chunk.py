@@ -2,18 +2,37 @@
 
 A stage is a function ``stage(chunk, models, cfg) -> chunk``. Stages add to a chunk; the
 full-resolution ``frames`` are changed in place only by paste-back, and only inside the
-faces it was given.
+faces it was given. Every field a stage writes is declared here; each stage's docstring
+says which fields it reads and which it writes.
+
+Data flow of the model chain (:data:`dubber.stages.model_chain.MODEL_STAGES`)::
+
+    render loop  -> dub, color
+    faces        -> faces, tracks_ended
+    crop         faces, color                 -> crops
+    encode       crops                        -> face_emb, pose_emb
+    generate     crops, face_emb, pose_emb, mel (or dub), tracks_ended -> mel, gen_emb
+    decode       gen_emb                      -> generated
+    restore      generated                    -> generated (GPEN's size)
+    paste        crops, generated, color      -> frames (in place)
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
 from dubber.media.frames import FrameBatch
+
+if TYPE_CHECKING:  # imported for the annotations only (no cycle at run time)
+    import torch
+
+    from dubber.media.audio import AudioTrack
+    from dubber.media.color import ColorSpec
+    from dubber.stages.crop import FaceCrops
 
 
 @dataclass
@@ -30,8 +49,22 @@ class Chunk:
             orientation: the video's display rotation is not applied).
         analysis: shape = (N, h, w, 3), uint8 RGB, or None: the reduced-size analysis copy
             (``media.analysis_scale`` of full size), coded orientation like ``frames``.
-        faces: per frame, the selected faces to re-render (filled by the analysis lookup).
-        extra: what later stages add (crops, codes, generated faces), keyed by stage.
+        faces: per frame, the selected faces to re-render (filled by the faces stage).
+        tracks_ended: ids of the tracks whose last frame is in this chunk or before it
+            (faces stage): stages drop what they keep per track once done with it.
+        dub: the dub track (render loop), from which per-frame mel windows are cut.
+        color: the frames' colour matrix and range (render loop, from the probe).
+        crops: the selected faces cut at the models' size (crop stage).
+        mel: shape = (N, n_mels, mel_steps), float32: the mel window centred on each
+            frame's presentation time (generate stage, from ``dub``; or given).
+        face_emb: shape = (M, embed_dim, G, G), float32: Face-VQGAN embedding of each
+            crop (encode stage).
+        pose_emb: shape = (M, embed_dim, G, G), float32: Pose-VQGAN embedding of each
+            crop's lower-half-masked copy (encode stage).
+        gen_emb: shape = (M, embed_dim, G, G), float32: the generator's embedding, snapped
+            to the codebook (generate stage).
+        generated: shape = (M, 3, S, S), float32 RGB in [-1, 1] on the CPU: the new faces
+            (decode stage; GPEN's restoration after the restore stage).
     """
 
     index: int
@@ -41,7 +74,15 @@ class Chunk:
     frames: FrameBatch
     analysis: np.ndarray | None = None
     faces: list[list[Any]] = field(default_factory=list)
-    extra: dict[str, Any] = field(default_factory=dict)
+    tracks_ended: list[Any] = field(default_factory=list)
+    dub: AudioTrack | None = None
+    color: ColorSpec | None = None
+    crops: FaceCrops | None = None
+    mel: torch.Tensor | None = None
+    face_emb: torch.Tensor | None = None
+    pose_emb: torch.Tensor | None = None
+    gen_emb: torch.Tensor | None = None
+    generated: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.frame_indices)
@@ -50,3 +91,22 @@ class Chunk:
     def times(self) -> np.ndarray:
         """Presentation times in seconds relative to the first frame, shape = (N,), float64."""
         return self.pts.astype(np.float64) * float(self.time_base)
+
+
+# A stage: ``stage(chunk, models, cfg) -> chunk``.
+Stage = Callable[["Chunk", Any, Any], "Chunk"]
+
+
+def run_stages(chunk: Chunk, models: Any, cfg: Any, stages: Sequence[Stage] | None = None) -> Chunk:
+    """Run ``stages`` in order over ``chunk``; returns the chunk (frames changed in place).
+
+    The one stage loop: the render loop calls it per chunk (the faces stage, then the model
+    chain). ``None`` runs :data:`dubber.stages.model_chain.MODEL_STAGES`.
+    """
+    if stages is None:
+        from dubber.stages.model_chain import MODEL_STAGES
+
+        stages = MODEL_STAGES
+    for stage in stages:
+        chunk = stage(chunk, models, cfg)
+    return chunk

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from dubber.chunk import Chunk
+from dubber.chunk import Stage, run_stages
 from dubber.config import Config
 from dubber.errors import InputError, OutputError, UsageError
 from dubber.media.audio import AudioTrack
@@ -26,8 +26,6 @@ from dubber.media.probe import VideoInfo, probe
 from dubber.stages.identity import identity
 
 log = logging.getLogger(__name__)
-
-Stage = Callable[[Chunk, object, Config], Chunk]
 
 
 @dataclass(frozen=True)
@@ -162,11 +160,10 @@ def render(
 def _run_chunks(chunks, stages, models, cfg, dub, color, writer, progress) -> int:
     written = 0
     for chunk in chunks:
-        chunk.extra["audio"] = dub
-        chunk.extra["color"] = color
-        for stage in stages:
-            chunk = stage(chunk, models, cfg)
-        chunk.extra.pop("audio", None)
+        chunk.dub = dub
+        chunk.color = color
+        chunk = run_stages(chunk, models, cfg, stages)
+        chunk.dub = None
         writer.write(chunk)
         written += len(chunk)
         if progress is not None:

@@ -1,8 +1,7 @@
-"""What ``dub weights list|verify|describe`` print, and the entry points of the model stages.
+"""What ``dub weights list|verify|describe`` print.
 
 The CLI calls these plain functions and prints their strings; they raise
 :class:`~dubber.errors.DubberError` subclasses for the CLI to turn into one-line errors.
-The render loop calls :func:`build_models` once per run and :data:`MODEL_STAGES` per chunk.
 """
 
 from __future__ import annotations
@@ -12,14 +11,11 @@ from dataclasses import dataclass
 
 from dubber.config import load_config
 from dubber.errors import WeightsError
-from dubber.models.build import Models, build_models  # noqa: F401  (re-exported for the CLI)
 from dubber.models.dims import dims_from_mapping
 from dubber.models.registry import (KINDS, count_parameters, manifest_path, read_manifest,
                                     read_weights, resolve_weights_dir, sha256_file, train_hint)
-from dubber.stages.model_chain import MODEL_STAGES, run_model_stages  # noqa: F401
 
-__all__ = ["list_weights", "verify_weights", "VerifyReport", "describe_preset", "build_models",
-           "Models", "MODEL_STAGES", "run_model_stages"]
+__all__ = ["list_weights", "verify_weights", "VerifyReport", "describe_preset"]
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:

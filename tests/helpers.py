@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from fractions import Fraction
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import av
 import numpy as np
 import pytest
 
-from dubber.media.ffmpeg import ffmpeg_exe
+from dubber.bench.media import ffmpeg, make_clip, make_tone  # noqa: F401  (the tests' makers)
 
 ROOT = Path(__file__).resolve().parents[1]
 MEDIA = ROOT.parent / "shared" / "media"
@@ -26,41 +25,6 @@ def media_clips() -> list[Path]:
 
 def speech_files() -> list[Path]:
     return sorted(SPEECH.glob("*")) if SPEECH.is_dir() else []
-
-
-def ffmpeg(*args: str) -> None:
-    """Run the project's ffmpeg; fail the test with its message if it fails."""
-    proc = subprocess.run([ffmpeg_exe(), "-v", "error", "-y", *args], capture_output=True,
-                          text=True)
-    if proc.returncode != 0:
-        raise AssertionError(f"ffmpeg {' '.join(args)} failed: {proc.stderr}")
-
-
-def make_clip(path: Path, *, size: str = "320x240", rate: str = "25", seconds: float = 1.0,
-              pix_fmt: str = "yuv420p", codec: str = "libx264", audio: bool = True,
-              source: str = "testsrc2", extra_in: tuple[str, ...] = (),
-              extra_out: tuple[str, ...] = ()) -> Path:
-    """A lavfi test clip (with a 440 Hz tone when ``audio``)."""
-    sep = ":" if "=" in source else "="
-    spec = f"{source}{sep}size={size}:rate={rate}:duration={seconds}"
-    args = [*extra_in, "-f", "lavfi", "-i", spec]
-    if audio:
-        args += ["-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={seconds}"]
-    args += ["-c:v", codec, "-pix_fmt", pix_fmt]
-    if codec in ("libx264", "libx265"):
-        args += ["-preset", "ultrafast"]
-    if audio:
-        args += ["-c:a", "aac", "-shortest"]
-    ffmpeg(*args, *extra_out, str(path))
-    return path
-
-
-def make_tone(path: Path, seconds: float, rate: int = 48000, freq: int = 220,
-              channels: int = 1) -> Path:
-    layout = "mono" if channels == 1 else "stereo"
-    ffmpeg("-f", "lavfi", "-i", f"sine=frequency={freq}:sample_rate={rate}:duration={seconds}",
-           "-af", f"aformat=channel_layouts={layout}", str(path))
-    return path
 
 
 def video_pts(path: Path) -> list[int]:

@@ -4,7 +4,7 @@ import types
 
 import numpy as np
 
-from dubber.bench_lipsync import _aperture_series, _corr, _fill
+from dubber.bench.lipsync import _aperture_series, _corr, _fill
 from dubber.faces.tracks_file import Track
 
 

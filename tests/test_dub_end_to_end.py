@@ -14,7 +14,7 @@ import pytest
 from dubber.config import load_config
 from dubber.faces.analyze import tracks_for_run
 from dubber.media.probe import probe
-from dubber.stages.crop import square_box, visible_part
+from dubber.faces.crop import square_box, visible_part
 from tests.helpers import CLIPS, SPEECH, decoded_planes, needs_media
 
 UNIT = ("--preset", "unittest", "--codec", "ffv1", "-q")

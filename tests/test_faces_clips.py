@@ -103,7 +103,8 @@ def _shut_runs(t, fps):
 
 
 def test_render_lookup_gives_the_speaker_with_lips_inside_the_lower_face(analysed):
-    from dubber.faces.crop import crop_box
+    from dubber.faces.crop import square_box
+    from dubber.faces.mouth_region import square_mask
     from dubber.faces.select import FaceSelector
     from dubber.media.decode import read_chunks
     from dubber.media.probe import probe
@@ -123,8 +124,8 @@ def test_render_lookup_gives_the_speaker_with_lips_inside_the_lower_face(analyse
             cx, cy = face.lip_polygon.mean(axis=0)
             assert x0 + 0.3 * (x1 - x0) < cx < x1 - 0.3 * (x1 - x0)
             assert y0 + 0.55 * (y1 - y0) < cy < y1 + 0.1 * (y1 - y0)
-            cb = crop_box(face.box)
-            mask = face.mouth_mask(cb)
+            sq = square_box(face.box, 1.6, chunk.frames.layout)
+            mask = square_mask(face.lips(), sq, 0.15, size=256)
             assert mask.shape == (256, 256) and mask.max() > 0.99
             assert mask[: 256 // 3].max() == 0  # nothing above the nose is touched
 
@@ -136,13 +137,14 @@ def test_render_lookup_keeps_one_face_mesh_per_track_on_screen(analysed, monkeyp
     import types
     from contextlib import closing
 
+    import dubber.faces.landmarks as landmarks
     import dubber.faces.select as select
     from dubber.media.decode import read_chunks
     from dubber.media.probe import probe
 
     events = []
 
-    class Counting(select.Landmarker):
+    class Counting(landmarks.Landmarker):
         def __init__(self):
             super().__init__()
             events.append("made")
@@ -151,7 +153,7 @@ def test_render_lookup_keeps_one_face_mesh_per_track_on_screen(analysed, monkeyp
             events.append("closed")
             super().close()
 
-    monkeypatch.setattr(select, "Landmarker", Counting)
+    monkeypatch.setattr(landmarks, "Landmarker", Counting)
     real = analysed("kim_1080p30_en.mp4")
     tid = real.speakers_at(0)[0]
     # The same face as three tracks in turn (as after two cuts): frames 0-15 track A,
@@ -172,7 +174,7 @@ def test_render_lookup_keeps_one_face_mesh_per_track_on_screen(analysed, monkeyp
 
 
 def test_faces_stage_says_which_tracks_have_ended(analysed):
-    """``extra["tracks_ended"]`` lists each track handed out once, on the chunk that reaches
+    """``tracks_ended`` lists each track handed out once, on the chunk that reaches
     its last frame, including a track that stopped speaking before it ended."""
     import types
     from contextlib import closing
@@ -192,6 +194,6 @@ def test_faces_stage_says_which_tracks_have_ended(analysed):
     ended = []
     with closing(read_chunks(probe(fm.clip("kim_1080p30_en.mp4")), 16, 0.0, full=True)) as chunks:
         for chunk, _ in zip(chunks, range(4)):  # frames 0-15, 16-31, 32-47, 48-63
-            ended.append(stage(chunk, None, None).extra["tracks_ended"])
+            ended.append(stage(chunk, None, None).tracks_ended)
     stage.close()
     assert ended == [["A"], [], [], ["B"]]

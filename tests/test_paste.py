@@ -1,6 +1,5 @@
 """Paste-back of generated faces: only the mouth region changes, the rest stays bit-exact."""
 
-import dataclasses
 from fractions import Fraction
 
 import numpy as np
@@ -12,7 +11,7 @@ from dubber.config import load_config
 from dubber.media.color import ColorSpec, rgb_to_yuv_region, yuv_region_to_rgb
 from dubber.media.frames import FrameBatch, PixelLayout
 from dubber.stages.crop import FaceCrops
-from dubber.faces.landmarks import mouth_mask
+from dubber.faces.mouth_region import mouth_mask
 from dubber.stages.paste import match_colour, paste_faces, recolour
 
 SPEC = ColorSpec("bt709", False)
@@ -29,7 +28,7 @@ def grey_chunk(layout: PixelLayout, n: int = 1, noise: bool = True) -> Chunk:
     u = (rng.integers(clo, chi, (n, ch, cw)) * k).astype(layout.dtype)
     v = (rng.integers(clo, chi, (n, ch, cw)) * k).astype(layout.dtype)
     chunk = Chunk(0, np.arange(n), np.arange(n), Fraction(1, 25), FrameBatch.from_arrays(layout, y, u, v))
-    chunk.extra["color"] = SPEC
+    chunk.color = SPEC
     return chunk
 
 
@@ -50,10 +49,10 @@ def mouth(cx, top, width, height):
 
 def with_face(chunk, square, lips, colour=(1.0, -1.0, -1.0)):
     """One face on frame 0 whose generated image is a flat colour (red by default)."""
-    chunk.extra["crops"] = FaceCrops(frame=np.array([0]), track_id=[0],
+    chunk.crops = FaceCrops(frame=np.array([0]), track_id=[0],
                                      square=np.array([square]), images=torch.zeros(1, 3, 32, 32),
                                      lips=[lips])
-    chunk.extra["generated"] = torch.tensor(colour, dtype=torch.float32).view(1, 3, 1, 1).expand(1, 3, 64, 64)
+    chunk.generated = torch.tensor(colour, dtype=torch.float32).view(1, 3, 1, 1).expand(1, 3, 64, 64)
     return chunk
 
 

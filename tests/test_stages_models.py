@@ -17,8 +17,10 @@ from dubber.media.color import ColorSpec, rgb_to_yuv_region, yuv_region_to_rgb
 from dubber.media.decode import read_chunks
 from dubber.media.frames import FrameBatch, PixelLayout
 from dubber.media.probe import probe
-from dubber.stages.crop import square_box
-from dubber.weights_cli import MODEL_STAGES, build_models, run_model_stages
+from dubber.faces.crop import square_box
+from dubber.models.build import build_models
+from dubber.chunk import run_stages
+from dubber.stages.model_chain import MODEL_STAGES
 
 MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "media"
 CLIP = MEDIA / "clips" / "man_map_844_en.mp4"
@@ -41,7 +43,7 @@ def real_chunk(n: int = 8, faces_on: int = 6) -> Chunk:
     with closing(chunks):
         chunk = next(iter(chunks))
     chunk.faces = [[Face((300.0, 160.0, 560.0, 480.0))] if i < faces_on else [] for i in range(n)]
-    chunk.extra["color"] = ColorSpec("bt601", False)
+    chunk.color = ColorSpec("bt601", False)
     return chunk
 
 
@@ -53,7 +55,7 @@ def synthetic_chunk(layout: PixelLayout, n: int, seed: int = 0) -> Chunk:
                for shape in ((n, layout.height, layout.width), (n, ch, cw), (n, ch, cw)))
     fb = FrameBatch.from_arrays(layout, y, u, v)
     chunk = Chunk(0, np.arange(n), np.arange(n), Fraction(1, 25), fb)
-    chunk.extra["mel"] = torch.randn(n, 80, CFG.models.generator.mel_steps)
+    chunk.mel = torch.randn(n, 80, CFG.models.generator.mel_steps)
     return chunk
 
 
@@ -78,16 +80,16 @@ def test_real_clip_and_speech_change_only_the_face_squares():
     before = planes_copy(chunk.frames)
     models = build_models(CFG)
     with AudioTrack(SPEECH) as dub:
-        chunk.extra["audio"] = dub
-        chunk = run_model_stages(chunk, models, CFG)
-    assert chunk.extra["mel"].shape == (8, 80, CFG.models.generator.mel_steps)
+        chunk.dub = dub
+        chunk = run_stages(chunk, models, CFG)
+    assert chunk.mel.shape == (8, 80, CFG.models.generator.mel_steps)
     lay = chunk.frames.layout
     r, d = CFG.models.face_vqgan.resolution, CFG.models.face_vqgan
-    assert chunk.extra["crops"].images.shape == (6, 3, r, r)
-    assert chunk.extra["face_emb"].shape == chunk.extra["pose_emb"].shape == (6, d.embed_dim, d.grid, d.grid)
-    assert chunk.extra["gen_emb"].shape == (6, d.embed_dim, d.grid, d.grid)
-    assert chunk.extra["generated"].shape == (6, 3, CFG.models.gpen.size, CFG.models.gpen.size)
-    sq = chunk.extra["crops"].square[0]
+    assert chunk.crops.images.shape == (6, 3, r, r)
+    assert chunk.face_emb.shape == chunk.pose_emb.shape == (6, d.embed_dim, d.grid, d.grid)
+    assert chunk.gen_emb.shape == (6, d.embed_dim, d.grid, d.grid)
+    assert chunk.generated.shape == (6, 3, CFG.models.gpen.size, CFG.models.gpen.size)
+    sq = chunk.crops.square[0]
     after = planes_copy(chunk.frames)
     for plane, (old, new) in enumerate(zip(before, after)):
         shift = (0, 0) if plane == 0 else lay.chroma_shift
@@ -108,7 +110,7 @@ def test_the_chain_is_seeded_and_repeatable():
     for _ in range(2):
         chunk = synthetic_chunk(PixelLayout(320, 240, 8, "420"), 3)
         chunk.faces = [[Face((100.0, 60.0, 180.0, 160.0))]] * 3
-        outs.append(planes_copy(run_model_stages(chunk, build_models(CFG), CFG).frames)[0])
+        outs.append(planes_copy(run_stages(chunk, build_models(CFG), CFG).frames)[0])
     assert np.array_equal(outs[0], outs[1])
 
 
@@ -118,11 +120,11 @@ def test_ten_bit_frames_stay_ten_bit_and_faces_at_the_edge_work(chroma):
     chunk = synthetic_chunk(lay, 2)
     chunk.faces = [[Face((-20.0, 40.0, 60.0, 130.0), 1)], [Face((150.0, 10.0, 215.0, 80.0), 2)]]
     before = planes_copy(chunk.frames)
-    chunk = run_model_stages(chunk, build_models(CFG), CFG)
+    chunk = run_stages(chunk, build_models(CFG), CFG)
     y = planes_copy(chunk.frames)[0]
     assert y.dtype == np.uint16 and y.max() <= 1023
     assert not np.array_equal(before[0], y)
-    sq = chunk.extra["crops"].square
+    sq = chunk.crops.square
     assert sq[0][0] < 0 and sq[1][2] > lay.width  # squares reach past the edges, padded
     untouched = ~square_mask(lay, sq[0])
     assert np.array_equal(before[0][0][untouched], y[0][untouched])
@@ -133,36 +135,36 @@ def test_track_first_reference_is_kept_across_chunks():
     lay = PixelLayout(160, 160, 8, "420")
     first = synthetic_chunk(lay, 2, seed=1)
     first.faces = [[Face((40.0, 40.0, 120.0, 120.0), 7)]] * 2
-    run_model_stages(first, models, CFG)
-    ref = first.extra["face_emb"][0]
+    run_stages(first, models, CFG)
+    ref = first.face_emb[0]
     assert torch.equal(models.references[7], ref)
     second = synthetic_chunk(lay, 2, seed=2)
     second.faces = [[Face((40.0, 40.0, 120.0, 120.0), 7)]] * 2
-    run_model_stages(second, models, CFG)
+    run_stages(second, models, CFG)
     assert torch.equal(models.references[7], ref)  # still the first frame ever seen
     # With the "self" policy the same chunk gives another result.
     cfg_self = dataclasses.replace(CFG, models=dataclasses.replace(CFG.models, reference="self"))
     third = synthetic_chunk(lay, 2, seed=2)
     third.faces = second.faces
-    run_model_stages(third, build_models(cfg_self), cfg_self)
-    assert not torch.equal(third.extra["gen_emb"], second.extra["gen_emb"])
+    run_stages(third, build_models(cfg_self), cfg_self)
+    assert not torch.equal(third.gen_emb, second.gen_emb)
 
 
 def test_chunk_without_faces_passes_through():
     chunk = synthetic_chunk(PixelLayout(64, 64, 8, "420"), 3)
     chunk.faces = [[], [], []]
     before = planes_copy(chunk.frames)
-    run_model_stages(chunk, build_models(CFG), CFG)
+    run_stages(chunk, build_models(CFG), CFG)
     assert all(np.array_equal(a, b) for a, b in zip(before, planes_copy(chunk.frames)))
-    assert len(chunk.extra["crops"]) == 0
+    assert len(chunk.crops) == 0
 
 
 def test_missing_mel_is_a_clear_error():
     chunk = synthetic_chunk(PixelLayout(64, 64, 8, "420"), 2)
     chunk.faces = [[Face((10.0, 10.0, 50.0, 50.0))]] * 2
-    del chunk.extra["mel"]
-    with pytest.raises(RunError, match=r"extra\['mel'\]"):
-        run_model_stages(chunk, build_models(CFG), CFG)
+    chunk.mel = None
+    with pytest.raises(RunError, match=r"chunk.mel"):
+        run_stages(chunk, build_models(CFG), CFG)
 
 
 def test_stage_order():
@@ -242,9 +244,9 @@ def test_chain_on_cuda(precision):
     chunk = synthetic_chunk(PixelLayout(640, 360, 8, "420"), 4)
     chunk.faces = [[Face((200.0, 80.0, 360.0, 280.0))]] * 4
     before = planes_copy(chunk.frames)[0]
-    chunk = run_model_stages(chunk, models, cfg)
-    assert chunk.extra["gen_emb"].is_cuda
-    assert torch.isfinite(chunk.extra["generated"]).all()
+    chunk = run_stages(chunk, models, cfg)
+    assert chunk.gen_emb.is_cuda
+    assert torch.isfinite(chunk.generated).all()
     assert not np.array_equal(before, planes_copy(chunk.frames)[0])
     # The paper-size generator and Face-VQGAN run on the device too, one face.
     from dubber.models.registry import build_random
@@ -285,7 +287,7 @@ def test_render_loop_runs_the_model_stages_on_a_real_clip(tmp_path):
 
 
 def test_benchmark_reports_every_stage():
-    from dubber.bench_models import bench_preset
+    from dubber.bench.models import bench_preset
 
     rows = bench_preset("unittest", frames=1, device="cpu", gpen=True, size=(320, 240))
     assert [name for name, _ in rows] == [s.__name__ for s in MODEL_STAGES]
@@ -300,17 +302,17 @@ def test_a_tracks_reference_is_dropped_once_its_last_frame_is_generated():
     lay = PixelLayout(160, 160, 8, "420")
     chunk = synthetic_chunk(lay, 2, seed=1)
     chunk.faces = [[Face((40.0, 40.0, 120.0, 120.0), 7)], [Face((40.0, 40.0, 120.0, 120.0), 8)]]
-    run_model_stages(chunk, models, CFG)
+    run_stages(chunk, models, CFG)
     assert set(models.references) == {7, 8}
     ended = synthetic_chunk(lay, 2, seed=2)
     ended.faces = [[Face((40.0, 40.0, 120.0, 120.0), 7)]] * 2
-    ended.extra["tracks_ended"] = [7]
-    run_model_stages(ended, models, CFG)
-    assert len(ended.extra["gen_emb"]) == 2 and set(models.references) == {8}
+    ended.tracks_ended = [7]
+    run_stages(ended, models, CFG)
+    assert len(ended.gen_emb) == 2 and set(models.references) == {8}
     silent = synthetic_chunk(lay, 2, seed=3)
     silent.faces = [[], []]
-    silent.extra["tracks_ended"] = [8]
-    run_model_stages(silent, models, CFG)
+    silent.tracks_ended = [8]
+    run_stages(silent, models, CFG)
     assert models.references == {}
 
 
@@ -318,7 +320,7 @@ def test_reset_forgets_the_references_of_the_previous_title():
     models = build_models(CFG)
     chunk = synthetic_chunk(PixelLayout(96, 96, 8, "420"), 1)
     chunk.faces = [[Face((20.0, 20.0, 70.0, 70.0), 0)]]
-    run_model_stages(chunk, models, CFG)
+    run_stages(chunk, models, CFG)
     assert 0 in models.references
     models.reset()
     assert models.references == {}

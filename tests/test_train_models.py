@@ -168,7 +168,7 @@ def test_mel_augmentation_varies_the_speech_and_keeps_the_silence_floor():
 def test_adam_lets_named_parameters_learn_faster():
     import torch
 
-    from dubber.train.common import adam
+    from dubber.train.optim import adam
 
     a, b = torch.nn.Linear(2, 2), torch.nn.Linear(2, 1)
     opt = adam([*a.parameters(), *b.parameters()], 1e-3, {10.0: list(b.parameters())})

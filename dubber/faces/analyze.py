@@ -24,7 +24,7 @@ from dubber.config import Config, FacesConfig
 from dubber.errors import InputError
 from dubber.faces import speaker
 from dubber.faces.detect import Detection, make_detector
-from dubber.faces.landmarks import MESH_INPUT, Landmarker, lip_aperture, mesh_region
+from dubber.faces.landmarks import MeshPool, lip_aperture
 from dubber.faces.orient import box_to_coded, box_to_upright, upright
 from dubber.faces.shots import ShotDetector, shots_from_cuts
 from dubber.faces.tiles import FrameDetector, resize_for_detection
@@ -120,11 +120,11 @@ def analyze_chunks(
             # 4. lips of every face detected on this frame
             for k in tracker.seen_at(idx):
                 lips.measure(k, tracker.tracks[k].last_box, chunk, i, idx)
-            lips.retire([k for k in lips.open_tracks() if not tracker.is_live(k)])
+            lips.meshes.keep_only(tracker.live)
             n = idx + 1
         if progress:
             progress(n)
-    lips.close()
+    lips.meshes.close()
     for d in (detector, close):
         if hasattr(d, "close"):
             d.close()
@@ -150,7 +150,7 @@ def analyze_chunks(
         stats.frames = n
         stats.seconds = time.perf_counter() - t_start
         stats.detector_calls = frame_det.calls
-        stats.mesh_calls = lips.calls
+        stats.mesh_calls = lips.meshes.calls
     log.info("analysed %d frames: %d shots, %d tracks", n, len(shot_list), len(tracks))
     return result
 
@@ -158,42 +158,24 @@ def analyze_chunks(
 class _LipMeter:
     """Face mesh on a full-resolution crop of each detected face -> lip aperture per frame.
 
-    One :class:`Landmarker` per raw track (its tracking state follows the face); faces
-    smaller than ``min_side`` pixels are skipped (too small to be re-rendered anyway).
+    One mesh graph per raw track (:class:`MeshPool`: its tracking state follows the face);
+    faces smaller than ``min_side`` pixels are skipped (too small to be re-rendered anyway).
     """
 
     def __init__(self, width: int, height: int, min_side: float, rotation: int,
                  color: ColorSpec | None) -> None:
-        self.size = (width, height)
         self.min_side = min_side
-        self.rotation = rotation
         self.color = color
-        self.meshes: dict[int, Landmarker] = {}
+        self.meshes = MeshPool(width, height, rotation)
         self.apertures: dict[int, dict[int, float]] = {}  # raw track -> frame -> aperture
-        self.calls = 0
 
     def measure(self, k: int, box, chunk: Chunk, i: int, idx: int) -> None:
         x0, y0, x1, y1 = box
         if np.sqrt(max(x1 - x0, 0) * max(y1 - y0, 0)) < self.min_side:
             return
-        region = mesh_region(box, *self.size)
-        crop = crop_rgb(chunk.frames, i, region, MESH_INPUT, self.color)
-        if k not in self.meshes:
-            self.meshes[k] = Landmarker()
-        pts = self.meshes[k].landmarks(crop, region, self.rotation)
-        self.calls += 1
+        pts = self.meshes.points(k, chunk.frames, i, box, self.color)
         if pts is not None:
             self.apertures.setdefault(k, {})[idx] = lip_aperture(pts)
-
-    def open_tracks(self) -> list[int]:
-        return list(self.meshes)
-
-    def retire(self, ks: list[int]) -> None:
-        for k in ks:
-            self.meshes.pop(k).close()
-
-    def close(self) -> None:
-        self.retire(list(self.meshes))
 
 
 def detection_scale(detect_scale: float, width: int, height: int) -> float:

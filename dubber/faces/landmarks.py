@@ -1,4 +1,4 @@
-"""Face mesh landmarks on a crop around a tracked face; lip polygon, aperture, mouth mask.
+"""Face mesh landmarks on a crop around a tracked face; lip polygon and aperture.
 
 MediaPipe's face mesh (478 points with the attention model, shipped in the mediapipe
 0.10.21 wheel) runs on a square full-resolution crop around each tracked box, resized to
@@ -11,11 +11,13 @@ from __future__ import annotations
 import logging
 from typing import Sequence
 
-import cv2
 import numpy as np
 
 from dubber.faces.detect import quiet_native_stderr
 from dubber.faces.orient import points_to_coded, upright
+from dubber.faces.yuv import crop_rgb
+from dubber.media.color import ColorSpec
+from dubber.media.frames import FrameBatch
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +95,51 @@ class Landmarker:
         self._mesh.close()
 
 
+class MeshPool:
+    """The face-mesh graphs of the tracks on screen: one per track, closed when it leaves.
+
+    Each graph holds ~25 MB of native memory and its own tracking state, so there is one
+    per track while the track is on screen, made on its first frame and closed on the first
+    frame it is not (:meth:`keep_only`); a track that comes back starts tracking afresh.
+    A film's memory thus grows neither with its length nor with its number of tracks. The
+    analysis pass and the render's face lookup both measure faces through this.
+
+    Args:
+        width, height: the frames' coded size.
+        rotation: display rotation (the mesh sees each crop upright).
+    """
+
+    def __init__(self, width: int, height: int, rotation: int = 0) -> None:
+        self.size = (width, height)
+        self.rotation = rotation
+        self.calls = 0  # mesh evaluations so far
+        self._meshes: dict[object, Landmarker] = {}
+
+    def points(self, key: object, frames: FrameBatch, i: int, box: Sequence[float],
+               color: ColorSpec | None = None) -> np.ndarray | None:
+        """The mesh of track ``key``'s face ``box`` on frame ``i`` of ``frames``.
+
+        Returns:
+            shape = (478, 2), float64 full-resolution coded pixels, or None when the mesh
+            finds no face.
+        """
+        region = mesh_region(box, *self.size)
+        crop = crop_rgb(frames, i, region, MESH_INPUT, color)
+        mesh = self._meshes.get(key)
+        if mesh is None:
+            mesh = self._meshes[key] = Landmarker()
+        self.calls += 1
+        return mesh.landmarks(crop, region, self.rotation)
+
+    def keep_only(self, keys) -> None:
+        """Close the graphs of every track not in ``keys`` (they are off screen)."""
+        for key in [k for k in self._meshes if k not in keys]:
+            self._meshes.pop(key).close()
+
+    def close(self) -> None:
+        self.keep_only(())
+
+
 def lip_polygon(points: np.ndarray) -> np.ndarray:
     """The outer lip contour, shape = (20, 2), from mesh points of shape (478, 2)."""
     return points[list(LIP_OUTER)]
@@ -110,59 +157,3 @@ def lip_aperture(points: np.ndarray) -> float:
     gaps = [np.linalg.norm(points[a] - points[b]) for a, b in _APERTURE_PAIRS]
     eyes = np.linalg.norm(points[_EYE_CORNERS[0]] - points[_EYE_CORNERS[1]])
     return float(np.mean(gaps) / max(eyes, 1e-6))
-
-
-def opened_lips(polygon: np.ndarray, height: float) -> np.ndarray:
-    """The region a mouth could open into: ``polygon`` (the outer lip contour in
-    :data:`LIP_OUTER` order) swept down the face until it is ``height`` mouth widths tall.
-
-    The upper lip stays where it is and "down" is across the line between the mouth
-    corners, towards the lower lip, so a rolled or display-rotated face is handled. A
-    contour already that tall is returned as its convex hull. Masks made from this change
-    little while the original speaker talks, so the original mouth's opening and closing
-    does not show through the paste's edge.
-
-    Args:
-        polygon: shape = (20, 2), (x, y) pixels.
-        height: the least height of the region, in mouth widths (corner to corner);
-            0 returns ``polygon`` unchanged.
-
-    Returns:
-        shape = (K, 2) float64, a convex polygon containing ``polygon``.
-    """
-    poly = np.asarray(polygon, np.float64)
-    if height <= 0 or len(poly) != len(LIP_OUTER):
-        return poly
-    left, bottom, right, top = (poly[LIP_OUTER.index(i)] for i in (61, 17, 291, 0))
-    across = right - left
-    width = float(np.hypot(*across))
-    if width < 1e-6:
-        return poly
-    down = np.array([-across[1], across[0]]) / width
-    if np.dot(bottom - top, down) < 0:
-        down = -down
-    extra = max(0.0, height * width - float(np.dot(bottom - top, down)))
-    pts = np.concatenate([poly, poly + extra * down])
-    return pts[cv2.convexHull(pts.astype(np.float32), returnPoints=False)[:, 0]]
-
-
-def mouth_mask(polygon: np.ndarray, shape: tuple[int, int], feather: float = 0.15) -> np.ndarray:
-    """A soft mask of the mouth: the lip polygon grown and blurred by ``feather``.
-
-    Args:
-        polygon: shape = (K, 2), (x, y) in the mask's pixels.
-        shape: (height, width) of the mask.
-        feather: grow and blur radius as a fraction of the mouth width.
-
-    Returns:
-        shape = ``shape``, float32 in [0, 1]: 1 inside the mouth region, falling smoothly
-        to 0 about ``2 * feather`` mouth widths outside the lips.
-    """
-    h, w = shape
-    mask = np.zeros((h, w), np.uint8)
-    width = float(np.ptp(polygon[:, 0])) if len(polygon) else 0.0
-    r = max(1, int(round(feather * width)))
-    cv2.fillPoly(mask, [np.round(polygon).astype(np.int32)], 255)
-    mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
-    soft = cv2.GaussianBlur(mask.astype(np.float32) / 255.0, (0, 0), sigmaX=r / 2 + 0.5)
-    return np.clip(soft, 0.0, 1.0)

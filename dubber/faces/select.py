@@ -13,10 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from dubber.chunk import Chunk
-from dubber.faces.crop import CropBox
-from dubber.faces.landmarks import MESH_INPUT, Landmarker, lip_polygon, mesh_region, mouth_mask
+from dubber.faces.landmarks import MeshPool, lip_polygon
+from dubber.faces.mouth_region import box_lips
 from dubber.faces.tracks_file import Tracks
-from dubber.faces.yuv import crop_rgb
 
 
 @dataclass(frozen=True)
@@ -34,26 +33,10 @@ class Face:
     track_id: int
     lip_polygon: np.ndarray | None = None
 
-    def mouth_mask(self, cb: CropBox, feather: float = 0.15) -> np.ndarray:
-        """The soft mouth mask in the model crop ``cb``.
-
-        Returns:
-            shape = (cb.size, cb.size), float32 in [0, 1], around :meth:`lips`.
-        """
-        return mouth_mask(cb.to_crop(self.lips()), (cb.size, cb.size), feather)
-
     def lips(self) -> np.ndarray:
         """The outer lip contour, shape = (K, 2) float64 full-res pixels: the mesh's polygon,
-        or without one an ellipse over the lower third of the box (where the mouth is on a
-        frontal, upright face; for display-rotated video the polygon is the reliable source).
-        """
-        if self.lip_polygon is not None:
-            return self.lip_polygon
-        x0, y0, x1, y1 = self.box
-        cx, cy = (x0 + x1) / 2, y0 + 0.78 * (y1 - y0)
-        a = np.linspace(0, 2 * np.pi, 20, endpoint=False)
-        return np.stack([cx + 0.25 * (x1 - x0) * np.cos(a),
-                         cy + 0.1 * (y1 - y0) * np.sin(a)], axis=1)
+        or without one :func:`~dubber.faces.mouth_region.box_lips`."""
+        return self.lip_polygon if self.lip_polygon is not None else box_lips(self.box)
 
 
 class FaceSelector:
@@ -67,40 +50,31 @@ class FaceSelector:
     def __init__(self, tracks: Tracks, landmarks: bool = True) -> None:
         self.tracks = tracks
         self.landmarks = landmarks
-        self._meshes: dict[int, Landmarker] = {}
+        self._meshes: MeshPool | None = None
 
     def faces(self, chunk: Chunk) -> list[list[Face]]:
         """Per frame of ``chunk``, the faces to re-render."""
         out: list[list[Face]] = []
         lay = chunk.frames.layout
+        if self._meshes is None:
+            self._meshes = MeshPool(lay.width, lay.height, self.tracks.rotation)
         for i, idx in enumerate(chunk.frame_indices.tolist()):
             row = []
             speakers = self.tracks.speakers_at(idx)
-            # Each mesh graph holds ~25 MB of native memory: one per track while it is on
-            # screen, closed on the first frame it is not (a gap starts tracking afresh),
-            # so a film's memory does not grow with its number of tracks or frames.
-            for tid in [t for t in self._meshes if t not in speakers]:
-                self._meshes.pop(tid).close()
+            self._meshes.keep_only(speakers)
             for tid in speakers:
                 box = self.tracks.track(tid).box_at(idx)
                 poly = None
                 if self.landmarks:
-                    mesh = self._meshes.get(tid)
-                    if mesh is None:
-                        mesh = self._meshes[tid] = Landmarker()
-                    region = mesh_region(box, lay.width, lay.height)
-                    crop = crop_rgb(chunk.frames, i, region, MESH_INPUT,
-                                    chunk.extra.get("color"))
-                    pts = mesh.landmarks(crop, region, self.tracks.rotation)
+                    pts = self._meshes.points(tid, chunk.frames, i, box, chunk.color)
                     poly = None if pts is None else lip_polygon(pts)
                 row.append(Face(box, tid, poly))
             out.append(row)
         return out
 
     def close(self) -> None:
-        for m in self._meshes.values():
-            m.close()
-        self._meshes.clear()
+        if self._meshes is not None:
+            self._meshes.close()
 
 
 class FacesStage:
@@ -120,7 +94,7 @@ class FacesStage:
         self._live: set[int] = set()
 
     def __call__(self, chunk: Chunk, models: object, cfg: object) -> Chunk:
-        """Fill ``chunk.faces``, and list in ``chunk.extra["tracks_ended"]`` the tracks
+        """Fill ``chunk.faces``, and list in ``chunk.tracks_ended`` the tracks
         handed out so far whose last frame is in this chunk or before it: later stages may
         drop what they keep per track (the generator's reference frames) once done with it."""
         if self._selector is None:
@@ -132,7 +106,7 @@ class FacesStage:
         end = int(chunk.frame_indices[-1]) if len(chunk.frame_indices) else -1
         ended = [t for t in self._live if self.tracks.track(t).last <= end]
         self._live.difference_update(ended)
-        chunk.extra["tracks_ended"] = ended
+        chunk.tracks_ended = ended
         return chunk
 
     def close(self) -> None:

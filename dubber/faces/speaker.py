@@ -104,7 +104,7 @@ def speech_envelope(audio, sample_rate: int, times: np.ndarray) -> np.ndarray:
     return out
 
 
-def _best_lag_corr(a: np.ndarray, e: np.ndarray, max_lag: int) -> float:
+def best_lag_corr(a: np.ndarray, e: np.ndarray, max_lag: int) -> float:
     """Highest Pearson r of ``a`` against ``e`` shifted by -max_lag .. max_lag samples."""
     best = -1.0
     n = len(a)
@@ -177,7 +177,7 @@ def score_shot(
                 continue
             a = gaussian_filter1d(np.interp(np.arange(len(a)), np.flatnonzero(ok), a[ok]),
                                   SMOOTH_FRAMES)
-            r = _best_lag_corr(a, e, s.max_lag)
+            r = best_lag_corr(a, e, s.max_lag)
             sums[tid][sl] += max(r, 0.0) * tri
     out = {}
     for tid, v in sums.items():

@@ -71,8 +71,10 @@ class Tracker:
         """Indices (into :attr:`tracks`) of the tracks detected on ``frame_index``."""
         return [k for k in self._live if self.tracks[k].frames[-1] == frame_index]
 
-    def is_live(self, k: int) -> bool:
-        return k in self._live
+    @property
+    def live(self) -> list[int]:
+        """Indices of the tracks still open (seen within the last ``max_gap`` frames)."""
+        return list(self._live)
 
     def update(self, frame_index: int, dets: list[Detection]) -> None:
         """Add one frame's detections (full-resolution boxes)."""

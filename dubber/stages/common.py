@@ -14,13 +14,13 @@ log = logging.getLogger(__name__)
 
 
 def color_spec(chunk: Chunk) -> ColorSpec:
-    """The chunk's colour matrix/range: ``chunk.extra["color"]`` (a :class:`ColorSpec`, set
+    """The chunk's colour matrix/range: ``chunk.color`` (a :class:`ColorSpec`, set
     by the render loop from the probe), else the usual guess from the frame size."""
-    spec = chunk.extra.get("color")
+    spec = chunk.color
     if spec is None:
         lay = chunk.frames.layout
         spec = ColorSpec.guess(lay.width, lay.height)
-        chunk.extra["color"] = spec
+        chunk.color = spec
         log.debug("no colour metadata on chunk %d; assuming %s", chunk.index, spec)
     return spec
 

@@ -11,8 +11,8 @@ from dubber.stages.common import batched
 
 
 def decode_faces(chunk: Chunk, models: Models, cfg: Config) -> Chunk:
-    """Add ``extra["generated"]``: (M, 3, R, R) float32 RGB in [-1, 1] on the CPU."""
-    emb = chunk.extra["gen_emb"]
+    """Reads ``gen_emb``; writes ``generated``: (M, 3, R, R) float32 RGB in [-1, 1] on the CPU."""
+    emb = chunk.gen_emb
 
     def dec(e: torch.Tensor) -> torch.Tensor:
         with models.autocast():
@@ -21,5 +21,5 @@ def decode_faces(chunk: Chunk, models: Models, cfg: Config) -> Chunk:
     with torch.inference_mode():
         out = batched(dec, cfg.models.batch_size, emb)
     r = cfg.models.face_vqgan.resolution
-    chunk.extra["generated"] = out if len(emb) else torch.empty(0, 3, r, r)
+    chunk.generated = out if len(emb) else torch.empty(0, 3, r, r)
     return chunk

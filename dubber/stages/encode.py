@@ -12,10 +12,10 @@ from dubber.stages.common import batched
 
 
 def encode_faces(chunk: Chunk, models: Models, cfg: Config) -> Chunk:
-    """Add ``extra["face_emb"]`` and ``extra["pose_emb"]``, each (M, embed_dim, G, G) float32
+    """Reads ``crops``; writes ``face_emb`` and ``pose_emb``, each (M, embed_dim, G, G) float32
     on ``models.device``: the crops through the Face-VQGAN, and the crops with the lower
     face masked (``models.pose_mask_from``) through the Pose-VQGAN."""
-    images = chunk.extra["crops"].images
+    images = chunk.crops.images
     bs = cfg.models.batch_size
 
     def enc(x: torch.Tensor) -> torch.Tensor:
@@ -30,5 +30,5 @@ def encode_faces(chunk: Chunk, models: Models, cfg: Config) -> Chunk:
     if len(images) == 0:
         d = cfg.models.face_vqgan
         both = torch.empty(0, 2, d.embed_dim, d.grid, d.grid, device=models.device)
-    chunk.extra["face_emb"], chunk.extra["pose_emb"] = both[:, 0], both[:, 1]
+    chunk.face_emb, chunk.pose_emb = both[:, 0], both[:, 1]
     return chunk

@@ -15,11 +15,11 @@ from dubber.stages.common import batched
 
 
 def frame_mel_windows(chunk: Chunk, steps: int) -> torch.Tensor:
-    """(N, 80, steps) mel windows of ``extra["audio"]`` centred on each frame's exact pts."""
+    """(N, 80, steps) mel windows of ``dub`` centred on each frame's exact pts."""
     from dubber.media.audio import mel_windows
 
     times = [Fraction(int(p)) * chunk.time_base for p in chunk.pts]
-    return mel_windows(chunk.extra["audio"], times, steps)
+    return mel_windows(chunk.dub, times, steps)
 
 
 def reference_embeddings(chunk: Chunk, models: Models, cfg: Config) -> torch.Tensor:
@@ -28,10 +28,10 @@ def reference_embeddings(chunk: Chunk, models: Models, cfg: Config) -> torch.Ten
     "self": the face's own frame. "track_first": the first frame of its track seen in this
     run (kept in ``models.references`` across chunks).
     """
-    face = chunk.extra["face_emb"]
+    face = chunk.face_emb
     if cfg.models.reference == "self":
         return face
-    crops = chunk.extra["crops"]
+    crops = chunk.crops
     for m, track in enumerate(crops.track_id):
         if track not in models.references:
             models.references[track] = face[m].clone()
@@ -45,27 +45,28 @@ def opening_from(predicted: torch.Tensor, gain: float) -> torch.Tensor:
 
 
 def generate_faces(chunk: Chunk, models: Models, cfg: Config) -> Chunk:
-    """Add ``extra["gen_emb"]`` (M, embed_dim, G, G) float32 on ``models.device``: the
+    """Reads ``crops``, ``face_emb``, ``pose_emb``, ``mel`` (or ``dub``) and ``tracks_ended``;
+    writes ``mel`` and ``gen_emb`` (M, embed_dim, G, G) float32 on ``models.device``: the
     generator's prediction for each face, snapped to the Face-VQGAN codebook.
 
-    Needs ``extra["mel"]``: shape = (N, n_mels, mel_steps), the mel window centred on each
+    Needs ``mel``: shape = (N, n_mels, mel_steps), the mel window centred on each
     frame's presentation time (one row per chunk frame); when it is absent it is made from
-    the render loop's ``extra["audio"]`` (the dub's :class:`~dubber.media.audio.AudioTrack`).
+    the render loop's ``dub`` (the dub's :class:`~dubber.media.audio.AudioTrack`).
     """
     g = cfg.models.generator
-    crops = chunk.extra["crops"]
-    pose = chunk.extra["pose_emb"]
+    crops = chunk.crops
+    pose = chunk.pose_emb
     if len(crops) == 0:  # no face in this chunk: no mel needed either
-        chunk.extra["gen_emb"] = torch.empty_like(pose)
+        chunk.gen_emb = torch.empty_like(pose)
         forget_ended_tracks(chunk, models)
         return chunk
-    mel = chunk.extra.get("mel")
-    if mel is None and chunk.extra.get("audio") is not None:
+    mel = chunk.mel
+    if mel is None and chunk.dub is not None:
         mel = frame_mel_windows(chunk, g.mel_steps)
-        chunk.extra["mel"] = mel
+        chunk.mel = mel
     if mel is None or tuple(mel.shape) != (len(chunk), g.n_mels, g.mel_steps):
         got = None if mel is None else tuple(mel.shape)
-        raise RunError(f"chunk {chunk.index}: the generate stage needs extra['mel'] of shape "
+        raise RunError(f"chunk {chunk.index}: the generate stage needs chunk.mel of shape "
                        f"({len(chunk)}, {g.n_mels}, {g.mel_steps}), got {got}")
     mels = torch.as_tensor(mel, dtype=torch.float32)[torch.from_numpy(crops.frame)]
 
@@ -81,13 +82,13 @@ def generate_faces(chunk: Chunk, models: Models, cfg: Config) -> Chunk:
     with torch.inference_mode():
         ref = reference_embeddings(chunk, models, cfg)
         out = batched(gen, cfg.models.batch_size, pose, ref, mels)
-    chunk.extra["gen_emb"] = out
+    chunk.gen_emb = out
     forget_ended_tracks(chunk, models)
     return chunk
 
 
 def forget_ended_tracks(chunk: Chunk, models: Models) -> None:
-    """Drop the reference embeddings of the tracks listed in ``extra["tracks_ended"]`` (their
+    """Drop the reference embeddings of the tracks listed in ``tracks_ended`` (their
     last frame has been generated), so a film's memory does not grow with its tracks."""
-    for track in chunk.extra.get("tracks_ended", ()):
+    for track in chunk.tracks_ended:
         models.references.pop(track, None)

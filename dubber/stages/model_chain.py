@@ -1,7 +1,8 @@
-"""The model stages in the order the render loop runs them, between decode and encode."""
+"""The model stages in the order the render loop runs them."""
 
 from __future__ import annotations
 
+from dubber.chunk import Stage
 from dubber.stages.crop import crop_faces
 from dubber.stages.decode import decode_faces
 from dubber.stages.encode import encode_faces
@@ -10,12 +11,6 @@ from dubber.stages.paste import paste_faces
 from dubber.stages.restore import restore_faces
 
 # crop -> encode face and pose -> generate per frame -> decode -> GPEN (if enabled) -> paste.
-MODEL_STAGES = (crop_faces, encode_faces, generate_faces, decode_faces, restore_faces,
-                paste_faces)
+MODEL_STAGES: tuple[Stage, ...] = (crop_faces, encode_faces, generate_faces, decode_faces,
+                                   restore_faces, paste_faces)
 
-
-def run_model_stages(chunk, models, cfg):
-    """Run :data:`MODEL_STAGES` over ``chunk``; returns the chunk (frames changed in place)."""
-    for stage in MODEL_STAGES:
-        chunk = stage(chunk, models, cfg)
-    return chunk

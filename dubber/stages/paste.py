@@ -38,32 +38,12 @@ import torch.nn.functional as F
 
 from dubber.chunk import Chunk
 from dubber.config import Config
-from dubber.faces.landmarks import mouth_mask, opened_lips
+from dubber.faces.crop import grid_box, in_square, visible_part
+from dubber.faces.mouth_region import square_mask
 from dubber.media.color import rgb_to_yuv_region
 from dubber.stages.common import color_spec
-from dubber.stages.crop import visible_part
 
 _MIN_ALPHA = 1.0 / 512  # weights below this change no 8-bit sample: not written
-
-
-def square_mask(lips: np.ndarray, square: tuple[int, int, int, int], feather: float,
-                size: int | None = None, open_to: float = 0.0) -> np.ndarray:
-    """The paste weight over a face's square, shape = (size, size) float32 in [0, 1].
-
-    Args:
-        lips: shape = (K, 2), the lip contour in full-res pixels.
-        square: (x0, y0, x1, y1) of the face's square crop.
-        feather: grow and blur radius, in mouth widths.
-        size: side of the mask in pixels (default: the square's own side).
-        open_to: the least height of the region, in mouth widths (``opened_lips``).
-    """
-    size = size or square[2] - square[0]
-    return mouth_mask(in_square(opened_lips(lips, open_to), square, size), (size, size), feather)
-
-
-def in_square(points: np.ndarray, square: tuple[int, int, int, int], size: int) -> np.ndarray:
-    """Full-res (x, y) ``points`` in the pixels of ``square`` resized to ``size``."""
-    return (np.asarray(points, np.float64) - square[:2]) * (size / (square[2] - square[0]))
 
 
 def _resized(images: torch.Tensor, size: int) -> torch.Tensor:
@@ -176,25 +156,16 @@ def recolour(generated: torch.Tensor, original: torch.Tensor, region: np.ndarray
     return (rgb * 2 - 1).clamp(-1.0, 1.0)
 
 
-def _grid_box(box: tuple[int, int, int, int], step: tuple[int, int], width: int,
-              height: int) -> tuple[int, int, int, int]:
-    """``box`` grown outwards to the chroma grid (its end stays inside the frame)."""
-    fx, fy = step
-    x0, y0 = box[0] // fx * fx, box[1] // fy * fy
-    x1 = min(-(-box[2] // fx) * fx, width)
-    y1 = min(-(-box[3] // fy) * fy, height)
-    return x0, y0, x1, y1
-
-
 def _lips(crops, m: int) -> np.ndarray | None:
     return crops.lips[m] if m < len(crops.lips) else None
 
 
 def paste_faces(chunk: Chunk, models: object, cfg: Config) -> Chunk:
-    """Write ``extra["generated"]`` into ``chunk.frames`` at each face (in place)."""
-    crops = chunk.extra["crops"]
+    """Reads ``crops``, ``generated`` and ``color``; writes ``generated`` into ``frames`` at
+    each face (in place, inside the paste region only)."""
+    crops = chunk.crops
     mode = cfg.models.paste  # "mouth" or "box" (load_config checks it)
-    generated = chunk.extra["generated"]
+    generated = chunk.generated
     exclude = None
     if mode == "mouth" and len(generated):
         size = generated.shape[-1]
@@ -213,7 +184,6 @@ def paste_faces(chunk: Chunk, models: object, cfg: Config) -> Chunk:
         faces = recolour(faces, crops.images, exclude, lip_area, cfg.models.paste_chroma)
     lay = chunk.frames.layout
     spec = color_spec(chunk)
-    step = (1 << lay.chroma_shift[0], 1 << lay.chroma_shift[1])
     for m in range(len(crops)):
         sq = tuple(int(v) for v in crops.square[m])
         vis = visible_part(sq, lay)
@@ -233,7 +203,7 @@ def paste_faces(chunk: Chunk, models: object, cfg: Config) -> Chunk:
                    min(box[2], vis[2]), min(box[3], vis[3]))
             if box[0] >= box[2] or box[1] >= box[3]:
                 continue
-            vis = _grid_box(box, step, lay.width, lay.height)
+            vis = grid_box(box, lay)
             alpha = weight[vis[1] - sq[1] : vis[3] - sq[1], vis[0] - sq[0] : vis[2] - sq[0]]
         img = F.interpolate(faces[m : m + 1].float(), size=(side, side), mode="bilinear",
                             antialias=True, align_corners=False)[0]

@@ -12,11 +12,11 @@ from dubber.stages.common import batched
 
 
 def restore_faces(chunk: Chunk, models: Models, cfg: Config) -> Chunk:
-    """Replace ``extra["generated"]`` by GPEN's restoration at GPEN's size, (M, 3, S, S)
+    """Reads ``generated`` and replaces it by GPEN's restoration at GPEN's size, (M, 3, S, S)
     float32 in [-1, 1] on the CPU. Does nothing unless ``models.gpen_enabled``."""
     if not cfg.models.gpen_enabled or models.gpen is None:
         return chunk
-    faces = chunk.extra["generated"]
+    faces = chunk.generated
     s = cfg.models.gpen.size
 
     def run(x: torch.Tensor) -> torch.Tensor:
@@ -28,5 +28,5 @@ def restore_faces(chunk: Chunk, models: Models, cfg: Config) -> Chunk:
 
     with torch.inference_mode():
         out = batched(run, cfg.models.batch_size, faces)
-    chunk.extra["generated"] = out if len(faces) else torch.empty(0, 3, s, s)
+    chunk.generated = out if len(faces) else torch.empty(0, 3, s, s)
     return chunk

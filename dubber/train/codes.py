@@ -18,7 +18,8 @@ import torch
 from dubber.config import Config
 from dubber.errors import WeightsError
 from dubber.models.registry import KINDS, load_model, read_manifest
-from dubber.train.common import batches, to_images
+from dubber.train.frames import batches
+from dubber.train.images import to_images
 from dubber.train.corpus import Corpus, save_npz
 
 log = logging.getLogger(__name__)

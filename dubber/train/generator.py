@@ -31,7 +31,10 @@ from dubber.models.registry import KINDS, build_random, load_model
 from dubber.models.syncnet import sync_probability
 from dubber.train.apertures import corpus_apertures
 from dubber.train.codes import FrozenCodes, corpus_codes
-from dubber.train.common import FrameIndex, LoopConfig, Trainer, adam
+from dubber.train.frames import FrameIndex
+from dubber.train.hparams import LoopConfig
+from dubber.train.optim import adam
+from dubber.train.trainer import Trainer
 from dubber.train.corpus import Segment
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,11 @@ import torch
 import torch.nn.functional as F
 
 from dubber.models.registry import build_random
-from dubber.train.common import FrameIndex, LoopConfig, Trainer, adam, psnr, to_images
+from dubber.train.frames import FrameIndex
+from dubber.train.hparams import LoopConfig
+from dubber.train.images import psnr, to_images
+from dubber.train.optim import adam
+from dubber.train.trainer import Trainer
 from dubber.train.vqgan import make_discriminator
 
 

@@ -165,28 +165,17 @@ def _cut(run: _Run, min_frames: int, max_frames: int) -> list[_Run]:
 
 
 def crop_square(frames, i: int, box, crop_scale: float, size: int, spec) -> np.ndarray:
-    """The render path's crop (:mod:`dubber.stages.crop`) of one face at ``size``.
+    """The render path's crop (:func:`dubber.faces.crop.cut_square`) of one face at ``size``.
 
     Returns:
         shape = (size, size, 3), uint8 RGB.
     """
-    import torch
-    import torch.nn.functional as F
+    from dubber.faces.crop import cut_square, square_box
 
-    from dubber.media.color import yuv_region_to_rgb
-    from dubber.stages.crop import square_box, visible_part
-
-    lay = frames.layout
-    sq = square_box(tuple(box), crop_scale, lay)
-    vis = visible_part(sq, lay)
-    if vis is None:
+    t = cut_square(frames, i, square_box(tuple(box), crop_scale, frames.layout), size, spec)
+    if t is None:
         return np.full((size, size, 3), GREY, np.uint8)
-    rgb = yuv_region_to_rgb(frames, i, vis, spec)
-    pad = ((vis[1] - sq[1], sq[3] - vis[3]), (vis[0] - sq[0], sq[2] - vis[2]), (0, 0))
-    rgb = np.pad(rgb, pad, mode="edge")
-    t = torch.from_numpy(np.ascontiguousarray(rgb, np.float32)).permute(2, 0, 1)[None]
-    t = F.interpolate(t, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-    return (t[0].permute(1, 2, 0).numpy() * 255.0 + 0.5).clip(0, 255).astype(np.uint8)
+    return (t.permute(1, 2, 0).numpy() * 255.0 + 0.5).clip(0, 255).astype(np.uint8)
 
 
 def _segment_audio(audio: np.ndarray, mel_all, first: int, n: int) -> tuple[np.ndarray, np.ndarray]:

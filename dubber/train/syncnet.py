@@ -21,7 +21,10 @@ import torch.nn.functional as F
 from dubber.models.registry import build_random
 from dubber.models.syncnet import sync_probability
 from dubber.train.codes import FrozenCodes, corpus_codes
-from dubber.train.common import FrameIndex, LoopConfig, Trainer, adam
+from dubber.train.frames import FrameIndex
+from dubber.train.hparams import LoopConfig
+from dubber.train.optim import adam
+from dubber.train.trainer import Trainer
 from dubber.train.corpus import Segment
 
 log = logging.getLogger(__name__)

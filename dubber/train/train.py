@@ -11,7 +11,8 @@ from typing import Any, Callable
 from dubber.config import Config
 from dubber.errors import UsageError
 from dubber.models.registry import KINDS, ManifestEntry, resolve_weights_dir
-from dubber.train.common import TrainResult, override, run_training
+from dubber.train.hparams import override
+from dubber.train.loop import run_training, TrainResult
 
 log = logging.getLogger(__name__)
 

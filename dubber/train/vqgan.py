@@ -22,7 +22,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from dubber.models.registry import build_random, load_model, read_manifest
-from dubber.train.common import LoopConfig, Trainer, adam, psnr, to_images
+from dubber.train.hparams import LoopConfig
+from dubber.train.images import psnr, to_images
+from dubber.train.optim import adam
+from dubber.train.trainer import Trainer
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +103,7 @@ class VQGANTrainer(Trainer):
 
     def _train_frames(self):
         if self.frames is None:
-            from dubber.train.common import FrameIndex
+            from dubber.train.frames import FrameIndex
 
             self.frames = FrameIndex(self.corpus.segments("train"))
         return self.frames
@@ -163,7 +166,7 @@ class VQGANTrainer(Trainer):
         log.debug("restarted %d dead codes", len(dead))
 
     def validate(self):
-        from dubber.train.common import FrameIndex
+        from dubber.train.frames import FrameIndex
 
         idx = FrameIndex(self.val_segments())
         n = min(self.hp.val_images, len(idx))

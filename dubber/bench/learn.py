@@ -1,6 +1,6 @@
 """Learnability benchmark: how well the trained weights of a preset do on held-back data.
 
-    python -m dubber.train.bench_learn --corpus CORPUS [--preset fast] [--weights DIR]
+    python -m dubber.bench learn --corpus CORPUS [--preset fast] [--weights DIR] [--json [F]]
 
 Measures, on the corpus' val split (videos never seen in training; the train split when
 there is none, and then it says so):
@@ -23,19 +23,19 @@ there is none, and then it says so):
   predicted opening times the preset's ``aperture_gain``), with the Face-VQGAN's own
   reconstructions of the real frames as the ceiling.
 
-Prints one line per figure and, with ``--json FILE``, writes them all.
+Prints one line per figure, or with ``--json`` one JSON object.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
-from pathlib import Path
 
 import numpy as np
 import torch
+
+from dubber.bench.report import Report, add_json_flag
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,8 @@ def run(
     from dubber.errors import WeightsError
     from dubber.models.registry import load_model, resolve_weights_dir
     from dubber.train.codes import corpus_codes, load_frozen_vqgan
-    from dubber.train.common import FrameIndex, psnr, to_images
+    from dubber.train.frames import FrameIndex
+    from dubber.train.images import psnr, to_images
     from dubber.train.corpus import Corpus
     from dubber.train.generator import GeneratorTrainConfig, GeneratorTrainer
     from dubber.train.syncnet import SyncPairs, sync_accuracy
@@ -214,14 +215,13 @@ def _copy_reference_l1(trainer) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        prog="python -m dubber.train.bench_learn", description=__doc__.split("\n")[0]
-    )
+    p = argparse.ArgumentParser(prog="python -m dubber.bench learn",
+                                description=__doc__.split("\n")[0])
     p.add_argument("--corpus", required=True)
     p.add_argument("--preset", default="fast")
     p.add_argument("--weights", default=None)
     p.add_argument("--min-shift", type=int, default=5)
-    p.add_argument("--json", default=None, help="also write the figures to this file")
+    add_json_flag(p)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     from dubber.errors import DubberError
@@ -229,14 +229,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         figures = run(args.corpus, args.preset, args.weights, args.min_shift)
     except DubberError as exc:
-        print(f"bench_learn: error: {exc}", file=sys.stderr)
+        print(f"bench learn: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    report = Report("learn", args.json)
     for k, v in figures.items():
-        print(f"{k:36s} {v}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(figures, indent=1))
+        report.figure(k, v)
+    report.close()
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

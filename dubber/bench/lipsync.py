@@ -1,6 +1,6 @@
 """Does the re-rendered mouth follow the dub? A benchmark on a real clip and a dub track.
 
-    python -m dubber.bench_lipsync CLIP --audio DUB [--preset fast] [--weights DIR] [--json F]
+    python -m dubber.bench lipsync CLIP --audio DUB [--preset fast] [--weights DIR] [--json [F]]
 
 It dubs CLIP with DUB (lossless FFV1, in a temporary folder), then measures the lip
 aperture of the speaker with the face mesh, frame by frame, on the input and on the output
@@ -25,12 +25,13 @@ real only on clips of 10 s or more.
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+
+from dubber.bench.report import Report, add_json_flag
 
 
 def _aperture_series(tracks, frames: np.ndarray, boxes: dict[int, tuple]) -> np.ndarray:
@@ -63,28 +64,25 @@ def _fill(a: np.ndarray) -> np.ndarray:
 
 
 def _corr(a: np.ndarray, e: np.ndarray, max_lag: int) -> float:
-    from dubber.faces.speaker import _best_lag_corr
+    from dubber.faces.speaker import best_lag_corr
 
-    return round(_best_lag_corr(a, e, max_lag), 3)
+    return round(best_lag_corr(a, e, max_lag), 3)
 
 
 def run(clip: str, dub: str, preset: str = "fast", weights: str | None = None,
         max_lag: int = 2) -> dict:
-    from dubber.cli import main as dub_main
     from dubber.config import load_config
     from dubber.faces.analyze import analyze, open_original_audio
     from dubber.faces.speaker import speech_envelope
     from dubber.media.audio import AudioTrack
     from dubber.media.probe import probe
+    from dubber.pipeline import dub_video
 
     cfg = load_config(preset)
     with tempfile.TemporaryDirectory(prefix="dub-lipsync-") as tmp:
         out = Path(tmp) / "out.mkv"
-        argv = [clip, "--audio", dub, "-o", str(out), "--codec", "ffv1", "--preset", preset, "-q"]
-        if weights:
-            argv += ["--weights", weights]
-        if dub_main(argv) != 0:
-            raise SystemExit("dub failed; see the message above")
+        dub_video(clip, dub, out, replace(cfg, encode=replace(cfg.encode, codec="ffv1")),
+                  weights_dir=weights)
         info = probe(clip)
         before = analyze(clip, cfg, cache_dir=tmp, info=info)
         after = analyze(out, cfg, cache_dir=tmp)
@@ -123,21 +121,20 @@ def run(clip: str, dub: str, preset: str = "fast", weights: str | None = None,
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m dubber.bench_lipsync", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m dubber.bench lipsync",
+                                 description=__doc__.split("\n")[0])
     ap.add_argument("clip")
     ap.add_argument("--audio", required=True, help="the dub track")
     ap.add_argument("--preset", default="fast")
     ap.add_argument("--weights", default=None)
     ap.add_argument("--max-lag", type=int, default=2, help="frames of lag allowed (default 2)")
-    ap.add_argument("--json", default=None, help="also write the figures to this file")
+    add_json_flag(ap)
     a = ap.parse_args(argv)
+    report = Report("lipsync", a.json)
     res = run(a.clip, a.audio, a.preset, a.weights, a.max_lag)
+    for k in ("clip", "dub", "preset"):
+        report.info(k, res.pop(k))
     for k, v in res.items():
-        print(f"{k:28s} {v}")
-    if a.json:
-        Path(a.json).write_text(json.dumps(res, indent=1) + "\n")
+        report.figure(k, v, "frames" if k == "frames_measured" else "")
+    report.close()
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,4 @@
-"""``make bench``: speed and memory of the pass-through render on generated 4K video.
+"""Speed and memory of the render on generated 4K video (``python -m dubber.bench render``).
 
 Prints, from one run on this machine:
 
@@ -12,8 +12,8 @@ Prints, from one run on this machine:
   ``../shared/media`` played 1 and 4 times over (target: flat within 15 %), so memory that
   grows with a film's length shows.
 
-Usage: ``python -m dubber.bench [--speed medium] [--work DIR] [--skip-memory]
-[--skip-models | --only-models]``.
+Usage: ``python -m dubber.bench render [--speed medium] [--work DIR] [--skip-memory]
+[--skip-models | --only-models] [--json]``.
 """
 
 from __future__ import annotations
@@ -27,61 +27,30 @@ import threading
 import time
 from pathlib import Path
 
+from dubber.bench.media import SHARED_MEDIA, looped, make_clip, make_tone
+from dubber.bench.report import Report, add_json_flag
 from dubber.media.ffmpeg import ffmpeg_exe
 
 
-def make_clip(path: Path, seconds: int, size: str = "3840x2160", rate: int = 25) -> None:
-    """A testsrc2 clip with a 48 kHz tone, H.264 (veryfast, crf 20) like a delivery file."""
-    if path.exists():
-        return
-    tmp = path.with_suffix(".tmp.mp4")
-    subprocess.run([ffmpeg_exe(), "-v", "error", "-y",
-                    "-f", "lavfi", "-i", f"testsrc2=size={size}:rate={rate}:duration={seconds}",
-                    "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={seconds}",
-                    "-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-pix_fmt", "yuv420p",
-                    "-c:a", "aac", "-shortest", str(tmp)], check=True)
-    tmp.rename(path)
-
-
-SHARED_MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "media"
-
-
-def looped(src: Path, times: int, path: Path) -> None:
-    """``src`` played ``times`` times over, re-encoded (x264 crf 12) with its audio."""
-    if path.exists():
-        return
-    tmp = path.with_suffix(".tmp.mp4")
-    subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-stream_loop", str(times - 1),
-                    "-i", str(src), "-c:v", "libx264", "-preset", "veryfast", "-crf", "12",
-                    "-pix_fmt", "yuv420p", "-c:a", "aac", str(tmp)], check=True)
-    tmp.rename(path)
-
-
-def model_memory(dub: list[str], work: Path) -> None:
+def model_memory(dub: list[str], work: Path, report: Report) -> None:
     """Peak RSS of a full model render of a real clip, once and four times over."""
     src = SHARED_MEDIA / "clips" / "man_map_844_en.mp4"
     speech = SHARED_MEDIA / "speech" / "hi_news_22s.wav"
     if not (src.exists() and speech.exists()):
-        print(f"model-render memory: skipped ({src} or {speech} is missing)")
+        report.info("model-render memory", f"skipped ({src} or {speech} is missing)")
         return
     rss = []
     for times in (1, 4):
         clip = work / f"man_map_x{times}.mp4"
-        looped(src, times, clip)
+        if not clip.exists():
+            looped(src, times, clip)
         seconds, peak = timed([*dub, str(clip), "--audio", str(speech), "-o",
                                str(work / f"model_x{times}.mkv"), "--force", "-q",
                                "--codec", "ffv1"])
         rss.append(peak)
-        print(f"model render ({src.name} x{times}, default preset): {seconds:6.1f} s, "
-              f"peak RSS {peak / 1024 ** 3:5.2f} GB", flush=True)
-    print(f"model render memory x4 / x1: {rss[1] / rss[0]:5.3f}   (target: within 15 %)")
-
-
-def make_dub(path: Path, seconds: int) -> None:
-    if not path.exists():
-        subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi", "-i",
-                        f"sine=frequency=220:sample_rate=48000:duration={seconds}", str(path)],
-                       check=True)
+        report.figure(f"model render time, {src.stem} x{times}", seconds, "s")
+        report.figure(f"model render peak RSS, {src.stem} x{times}", peak / 1024 ** 3, "GB")
+    report.figure("model render memory x4 / x1", rss[1] / rss[0], "", "within 15 %")
 
 
 def _tree_rss(pid: int) -> int:
@@ -133,8 +102,18 @@ def timed(cmd: list[str]) -> tuple[float, int]:
     return elapsed, peak
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def _clip_and_dub(work: Path, seconds: int) -> tuple[Path, Path]:
+    clip, dub = work / f"testsrc2_4k_{seconds}s.mp4", work / f"dub_{seconds}s.wav"
+    if not clip.exists():
+        make_clip(clip, size="3840x2160", rate=25, seconds=seconds, speed="veryfast", crf=20)
+    if not dub.exists():
+        make_tone(dub, seconds)
+    return clip, dub
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m dubber.bench render",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("--speed", default="medium", help="x264 preset for both sides")
     parser.add_argument("--crf", default="18")
     parser.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "dubber-bench"))
@@ -143,20 +122,19 @@ def main(argv: list[str] | None = None) -> None:
                         help="skip the model-render memory figures")
     parser.add_argument("--only-models", action="store_true",
                         help="only the model-render memory figures")
+    add_json_flag(parser)
     args = parser.parse_args(argv)
+    report = Report("render", args.json)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     dub = [sys.executable, "-m", "dubber.cli_main"]
-    print(f"ffmpeg: {ffmpeg_exe()}")
-    print(f"machine: {os.cpu_count()} cores; x264 preset {args.speed}, crf {args.crf}")
+    report.info("ffmpeg", ffmpeg_exe())
+    report.info("machine", f"{os.cpu_count()} cores; x264 preset {args.speed}, crf {args.crf}")
     if args.only_models:
-        model_memory(dub, work)
-        return
-    clip10, dub10 = work / "testsrc2_4k_10s.mp4", work / "dub_10s.wav"
-    print("generating the 10 s 4K clip ...", flush=True)
-    make_clip(clip10, 10)
-    make_dub(dub10, 10)
-
+        model_memory(dub, work, report)
+        report.close()
+        return 0
+    clip10, dub10 = _clip_and_dub(work, 10)
     out_ref, out_dub = work / "ref.mp4", work / "dub.mp4"
     ref_cmd = [ffmpeg_exe(), "-v", "error", "-y", "-i", str(clip10), "-i", str(dub10),
                "-map", "0:v:0", "-map", "1:a:0", "-c:v", "libx264", "-preset", args.speed,
@@ -167,29 +145,25 @@ def main(argv: list[str] | None = None) -> None:
     t_ref, rss_ref = timed(ref_cmd)
     t_dub, rss10 = timed(dub_cmd)
     frames = 250
-    print(f"4K speed  ffmpeg transcode: {t_ref:7.2f} s ({frames / t_ref:5.2f} fps)")
-    print(f"4K speed  dub pass-through: {t_dub:7.2f} s ({frames / t_dub:5.2f} fps)")
-    print(f"4K speed  ratio dub/ffmpeg: {t_dub / t_ref:7.3f}   (target <= 1.3)")
+    report.figure("4K speed, ffmpeg transcode", frames / t_ref, "fps")
+    report.figure("4K speed, dub pass-through", frames / t_dub, "fps")
+    report.figure("4K speed, time ratio dub / ffmpeg", t_dub / t_ref, "", "<= 1.3")
     if args.skip_memory:
-        return
+        report.close()
+        return 0
     if not args.skip_models:
-        model_memory(dub, work)
-    clip40, dub40 = work / "testsrc2_4k_40s.mp4", work / "dub_40s.wav"
-    print("generating the 40 s 4K clip ...", flush=True)
-    make_clip(clip40, 40)
-    make_dub(dub40, 40)
+        model_memory(dub, work, report)
+    clip40, dub40 = _clip_and_dub(work, 40)
     fast = ["--speed", "ultrafast"]
     _, rss10u = timed([*dub_cmd[:-2], *fast])
     _, rss40 = timed([*dub, str(clip40), "--audio", str(dub40), "-o", str(work / "dub40.mp4"),
                       "--force", "-q", "--passthrough", "--codec", "x264", "--crf", args.crf,
                       *fast])
     gb = 1024 ** 3
-    print(f"4K memory peak RSS (dub + ffmpeg), 10 s ({args.speed}): {rss10 / gb:5.2f} GB;"
-          f" ffmpeg alone: {rss_ref / gb:5.2f} GB")
-    print(f"4K memory peak RSS (dub + ffmpeg), 10 s (ultrafast): {rss10u / gb:5.2f} GB")
-    print(f"4K memory peak RSS (dub + ffmpeg), 40 s (ultrafast): {rss40 / gb:5.2f} GB")
-    print(f"4K memory 40 s / 10 s: {rss40 / rss10u:5.3f}   (target: within 15 %, <= 2.5 GB)")
-
-
-if __name__ == "__main__":
-    main()
+    report.figure(f"4K peak RSS, ffmpeg transcode 10 s ({args.speed})", rss_ref / gb, "GB")
+    report.figure(f"4K peak RSS, dub + ffmpeg 10 s ({args.speed})", rss10 / gb, "GB", "<= 2.5")
+    report.figure("4K peak RSS, dub + ffmpeg 10 s (ultrafast)", rss10u / gb, "GB")
+    report.figure("4K peak RSS, dub + ffmpeg 40 s (ultrafast)", rss40 / gb, "GB")
+    report.figure("4K memory 40 s / 10 s", rss40 / rss10u, "", "within 15 %")
+    report.close()
+    return 0

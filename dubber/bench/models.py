@@ -1,6 +1,6 @@
 """Per-stage milliseconds per frame of the model stages, for one or more presets.
 
-    python -m dubber.bench_models [--presets fast 4k-film] [--frames 8] [--device cpu]
+    python -m dubber.bench models [--presets fast 4k-film] [--frames 8] [--device cpu]
 
 Models are built from each preset's dimensions with random weights (speed does not depend
 on the values, and no trained weights exist yet), on a synthetic 8-bit 4:2:0 chunk with one
@@ -19,6 +19,7 @@ from fractions import Fraction
 import numpy as np
 import torch
 
+from dubber.bench.report import Report, add_json_flag
 from dubber.chunk import Chunk
 from dubber.config import load_config
 from dubber.media.frames import FrameBatch, PixelLayout
@@ -52,7 +53,7 @@ def synthetic_chunk(n: int, size: tuple[int, int], mel_steps: int, n_mels: int,
     w, h, f = lay.width, lay.height, lay.height / 4
     chunk.faces = [[_Face((w / 2 - f / 2 + i, h / 3, w / 2 + f / 2 + i, h / 3 + f))]
                    for i in range(n)]
-    chunk.extra["mel"] = torch.randn(n, n_mels, mel_steps)
+    chunk.mel = torch.randn(n, n_mels, mel_steps)
     return chunk
 
 
@@ -82,28 +83,30 @@ def bench_preset(preset: str, frames: int, device: str, gpen: bool | None,
     return [(k, 1000.0 * v / frames) for k, v in times.items()]
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m dubber.bench_models", description=__doc__.split("\n")[0])
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m dubber.bench models",
+                                 description=__doc__.split("\n")[0])
     ap.add_argument("--presets", nargs="+", default=["fast", "4k-film"])
     ap.add_argument("--frames", type=int, default=4, help="frames per timed chunk")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--gpen", choices=["preset", "on", "off"], default="on",
                     help="time GPEN as the preset says, or force it on/off (default on)")
     ap.add_argument("--frame-size", metavar="WxH", help="frame size (default: per preset)")
+    add_json_flag(ap)
     opts = ap.parse_args(argv)
+    report = Report("models", opts.json)
     gpen = None if opts.gpen == "preset" else opts.gpen == "on"
     size = tuple(int(v) for v in opts.frame_size.split("x")) if opts.frame_size else None
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {opts.device}, "
-          f"{opts.frames} frames per timed chunk, one face each, GPEN {opts.gpen}")
+    report.info("setup", f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+                f"device {opts.device}, {opts.frames} frames per timed chunk, one face each, "
+                f"GPEN {opts.gpen}")
     for preset in opts.presets:
         rows = bench_preset(preset, opts.frames, opts.device, gpen, size)
         total = sum(ms for _, ms in rows)
         w, h = size or FRAME_SIZES.get(preset, DEFAULT_FRAME_SIZE)
-        print(f"\n{preset} ({w}x{h})")
         for name, ms in rows:
-            print(f"  {name:<18} {ms:10.1f} ms/frame")
-        print(f"  {'total':<18} {total:10.1f} ms/frame  ({1000.0 / total:.2f} frames/s)")
-
-
-if __name__ == "__main__":
-    main()
+            report.figure(f"{preset} {w}x{h} {name}", ms, "ms/frame")
+        report.figure(f"{preset} {w}x{h} total", total, "ms/frame")
+        report.figure(f"{preset} {w}x{h} speed", 1000.0 / total, "frames/s")
+    report.close()
+    return 0

@@ -13,44 +13,32 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-from dubber.media.ffmpeg import ffmpeg_exe
-
-KIM = Path(__file__).resolve().parents[2].parent / "shared" / "media" / "clips" / "kim_1080p30_en.mp4"
-
+from dubber.bench.media import KIM, make_4k_composite
+from dubber.bench.media import make_clip as make_clip_4k
+from dubber.bench.report import Report, add_json_flag
 
 def make_clip(out: Path, seconds: float) -> str:
     """Write the 4K benchmark clip; returns a one-line description of it."""
     if KIM.is_file():
-        filt = ("[0:v]split[a][b];[a]scale=1622:912[big];[b]scale=703:396[small];"
-                "[1:v][big]overlay=200:300[t];[t][small]overlay=2600:1400:shortest=1,"
-                "format=yuv420p")
-        subprocess.run([
-            ffmpeg_exe(), "-v", "error", "-y", "-stream_loop", "-1", "-i", str(KIM),
-            "-f", "lavfi", "-i",
-            "gradients=s=3840x2160:r=30:speed=0.01:c0=0x304050:c1=0x807060,noise=alls=6",
-            "-filter_complex", filt, "-map", "0:a", "-t", str(seconds),
-            "-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-c:a", "aac", str(out),
-        ], check=True)
+        make_4k_composite(out, seconds, audio=True, speed="veryfast", crf=20)
         return "3840x2160 30 fps H.264, two real faces (~300 and ~130 px) with speech"
-    subprocess.run([
-        ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi", "-i",
-        f"testsrc2=size=3840x2160:rate=30:duration={seconds}",
-        "-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-pix_fmt", "yuv420p", str(out),
-    ], check=True)
+    make_clip_4k(out, size="3840x2160", rate=30, seconds=seconds, audio=False, speed="veryfast",
+                 crf=20)
     return "3840x2160 30 fps H.264 testsrc2 (no faces: shared media not found)"
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m dubber.faces.bench", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m dubber.bench analysis", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=7.0, help="clip length (default 7)")
     ap.add_argument("--work", help="folder for the generated clip (default: a temp folder)")
+    add_json_flag(ap)
     opts = ap.parse_args(argv)
+    report = Report("analysis", opts.json)
 
     from dubber.config import load_config
     from dubber.errors import InputError
@@ -79,15 +67,17 @@ def main(argv: list[str] | None = None) -> int:
             info.height, info.frame_rate, cfg.faces, audio, scale, stats=stats)
         cpu = time.process_time() - cpu0
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"clip:                {what}, {stats.frames} frames")
-    print(f"machine:             {os.cpu_count()} cores, load average {load:.2f} at the end")
-    print(f"decode only:         {decode_fps:6.1f} fps (full-res YUV + quarter-size RGB copy)")
-    print(f"analysis pass:       {stats.fps:6.1f} fps  ({stats.seconds:.1f} s wall, "
-          f"{cpu:.1f} s CPU; target >= 15 fps)")
-    print(f"detector calls:      {stats.detector_calls / stats.frames:6.2f} per frame")
-    print(f"face-mesh calls:     {stats.mesh_calls / stats.frames:6.2f} per frame")
-    print(f"found:               {len(tracks.shots)} shots, {len(tracks.tracks)} tracks, "
-          f"speakers in {sum(s.selected_track is not None for s in tracks.shots)} shots")
+    report.info("clip", f"{what}, {stats.frames} frames")
+    report.info("machine", f"{os.cpu_count()} cores, load average {load:.2f} at the end")
+    report.figure("decode only (full-res YUV + quarter-size RGB copy)", decode_fps, "fps")
+    report.figure("analysis pass", stats.fps, "fps", ">= 15")
+    report.figure("analysis wall time", stats.seconds, "s")
+    report.figure("analysis CPU time", cpu, "s")
+    report.figure("detector calls", stats.detector_calls / stats.frames, "per frame")
+    report.figure("face-mesh calls", stats.mesh_calls / stats.frames, "per frame")
+    report.info("found", f"{len(tracks.shots)} shots, {len(tracks.tracks)} tracks, speakers in "
+                f"{sum(s.selected_track is not None for s in tracks.shots)} shots")
+    report.close()
     return 0
 
 
