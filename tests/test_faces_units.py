@@ -49,7 +49,7 @@ def test_mouth_mask_weights_the_mouth_and_leaves_the_upper_face():
     mask = mouth_mask(lips, (256, 256), feather=0.15)
     assert mask.max() > 0.99 and mask[195, 128] > 0.99  # the mouth takes the change
     assert mask[:150].max() == 0  # eyes and forehead do not
-    assert mask[:, :90].max() == 0 and mask[:, 170:].max() == 0  # nor the cheeks
+    assert mask[:, :80].max() == 0 and mask[:, 180:].max() == 0  # nor the cheeks
 
 
 def test_tiles_cover_the_frame_with_overlap():
