@@ -72,15 +72,16 @@ _tracks_option = click.option(
 class _AnalysisBar:
     """Progress of the analysis pass: called with the frames done so far; close() after."""
 
-    def __init__(self, quiet: bool) -> None:
+    def __init__(self, quiet: bool, desc: str = "analysing faces") -> None:
         self._quiet = quiet
+        self._desc = desc
         self._bar = None  # made on the first call: no bar when no analysis runs
 
     def __call__(self, done: int) -> None:
         if self._quiet:
             return
         if self._bar is None:
-            self._bar = tqdm(unit="frame", desc="analysing faces", dynamic_ncols=True,
+            self._bar = tqdm(unit="frame", desc=self._desc, dynamic_ncols=True,
                              file=sys.stderr, leave=False)
         self._bar.update(done - self._bar.n)
 
@@ -160,9 +161,11 @@ def run_command(input_path, audio_path, output, force, preset, device, passthrou
     })
     bar: list[tqdm] = []
     analysis = _AnalysisBar(quiet)
+    banking = _AnalysisBar(quiet, "mouth bank")
 
     def on_start(info):
         analysis.close()
+        banking.close()
         bar.append(tqdm(total=info.frame_count, unit="frame", desc=Path(input_path).name,
                         disable=quiet, dynamic_ncols=True, file=sys.stderr))
 
@@ -170,9 +173,10 @@ def run_command(input_path, audio_path, output, force, preset, device, passthrou
         result = dub_video(input_path, audio_path, output, cfg, weights_dir=weights_dir,
                            tracks_file=tracks_file, force=force,
                            progress=lambda n: bar[0].update(n), on_start=on_start,
-                           analysis_progress=analysis)
+                           analysis_progress=analysis, bank_progress=banking)
     finally:
         analysis.close()
+        banking.close()
         if bar:
             bar[0].close()
     if not quiet:

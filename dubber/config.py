@@ -4,7 +4,8 @@ A :class:`Config` is built from three layers, later ones winning:
 
 1. the defaults written in the dataclasses below,
 2. a preset: ``presets/NAME.yaml`` (or any YAML file given by path), whose top-level keys
-   are the section names (``media``, ``encode``, ``runtime``, ``faces``, ``models``),
+   are the section names (``media``, ``encode``, ``runtime``, ``faces``, ``models``,
+   ``mouth``),
 3. overrides from the command line, as ``{section: {field: value}}``.
 
 Unknown sections, unknown fields and values of the wrong type are a :class:`UsageError`,
@@ -226,6 +227,48 @@ class ModelsConfig:
 
 
 @dataclass(frozen=True)
+class MouthConfig:
+    """The mouth renderer (see ``dubber/mouth/``): the actor's own mouths from the film,
+    chosen to match the dub, warped and blended at full resolution."""
+
+    # "bank": the actor's own mouths (the VQ generator draws only the frames the bank has no
+    # close match for); "generator": the VQ generator for every frame (the paper's path,
+    # for GPU-trained weights).
+    renderer: str = "bank"
+    # Most lower-face crops kept per track (whole runs chosen for the variety of their
+    # mouths beyond that): about 0.2 MB each at 1080p, 1 MB at 4K, on disk in the cache.
+    bank_frames: int = 1500
+    # Cheapest bank frames considered per dubbed frame by the shortest path.
+    candidates: int = 24
+    # Cost weights (eye-distance units): mouth parameters (opening, width, rounding),
+    # head pose, light (the colour match corrects the light's level, so it weighs little),
+    # and blowing up a smaller face (log of the scale, squared).
+    param_weights: tuple[float, float, float] = (1.0, 0.5, 0.5)
+    pose_weight: float = 0.25
+    light_weight: float = 0.5
+    scale_weight: float = 0.05
+    # Path costs: jumping to a bank frame that does not follow the last one; showing the
+    # same bank frame again (moving on to the next bank frame is free).
+    jump: float = 0.01
+    hold: float = 0.001
+    # Frames over which a jump is morphed from the old run into the new one, and over which
+    # the new mouth morphs in from and out to the frame's own at the ends of a speaking
+    # window. Every morphed frame is a little softer (measured: crossfade 3 kept 0.85-0.93
+    # of the input's sharpness, 1 keeps 0.94-0.99) and no steadier (flicker 0.92-1.03 of
+    # the input's either way).
+    crossfade: int = 1
+    fade: int = 3
+    # A frame whose best bank frame costs more than this is drawn by the VQ generator.
+    max_cost: float = 0.05
+    # The drawn region's soft edge, and how far it reaches below the chin (eye distances).
+    feather: float = 0.12
+    below_chin: float = 0.12
+    # Blur of the colour match (eye distances): the target's skin tone and light at this
+    # scale replace the bank frame's.
+    colour_sigma: float = 0.25
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration of one run. Build it with :func:`load_config`."""
 
@@ -235,6 +278,7 @@ class Config:
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     faces: FacesConfig = field(default_factory=FacesConfig)
     models: ModelsConfig = field(default_factory=ModelsConfig)
+    mouth: MouthConfig = field(default_factory=MouthConfig)
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -256,6 +300,7 @@ def _validate(cfg: Config) -> None:
         raise UsageError(f"crf must be between 0 and 51, got {e.crf}")
     _validate_faces(cfg.faces)
     _validate_models(cfg.models)
+    _validate_mouth(cfg.mouth)
     if cfg.runtime.threads < 0:
         raise UsageError(f"runtime.threads must be 0 (auto) or more, got {cfg.runtime.threads}")
     dev = cfg.runtime.device
@@ -282,6 +327,20 @@ def _validate_faces(f: FacesConfig) -> None:
         raise UsageError(f"faces.speaker_window must be positive, got {f.speaker_window}")
     if not (f.face in ("speaker", "largest", "all") or f.face.isdigit()):
         raise UsageError(f"--face must be speaker, largest, all or a track id, got {f.face!r}")
+
+
+def _validate_mouth(m: MouthConfig) -> None:
+    if m.renderer not in ("bank", "generator"):
+        raise UsageError(f"unknown mouth.renderer {m.renderer!r}; use bank or generator")
+    if m.bank_frames < 1 or m.candidates < 1:
+        raise UsageError("mouth.bank_frames and mouth.candidates must be at least 1")
+    if min(m.crossfade, m.fade) < 0:
+        raise UsageError("mouth.crossfade and mouth.fade must be 0 or more")
+    if min(*m.param_weights, m.pose_weight, m.light_weight, m.jump, m.hold, m.max_cost) < 0:
+        raise UsageError("mouth cost weights must be 0 or more")
+    if not 0 < m.feather <= 1 or not 0 <= m.below_chin <= 1 or not 0 < m.colour_sigma <= 2:
+        raise UsageError("mouth.feather must be in (0, 1], mouth.below_chin in [0, 1], "
+                         "mouth.colour_sigma in (0, 2]")
 
 
 def _validate_models(m: ModelsConfig) -> None:

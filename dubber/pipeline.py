@@ -27,7 +27,6 @@ from dubber.stages.identity import identity
 
 log = logging.getLogger(__name__)
 
-
 @dataclass(frozen=True)
 class RenderResult:
     output: Path
@@ -191,17 +190,23 @@ def dub_video(
     progress: Callable[[int], None] | None = None,
     on_start: Callable[[VideoInfo], None] | None = None,
     analysis_progress: Callable[[int], None] | None = None,
+    bank_progress: Callable[[int], None] | None = None,
 ) -> RenderResult:
-    """The whole product on one title: analysis -> model stages -> paste -> encode.
+    """The whole product on one title: analysis -> mouths -> encode.
 
     1. inputs and output are checked (:func:`render`);
     2. the models of ``cfg`` are loaded (a missing weight fails here, before any work);
     3. faces are analysed, or read from ``tracks_file`` (an edited ``dub inspect --json``);
-    4. each chunk: selected faces looked up, cropped, encoded, generated from its own mel
-       window, decoded, restored (GPEN, if enabled), pasted back; encoded and muxed.
+    4. with ``mouth.renderer: bank``: the dubbed actors' mouth banks are built (cached) and
+       the mouth plan made from the dub (:func:`dubber.mouth.plan.plan_run`);
+    5. each chunk: selected faces looked up; the planned ones get the actor's own mouth
+       (:class:`~dubber.stages.mouth.MouthStage`); the rest are cropped, encoded, generated
+       from their own mel window, decoded, restored (GPEN, if enabled) and pasted back;
+       encoded and muxed.
 
-    With ``cfg.runtime.passthrough`` steps 2-4 are skipped and the picture is re-encoded
-    unchanged. Arguments as in :func:`render`; ``weights_dir`` as ``--weights``.
+    With ``cfg.runtime.passthrough`` steps 2-5 are skipped and the picture is re-encoded
+    unchanged. Arguments as in :func:`render`; ``weights_dir`` as ``--weights``;
+    ``bank_progress`` is called with frames done while the mouth banks are built.
     """
     if cfg.runtime.passthrough:
         return render(input_path, audio_path, output, cfg, force=force, progress=progress,
@@ -209,9 +214,12 @@ def dub_video(
     from dubber.faces.analyze import tracks_for_run
     from dubber.faces.select import FacesStage
     from dubber.models.build import build_models
+    from dubber.mouth.plan import plan_run
     from dubber.stages.model_chain import MODEL_STAGES
+    from dubber.stages.mouth import MouthStage
 
     faces = FacesStage()
+    mouths = MouthStage({}, {}) if cfg.mouth.renderer == "bank" else None
 
     def setup(info: VideoInfo):
         # Cheap input checks first (an edited tracks file for another video), then the
@@ -223,10 +231,14 @@ def dub_video(
         if not tracks_file:
             faces.tracks = tracks_for_run(input_path, cfg, progress=analysis_progress,
                                           info=info)
+        if mouths is not None:
+            mouths.plan, mouths.banks = plan_run(info, faces.tracks, audio_path, cfg,
+                                                 progress=bank_progress)
         return models
 
     try:
-        return render(input_path, audio_path, output, cfg, stages=(faces, *MODEL_STAGES),
+        stages = (faces, *([mouths] if mouths is not None else []), *MODEL_STAGES)
+        return render(input_path, audio_path, output, cfg, stages=stages,
                       force=force, progress=progress, on_start=on_start, setup=setup)
     finally:
         faces.close()

@@ -118,7 +118,8 @@ def _write_silence(path, seconds: float, rate: int = 16000):
 
 @needs_media
 def test_shipped_weights_let_the_dub_drive_the_mouth(dub, tmp_path):
-    """The default preset with the weights in weights/ (no flag): the speaker's mouth region
+    """The default preset (the mouth bank renderer, the VQ generator with the weights in
+    weights/ for frames the bank cannot draw; no flag): the speaker's mouth region
     follows the dub (a speech dub and a silent one give different mouths; the face mesh on
     the outputs finds the mouth open wider under speech than under silence, and under
     silence the mouth no longer moves with the original one), and the upper face is left

@@ -15,6 +15,8 @@ BENCHMARKS = {
     "lipsync": ("dubber.bench.lipsync",
                 "CLIP --audio DUB: does the re-rendered mouth follow the dub"),
     "learn": ("dubber.bench.learn", "--corpus C: learnability figures of trained weights"),
+    "quality": ("dubber.bench.quality",
+                "CLIP --audio DUB: sharpness, flicker, untouched pixels and sync of the mouth"),
 }
 # The quick set ``make bench`` runs: (name, arguments).
 QUICK = (("render", ["--skip-models"]), ("models", ["--presets", "fast"]), ("analysis", []))

@@ -27,7 +27,7 @@ import threading
 import time
 from pathlib import Path
 
-from dubber.bench.media import SHARED_MEDIA, looped, make_clip, make_tone
+from dubber.bench.media import SHARED_MEDIA, ffmpeg, looped, make_clip, make_tone
 from dubber.bench.report import Report, add_json_flag
 from dubber.media.ffmpeg import ffmpeg_exe
 
@@ -102,6 +102,44 @@ def timed(cmd: list[str]) -> tuple[float, int]:
     return elapsed, peak
 
 
+def upscaled_4k(src: Path, path: Path, times: int = 1) -> Path:
+    """``src`` scaled to 2160 lines and centred on a 3840x2160 frame (x264 crf 14), played
+    ``times`` times over, with its audio: a real face at 4K."""
+    ffmpeg("-stream_loop", str(times - 1), "-i", str(src), "-vf",
+           "scale=-2:2160:flags=lanczos,pad=3840:2160:(ow-iw)/2:0,format=yuv420p",
+           "-c:v", "libx264", "-preset", "veryfast", "-crf", "14", "-c:a", "aac", str(path))
+    return path
+
+
+def mouth_speed(dub: list[str], work: Path, report: Report, speed: str, crf: str) -> None:
+    """The full default dub of a real face at 4K against ``--passthrough`` of the same clip
+    (same encoder settings), and its peak RSS for the clip once and four times over."""
+    src = SHARED_MEDIA / "clips" / "man_map_844_en.mp4"
+    speech = SHARED_MEDIA / "speech" / "hi_news_22s.wav"
+    if not (src.exists() and speech.exists()):
+        report.info("4K mouth render", f"skipped ({src} or {speech} is missing)")
+        return
+    common = ["--audio", str(speech), "--force", "-q", "--codec", "x264", "--crf", crf,
+              "--speed", speed]
+    rss = []
+    for times in (1, 4):
+        clip = work / f"man_map_4k_x{times}.mp4"
+        if not clip.exists():
+            upscaled_4k(src, clip, times)
+        if times == 1:
+            t_pass, _ = timed([*dub, str(clip), "-o", str(work / "mouth_pass.mp4"), *common,
+                               "--passthrough"])
+            report.figure("4K real face, dub --passthrough", t_pass, "s")
+        t_dub, peak = timed([*dub, str(clip), "-o", str(work / f"mouth_x{times}.mp4"), *common])
+        rss.append(peak)
+        report.figure(f"4K real face x{times}, full dub", t_dub, "s")
+        report.figure(f"4K real face x{times}, full dub peak RSS", peak / 1024 ** 3, "GB")
+        if times == 1:
+            report.figure("4K real face, time ratio full dub / passthrough", t_dub / t_pass, "",
+                          "<= 2")
+    report.figure("4K real face, peak RSS x4 / x1", rss[1] / rss[0], "", "within 15 %")
+
+
 def _clip_and_dub(work: Path, seconds: int) -> tuple[Path, Path]:
     clip, dub = work / f"testsrc2_4k_{seconds}s.mp4", work / f"dub_{seconds}s.wav"
     if not clip.exists():
@@ -122,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="skip the model-render memory figures")
     parser.add_argument("--only-models", action="store_true",
                         help="only the model-render memory figures")
+    parser.add_argument("--mouth", action="store_true",
+                        help="only the 4K real-face figures: full dub against --passthrough, "
+                             "and its memory once and four times over")
     add_json_flag(parser)
     args = parser.parse_args(argv)
     report = Report("render", args.json)
@@ -130,6 +171,10 @@ def main(argv: list[str] | None = None) -> int:
     dub = [sys.executable, "-m", "dubber.cli_main"]
     report.info("ffmpeg", ffmpeg_exe())
     report.info("machine", f"{os.cpu_count()} cores; x264 preset {args.speed}, crf {args.crf}")
+    if args.mouth:
+        mouth_speed(dub, work, report, args.speed, args.crf)
+        report.close()
+        return 0
     if args.only_models:
         model_memory(dub, work, report)
         report.close()

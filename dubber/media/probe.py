@@ -17,6 +17,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import numpy as np
 
 from dubber.errors import InputError
 from dubber.media.frames import PixelLayout
@@ -267,11 +268,11 @@ def _audio_info(stream, container) -> AudioStreamInfo:
                            duration, stream.metadata.get("language", ""))
 
 
-def _scan_packets(path: Path, index: int, tb: Fraction, rate: Fraction, header_frames: int
-                  ) -> tuple[int, int, Fraction, bool]:
+def _demux_pts(path: Path, index: int, tb: Fraction) -> tuple[list[int], int, int]:
     """Demux (not decode) every packet of the video stream.
 
-    Returns (frame count, first pts, duration in seconds, variable frame rate)."""
+    Returns (the presented packets' pts in file order, the last packet's duration, the
+    number of discarded packets)."""
     pts: list[int] = []
     last_duration = 0
     discarded = 0
@@ -291,6 +292,27 @@ def _scan_packets(path: Path, index: int, tb: Fraction, rate: Fraction, header_f
                 last_duration = packet.duration or last_duration
     except av.FFmpegError as exc:
         raise InputError(f"{path} is corrupt or truncated ({_why(exc)})") from None
+    return pts, last_duration, discarded
+
+
+def frame_times(info: VideoInfo) -> np.ndarray:
+    """Every frame's presentation time in seconds from the first frame, in presentation
+    order, from a packet scan (no decoding), shape = (info.frame_count,), float64."""
+    pts, _, _ = _demux_pts(info.path, info.stream_index, info.time_base)
+    t = (np.sort(np.asarray(pts, np.int64)) - info.start_pts) * float(info.time_base)
+    if len(t) < info.frame_count:  # a header count past the scan: nominal spacing after it
+        last = t[-1] if len(t) else -float(info.frame_duration)
+        extra = last + np.arange(1, info.frame_count - len(t) + 1) * float(info.frame_duration)
+        t = np.concatenate([t, extra])
+    return t[: info.frame_count]
+
+
+def _scan_packets(path: Path, index: int, tb: Fraction, rate: Fraction, header_frames: int
+                  ) -> tuple[int, int, Fraction, bool]:
+    """Demux (not decode) every packet of the video stream.
+
+    Returns (frame count, first pts, duration in seconds, variable frame rate)."""
+    pts, last_duration, discarded = _demux_pts(path, index, tb)
     if header_frames and len(pts) + discarded < header_frames:
         raise InputError(
             f"{path} is truncated: its header lists {header_frames} video frames but only "

@@ -1,0 +1,141 @@
+"""The mouth plan of one render: for every dubbed face, which bank frames it shows.
+
+Made once per run, after the analysis and the banks and before the first chunk: for each
+dubbed track, its dubbed frames are split into speaking windows (runs of consecutive
+frames); each window gets its targets (:func:`~dubber.mouth.target.actor_targets`) and one
+shortest path over the bank (:func:`~dubber.mouth.choose.choose`). The render stage then
+only looks the plan up. Small: a few numbers per dubbed frame.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from dubber.config import MouthConfig
+from dubber.faces.tracks_file import Tracks
+from dubber.mouth.bank import MouthBank
+from dubber.mouth.choose import Blend, choose, face_scale
+from dubber.mouth.target import actor_targets
+from dubber.mouth.track import MouthTrack
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PlannedFace:
+    """One dubbed face on one frame.
+
+    Attributes:
+        blend: the bank rows shown and their weights.
+        alpha: the weight of the new mouth over the original (fades in and out at the
+            ends of a speaking window).
+    """
+
+    blend: Blend
+    alpha: float
+
+
+def windows(frames: list[int]) -> list[np.ndarray]:
+    """Runs of consecutive frame numbers in the sorted list ``frames``."""
+    if not frames:
+        return []
+    f = np.asarray(frames, np.int64)
+    breaks = np.flatnonzero(np.diff(f) != 1) + 1
+    return np.split(f, breaks)
+
+
+def fade_weights(n: int, fade: int) -> np.ndarray:
+    """Per frame of an n-frame window: ramps of ``fade`` frames up at its start and down at
+    its end, 1 between."""
+    k = np.arange(n)
+    ramp = np.minimum((k + 1) / (fade + 1), (n - k) / (fade + 1)) if fade > 0 else np.ones(n)
+    return np.clip(ramp, 0.0, 1.0)
+
+
+def _faded(blend: Blend, ramp: float, row: int, bank: MouthBank) -> PlannedFace:
+    """Near a window's ends the new mouth morphs from the frame's own (its bank row, when
+    kept: a morph between two real mouths, not a double exposure); else it fades."""
+    if ramp >= 1.0:
+        return PlannedFace(blend, 1.0)
+    if not bank.kept[row]:
+        return PlannedFace(blend, ramp)
+    weights = dict(zip(blend.rows, (w * ramp for w in blend.weights)))
+    weights[row] = weights.get(row, 0.0) + (1.0 - ramp)
+    return PlannedFace(Blend(tuple(weights), tuple(weights.values()), blend.cost), 1.0)
+
+
+def make_plan(tracks: Tracks, banks: dict[int, MouthBank], dub: MouthTrack,
+              cfg: MouthConfig) -> dict[tuple[int, int], PlannedFace]:
+    """(frame, track id) -> what that face shows, for every dubbed face the bank can draw.
+
+    Args:
+        tracks: the analysis (its speakers are the dubbed faces).
+        banks: track id -> bank (from :func:`~dubber.mouth.bank.build_banks`).
+        dub: the driver's mouth track of the dub, one entry per video frame.
+        cfg: the mouth settings.
+
+    Faces absent from the plan (no mesh on that frame, no close bank frame) are left to the
+    fallback renderer.
+    """
+    per_track: dict[int, list[int]] = {}
+    for f in range(tracks.frame_count):
+        for tid in tracks.speakers_at(f):
+            per_track.setdefault(tid, []).append(f)
+    plan: dict[tuple[int, int], PlannedFace] = {}
+    for tid, frames in per_track.items():
+        bank = banks.get(tid)
+        if bank is None or len(bank) == 0:
+            continue
+        for win in windows(frames):
+            rows = [bank.row(int(f)) for f in win]
+            ok = np.array([r is not None for r in rows])
+            if not ok.any():
+                continue
+            # Frames the mesh missed take their neighbours' pose and light.
+            idx = np.array([r if r is not None else -1 for r in rows])
+            fill = np.interp(np.arange(len(win)), np.flatnonzero(ok), idx[ok]).round().astype(int)
+            pose, colour = bank.pose[fill], bank.colour[fill]
+            scale = face_scale(bank.points[fill].astype(np.float64))
+            sub = MouthTrack(dub.times[win], dub.viseme[win], dub.params[win], dub.speech[win],
+                             dub.confidence[win])
+            blends = choose(bank, actor_targets(sub, bank), pose, colour, win, cfg, scale)
+            ramp = fade_weights(len(win), cfg.fade)
+            for f, blend, a, row in zip(win.tolist(), blends, ramp, rows):
+                if blend is not None and row is not None:
+                    plan[(f, tid)] = _faded(blend, float(a), row, bank)
+    n = sum(len(v) for v in per_track.values())
+    log.info("mouth plan: %d of %d dubbed faces from the actors' own mouths", len(plan), n)
+    return plan
+
+
+def plan_run(info, tracks: Tracks, dub_path, cfg, progress=None
+             ) -> tuple[dict[tuple[int, int], PlannedFace], dict[int, MouthBank]]:
+    """Banks and plan of one render: the dubbed tracks' banks (cached), the dub's mouth
+    track at every frame's own timestamp, and :func:`make_plan`.
+
+    Args:
+        info: the input's probe (:class:`~dubber.media.probe.VideoInfo`).
+        tracks: its analysis.
+        dub_path: the dub track.
+        cfg: the run's :class:`~dubber.config.Config`.
+        progress: called with frames done while the banks are built.
+    """
+    from dubber.media.audio import AudioTrack
+    from dubber.media.color import ColorSpec
+    from dubber.media.probe import frame_times
+    from dubber.mouth.bank import build_banks
+    from dubber.mouth.target import dub_mouth_track
+
+    ids = {t for f in range(tracks.frame_count) for t in tracks.speakers_at(f)}
+    if not ids:
+        return {}, {}
+    color = ColorSpec.from_names(info.color.matrix, info.color.range, info.width, info.height)
+    banks = build_banks(info, tracks, ids, cfg.mouth.bank_frames, color,
+                        chunk_frames=cfg.media.chunk_frames, progress=progress)
+    times = frame_times(info)
+    with AudioTrack(dub_path, sample_rate=16000) as dub:
+        mouth = dub_mouth_track(dub, times)
+    return make_plan(tracks, banks, mouth, cfg.mouth), banks
