@@ -234,6 +234,7 @@ def dub_video(
         if mouths is not None:
             mouths.plan, mouths.banks = plan_run(info, faces.tracks, audio_path, cfg,
                                                  progress=bank_progress)
+            faces.known = mouths.known_points  # the banks have every dubbed face's mesh
         return models
 
     try:

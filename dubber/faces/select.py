@@ -9,6 +9,7 @@ from the face mesh on a full-resolution crop of that frame.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -45,11 +46,15 @@ class FaceSelector:
     Args:
         tracks: the analysis (after :func:`dubber.faces.analyze.apply_face_choice`).
         landmarks: run the face mesh for lip polygons (False: boxes only).
+        known: (track id, frame) -> the face's mesh points when they are known already
+            (the mouth banks have them), else None; the mesh runs only where it says None.
     """
 
-    def __init__(self, tracks: Tracks, landmarks: bool = True) -> None:
+    def __init__(self, tracks: Tracks, landmarks: bool = True,
+                 known: Callable[[int, int], np.ndarray | None] | None = None) -> None:
         self.tracks = tracks
         self.landmarks = landmarks
+        self.known = known
         self._meshes: MeshPool | None = None
 
     def faces(self, chunk: Chunk) -> list[list[Face]]:
@@ -66,7 +71,9 @@ class FaceSelector:
                 box = self.tracks.track(tid).box_at(idx)
                 poly = None
                 if self.landmarks:
-                    pts = self._meshes.points(tid, chunk.frames, i, box, chunk.color)
+                    pts = self.known(tid, idx) if self.known is not None else None
+                    if pts is None:
+                        pts = self._meshes.points(tid, chunk.frames, i, box, chunk.color)
                     poly = None if pts is None else lip_polygon(pts)
                 row.append(Face(box, tid, poly))
             out.append(row)
@@ -90,6 +97,9 @@ class FacesStage:
     def __init__(self, tracks: Tracks | None = None, landmarks: bool = True) -> None:
         self.tracks = tracks
         self.landmarks = landmarks
+        # (track id, frame) -> known mesh points, or None (see FaceSelector); may be set
+        # later, like tracks.
+        self.known: Callable[[int, int], np.ndarray | None] | None = None
         self._selector: FaceSelector | None = None
         self._live: set[int] = set()
 
@@ -100,7 +110,7 @@ class FacesStage:
         if self._selector is None:
             if self.tracks is None:
                 raise RuntimeError("FacesStage used before its tracks were set")
-            self._selector = FaceSelector(self.tracks, self.landmarks)
+            self._selector = FaceSelector(self.tracks, self.landmarks, self.known)
         chunk.faces = self._selector.faces(chunk)
         self._live.update(f.track_id for row in chunk.faces for f in row)
         end = int(chunk.frame_indices[-1]) if len(chunk.frame_indices) else -1

@@ -34,6 +34,12 @@ class MouthStage:
         self.banks = banks
         self.drawn = 0  # faces drawn so far
 
+    def known_points(self, track_id: int, frame: int) -> np.ndarray | None:
+        """The face mesh of ``track_id`` on ``frame`` from its bank, or None."""
+        bank = self.banks.get(track_id)
+        row = None if bank is None else bank.row(frame)
+        return None if row is None else bank.points[row].astype(np.float64)
+
     def __call__(self, chunk: Chunk, models: object, cfg: Config) -> Chunk:
         m = cfg.mouth
         wcfg = WarpConfig(feather=m.feather, below_chin=m.below_chin, colour_sigma=m.colour_sigma)
