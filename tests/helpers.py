@@ -66,3 +66,24 @@ def audio_streams(path: Path) -> list[dict]:
                         "language": s.metadata.get("language", ""),
                         "default": bool(s.disposition & av.stream.Disposition.default)})
         return out
+
+
+def frames_changed_only_where(src, dst, tracks, allowed) -> int:
+    """Check that ``dst`` differs from ``src`` (decoded planes) only where ``allowed`` says,
+    and not at all on frames without a speaker; return how many frames changed.
+
+    Args:
+        allowed: (frame, speaker track ids, luma shape) -> bool mask of the luma plane.
+    """
+    assert len(src) == len(dst)
+    changed = 0
+    for f, (a, b) in enumerate(zip(src, dst)):
+        diff = a[0] != b[0]
+        speakers = tracks.speakers_at(f)
+        if not speakers:
+            assert not diff.any(), f"frame {f} has no speaker but was changed"
+            continue
+        assert not (diff & ~allowed(f, speakers, diff.shape)).any(), \
+            f"frame {f} changed outside the allowed region"
+        changed += bool(diff.any())
+    return changed

@@ -15,7 +15,7 @@ from dubber.config import load_config
 from dubber.faces.analyze import tracks_for_run
 from dubber.media.probe import probe
 from dubber.faces.crop import square_box, visible_part
-from tests.helpers import CLIPS, SPEECH, decoded_planes, needs_media
+from tests.helpers import CLIPS, SPEECH, decoded_planes, frames_changed_only_where, needs_media
 
 UNIT = ("--preset", "unittest", "--codec", "ffv1", "-q")
 # Mean luma change (levels) in the speaker's mouth box that the shipped weights must make,
@@ -47,22 +47,17 @@ def test_real_clip_is_dubbed_only_inside_the_speakers_face(dub, tmp_path):
     tracks = tracks_for_run(clip, cfg)  # the cached analysis the run used
     layout = probe(clip).layout
     src, dst = decoded_planes(clip), decoded_planes(out)
-    assert len(src) == len(dst)
-    changed = 0
-    for f, (a, b) in enumerate(zip(src, dst)):
-        diff = a[0] != b[0]
-        speakers = tracks.speakers_at(f)
-        if not speakers:
-            assert not diff.any(), f"frame {f} has no speaker but was changed"
-            continue
-        allowed = np.zeros_like(diff)
+
+    def mouth_paste(f, speakers, shape):
+        allowed = np.zeros(shape, bool)
         for tid in speakers:
             square = square_box(tracks.track(tid).box_at(f), cfg.models.crop_scale, layout)
             x0, y0, x1, y1 = visible_part(square, layout)
             # The mouth paste: the upper 30 % of the square (eyes, brows) stays as it was.
             allowed[y0 + int(0.3 * (square[3] - square[1])):y1, x0:x1] = True
-        assert not (diff & ~allowed).any(), f"frame {f} changed outside the mouth region"
-        changed += bool(diff.any())
+        return allowed
+
+    changed = frames_changed_only_where(src, dst, tracks, mouth_paste)
     assert changed > len(src) // 2  # the speaker is re-rendered on most frames
 
 

@@ -24,14 +24,13 @@ real only on clips of 10 s or more.
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from dubber.bench.report import Report, add_json_flag
+from dubber.bench.report import Report, add_json_flag, clip_parser
 
 
 def _aperture_series(tracks, frames: np.ndarray, boxes: dict[int, tuple]) -> np.ndarray:
@@ -121,12 +120,7 @@ def run(clip: str, dub: str, preset: str = "fast", weights: str | None = None,
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m dubber.bench lipsync",
-                                 description=__doc__.split("\n")[0])
-    ap.add_argument("clip")
-    ap.add_argument("--audio", required=True, help="the dub track")
-    ap.add_argument("--preset", default="fast")
-    ap.add_argument("--weights", default=None)
+    ap = clip_parser("lipsync", __doc__)
     ap.add_argument("--max-lag", type=int, default=2, help="frames of lag allowed (default 2)")
     add_json_flag(ap)
     a = ap.parse_args(argv)

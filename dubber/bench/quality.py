@@ -23,14 +23,13 @@ look at.
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from dubber.bench.report import Report, add_json_flag
+from dubber.bench.report import Report, add_json_flag, clip_parser
 
 
 def _luma(path: Path) -> list[np.ndarray]:
@@ -144,12 +143,7 @@ def montage(clip: str, out: Path, frames: list[int], boxes: list, path: str) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m dubber.bench quality",
-                                 description=__doc__.split("\n")[0])
-    ap.add_argument("clip")
-    ap.add_argument("--audio", required=True, help="the dub track")
-    ap.add_argument("--preset", default="fast")
-    ap.add_argument("--weights", default=None)
+    ap = clip_parser("quality", __doc__)
     ap.add_argument("--montage", default=None, help="write input | output crops to this PNG")
     add_json_flag(ap)
     a = ap.parse_args(argv)

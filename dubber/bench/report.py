@@ -20,6 +20,18 @@ def add_json_flag(parser: argparse.ArgumentParser) -> None:
                         help="print the figures as JSON at the end (or write them to FILE)")
 
 
+def clip_parser(name: str, doc: str) -> argparse.ArgumentParser:
+    """The parser of a benchmark that dubs one clip: CLIP, --audio DUB, --preset, --weights
+    (add the benchmark's own options, then :func:`add_json_flag`)."""
+    ap = argparse.ArgumentParser(prog=f"python -m dubber.bench {name}",
+                                 description=doc.split("\n")[0])
+    ap.add_argument("clip")
+    ap.add_argument("--audio", required=True, help="the dub track")
+    ap.add_argument("--preset", default="fast")
+    ap.add_argument("--weights", default=None, help="folder of trained weights")
+    return ap
+
+
 class Report:
     """Collects and prints one benchmark's figures.
 
