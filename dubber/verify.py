@@ -113,6 +113,7 @@ def verify_video(
     cfg: Config,
     payload: str | None = None,
     progress: Callable[[int], None] | None = None,
+    every: int = 1,
 ) -> Verdict:
     """Read the watermark in every face of every frame of ``path``.
 
@@ -121,7 +122,8 @@ def verify_video(
         cfg: configuration (``watermark`` for the payload, strength and threshold; ``faces``
             for the detector; ``media`` for decoding).
         payload: 8 hex digits; default ``cfg.watermark.payload``.
-        progress: called with the number of frames done after each chunk.
+        progress: called with the number of frames done so far, after each chunk.
+        every: read every this many frames only (1: all); the verdict is over those read.
 
     Raises:
         InputError: not a readable video (nothing is written either way).
@@ -139,6 +141,8 @@ def verify_video(
         payload = f"{parse_payload(payload or wcfg.payload):08x}"
     except ValueError as exc:
         raise UsageError(f"--payload: {exc}") from None
+    if every < 1:
+        raise UsageError(f"--every must be at least 1, got {every}")
     code = codeword(payload)
     info = probe(Path(path))
     w, h, rot = info.width, info.height, info.rotation
@@ -156,6 +160,8 @@ def verify_video(
         for chunk in chunks:
             unit = float(1 << (chunk.frames.layout.bit_depth - 8))
             for i, idx in enumerate(chunk.frame_indices.tolist()):
+                if idx % every:
+                    continue
                 image = chunk.analysis[i]
                 frame_det.scale = image.shape[1] / w
                 up = [box_to_upright(b, rot, w, h) for b in known]
@@ -173,7 +179,7 @@ def verify_video(
                                             payload_of(r.bits)))
                 results.append(FrameResult(idx, tuple(faces)))
             if progress is not None:
-                progress(len(chunk))
+                progress(int(chunk.frame_indices[-1]) + 1)
     finally:
         chunks.close()
         for d in (detector, close):
@@ -185,3 +191,18 @@ def verify_video(
     log.info("%s: %d of %d face frames carry the payload (%d bits each)", path,
              verdict.matched_frames, verdict.face_frames, N_BITS)
     return verdict
+
+
+def format_verdict(v: Verdict) -> str:
+    """Per-frame lines (frame, faces, best bit accuracy, carries the payload), then the
+    verdict."""
+    lines = ["frame  faces  bit_accuracy  payload"]
+    for f in v.frames:
+        acc = "-" if not f.faces else f"{f.accuracy:.3f}"
+        lines.append(f"{f.index:5d}  {len(f.faces):5d}  {acc:>12}  {'yes' if f.match else 'no'}")
+    word = "MATCH" if v.match else "NO MATCH"
+    lines.append(f"{word}: {v.matched_frames} of {v.face_frames} frames with a face carry "
+                 f"payload {v.payload} ({100 * v.share:.1f}%; a match needs "
+                 f"{100 * MATCH_SHARE:.0f}%); {len(v.frames)} frames, mean bit accuracy "
+                 + ("-" if np.isnan(v.mean_accuracy) else f"{v.mean_accuracy:.3f}"))
+    return "\n".join(lines)
