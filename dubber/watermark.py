@@ -394,12 +394,18 @@ def _write_square(plane: np.ndarray, sq: FaceSquare, delta: np.ndarray, unit: fl
     region[...] = np.clip(np.round(region.astype(np.float32) + part), 0, top).astype(plane.dtype)
 
 
+SMOOTH = 2.0  # canonical pixels: the Gaussian that softens the blocks' edges in the change
+PASSES = 3
+
+
 def embed_faces(planes: Sequence[np.ndarray], squares: Sequence[FaceSquare], code: np.ndarray,
-                scale: float, unit: float = 1.0, passes: int = 2) -> None:
+                scale: float, unit: float = 1.0, passes: int = PASSES) -> None:
     """Write ``code`` into each face's square of its luma plane, in place.
 
-    All faces go through the scheme together (one batched call per pass). Each pass reads
-    the canonical squares back and corrects what resampling and rounding left off target.
+    All faces go through the scheme together (one batched call per pass). The change of
+    each pass is blurred (``SMOOTH``), so no block edge shows on smooth skin, then weighted
+    by the disc; each further pass reads the canonical squares back and corrects what the
+    blur, resampling and rounding left off target.
 
     Args:
         planes: per face, the luma plane (H, W) it is in (uint8/uint16, writable; the same
@@ -416,9 +422,11 @@ def embed_faces(planes: Sequence[np.ndarray], squares: Sequence[FaceSquare], cod
     weight = DISC[None] * (BIT_OF_BLOCK >= 0).repeat(PIX, 0).repeat(PIX, 1)[None]
     for _ in range(passes):
         canon = np.stack([read_square(p, sq) / unit for p, sq in zip(planes, squares)])
-        delta = embed_planes(canon, bit_map, scale, weight)
-        for p, sq, d in zip(planes, squares, delta):
-            _write_square(p, sq, d, unit)
+        delta = embed_planes(canon, bit_map, scale)
+        for p, sq, d, w in zip(planes, squares, delta, np.broadcast_to(weight, delta.shape)):
+            if SMOOTH > 0:
+                d = cv2.GaussianBlur(d, (0, 0), SMOOTH, borderType=cv2.BORDER_REFLECT)
+            _write_square(p, sq, d * w, unit)
 
 
 @dataclass(frozen=True)
