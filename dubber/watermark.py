@@ -477,6 +477,22 @@ def _window_norm(ll: np.ndarray) -> np.ndarray:
     return np.sqrt(sq[: h - BLOCK + 1, : w - BLOCK + 1])
 
 
+def _coarse_view(plane: np.ndarray, box: Sequence[float],
+                 big: int) -> tuple[np.ndarray, tuple[float, ...]]:
+    """A large face shrunk once (area average, to about twice the canonical size) for the
+    alignment search, and the box in its pixels; a small face as it is."""
+    side = FaceSquare.from_box(box).side
+    if side < 4 * big:
+        return plane, tuple(box)
+    outer = FaceSquare.from_box(box, max(SEARCH_SCALES) * big / GRID * 1.05)
+    size = max(2 * big, int(round(outer.side * 2 * big / side)))
+    k = size / outer.side
+    view = read_square(plane, outer, size)
+    x0, y0, x1, y1 = (float(v) for v in box)
+    return view, ((x0 - outer.x0) * k, (y0 - outer.y0) * k, (x1 - outer.x0) * k,
+                  (y1 - outer.y0) * k)
+
+
 def decode_face(plane: np.ndarray, box: Sequence[float], code: np.ndarray, scale: float,
                 unit: float = 1.0) -> FaceReading:
     """Read the codeword in one face, searching the alignment around its box.
@@ -500,8 +516,9 @@ def decode_face(plane: np.ndarray, box: Sequence[float], code: np.ndarray, scale
     shifts = np.arange(-m, m + 1)
     blocks = np.arange(_NB) * BLOCK
     fracs, params = [], []
+    coarse, cbox = _coarse_view(plane, box, big)
     for sc in SEARCH_SCALES:
-        wide = read_square(plane, FaceSquare.from_box(box, sc * big / GRID), big) / unit
+        wide = read_square(coarse, FaceSquare.from_box(cbox, sc * big / GRID), big) / unit
         for py in (0, 1):
             for px in (0, 1):
                 part = wide[py: py + (big - py) // 2 * 2, px: px + (big - px) // 2 * 2]
