@@ -239,7 +239,7 @@ class WatermarkConfig:
     # re-encoding and rescaling and shows more; the default keeps faces above 40 dB PSNR.
     strength: float = 64.0
     # Verification: a face carries the payload when at most this many of its 64 bits differ.
-    max_bit_errors: int = 12
+    max_bit_errors: int = 10
     # Verification: faces narrower than this many pixels are not read (too small to carry
     # the mark through re-encoding).
     min_face: int = 40

@@ -8,8 +8,7 @@ so a block and its DCT have the same singular values, and changing ``s0`` in the
 is the rank-one change ``d u v^T`` of the block itself (``u``, ``v`` its top singular
 vectors): we never compute a DCT. Our implementation is vectorised over every block of
 every image of a batch (the top singular triplet by a few power iterations on the 4x4 Gram
-matrices, with an exact SVD for the rare blocks whose two largest singular values are too
-close), and moves ``s0`` to the NEAREST point that carries the bit instead of the one above
+matrices, with an exact SVD for the rare blocks where they have not converged), and moves ``s0`` to the NEAREST point that carries the bit instead of the one above
 ``floor(s0 / scale)`` (same decoding, half the change). :func:`encode_bgr` /
 :func:`decode_bgr` work on a crop as invisible-watermark's ``WatermarkEncoder`` /
 ``WatermarkDecoder`` with ``method="dwtDctSvd"`` do, and each decodes the other's marks.
@@ -19,11 +18,12 @@ face-aligned frame: the square of side ``FACE_SCALE * sqrt(w h)`` centred on the
 resampled to ``GRID`` x ``GRID`` luma pixels (8-bit units) and weighted by a disc that fades
 to 0 at the square's inscribed circle, so no pixel outside it changes. The codeword
 (:func:`codeword`: 32 payload bits, 32 check bits, whitened) is spread over the disc's
-blocks in a fixed pseudo-random order, each bit several times. Verification re-detects the
-face, which gives a slightly different box, so :func:`decode_face` searches a small grid of
-shifts and scales around it and keeps the alignment that agrees best with the payload;
-:data:`N_CANDIDATES` and the bit-error threshold set the false-match rate
-(:func:`false_match_rate`).
+blocks in a fixed pseudo-random order, each bit two or three times; the change is blurred
+so that no block edge shows, and a few passes correct what the blur and the resampling
+leave off target. Verification re-detects the face, which gives a slightly different box,
+so :func:`decode_face` searches every shift and scale near it (:data:`N_CANDIDATES`) and
+keeps the alignment that agrees best with the payload; that number and the bit-error
+threshold set the false-match rate (:func:`false_match_rate`).
 
 Changing any constant of the canonical frame changes the format: marks made before no
 longer verify.
@@ -50,7 +50,6 @@ CHECK_BITS = 32
 N_BITS = PAYLOAD_BITS + CHECK_BITS
 _SEED = 0x5EED_D0BB  # whitening and block order: part of the format
 _POWER_STEPS = 6
-_GAP = 0.7  # s1 / s0 above this: the power iteration is not trusted, exact SVD instead
 
 # The alignment search of decode_face: every shift of the square's centre by up to
 # SEARCH_MARGIN canonical pixels (in steps of one), at each of SEARCH_SCALES.
