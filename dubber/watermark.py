@@ -446,6 +446,17 @@ class FaceReading:
     errors: int
     square: FaceSquare
 
+    def agreement(self, code: np.ndarray) -> float:
+        """Mean of the soft bits signed by ``code``: 1 for a clean mark, about 0 without."""
+        return float(self.soft @ (code.astype(np.float32) * 2 - 1)) / N_BITS
+
+    def box(self) -> tuple[float, float, float, float]:
+        """A face box whose standard square is :attr:`square` (a hint for the next frame)."""
+        side = self.square.side / FACE_SCALE
+        c = self.square.side / 2
+        x, y = self.square.x0 + c, self.square.y0 + c
+        return x - side / 2, y - side / 2, x + side / 2, y + side / 2
+
 
 def _bit_matrix() -> np.ndarray:
     """(256, 64) float32: block b's weight in the column of the bit it carries."""
