@@ -20,6 +20,9 @@ $(STAMP): setup.cfg constraints.txt pyproject.toml
 	@# taming-transformers declares torchvision and pytorch-lightning, which we never import
 	@# (only its Encoder/Decoder and VectorQuantizer, which need torch and numpy): no deps.
 	$(PY) -m pip install -q --no-deps -c constraints.txt taming-transformers
+	@# invisible-watermark (the watermark tests' reference) declares torch: no deps either;
+	@# what its dwtDctSvd needs (PyWavelets, pillow, opencv, numpy) comes with [test].
+	$(PY) -m pip install -q --no-deps -c constraints.txt invisible-watermark
 	@touch $(STAMP)
 
 test: setup

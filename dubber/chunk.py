@@ -9,12 +9,15 @@ Data flow of the model chain (:data:`dubber.stages.model_chain.MODEL_STAGES`)::
 
     render loop  -> dub, color
     faces        -> faces, tracks_ended
+    mouth        faces, color                 -> frames (in place), rendered; the faces it
+                                                 drew leave faces
     crop         faces, color                 -> crops
     encode       crops                        -> face_emb, pose_emb
     generate     crops, face_emb, pose_emb, mel (or dub), tracks_ended -> mel, gen_emb
     decode       gen_emb                      -> generated
     restore      generated                    -> generated (GPEN's size)
     paste        crops, generated, color      -> frames (in place)
+    watermark    faces, rendered              -> frames (in place, luma)
 """
 
 from __future__ import annotations
@@ -50,6 +53,8 @@ class Chunk:
         analysis: shape = (N, h, w, 3), uint8 RGB, or None: the reduced-size analysis copy
             (``media.analysis_scale`` of full size), coded orientation like ``frames``.
         faces: per frame, the selected faces to re-render (filled by the faces stage).
+        rendered: per frame, the faces a renderer before the model stages (the mouth bank)
+            already drew; the watermark marks these as well as ``faces``.
         tracks_ended: ids of the tracks whose last frame is in this chunk or before it
             (faces stage): stages drop what they keep per track once done with it.
         dub: the dub track (render loop), from which per-frame mel windows are cut.
@@ -74,6 +79,7 @@ class Chunk:
     frames: FrameBatch
     analysis: np.ndarray | None = None
     faces: list[list[Any]] = field(default_factory=list)
+    rendered: list[list[Any]] = field(default_factory=list)
     tracks_ended: list[Any] = field(default_factory=list)
     dub: AudioTrack | None = None
     color: ColorSpec | None = None

@@ -111,6 +111,7 @@ def cli() -> None:
     dub probe INPUT                   what dubber sees in a video
     dub inspect INPUT [--sheet S.png] shots, faces and speakers found in a video
     dub weights list|verify|describe  trained weights and the models of a preset
+    dub verify-watermark VIDEO        did dubber touch this video? (its face watermark)
     dub prepare VIDEO... -o CORPUS    a training corpus from talking-face videos
     dub train MODEL --corpus CORPUS   train a model; the weights land in weights/
     """
@@ -219,6 +220,37 @@ def inspect_command(input_path, as_json, sheet, preset, face, tracks_file, verbo
         click.echo(format_table(tracks))
         if sheet:
             click.echo(f"wrote {sheet}")
+
+
+@cli.command("verify-watermark")
+@click.argument("video", metavar="VIDEO")
+@click.option("--payload", metavar="HEX",
+              help="The 32-bit payload to look for, 8 hex digits (default: the preset's "
+                   "watermark.payload).")
+@click.option("--every", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Read every Nth frame only (faster on a long film).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--preset", default=DEFAULT_PRESET, show_default=True,
+              help="Named configuration from presets/, or a YAML file.")
+@_verbosity
+@_quiet
+def verify_watermark_command(video, payload, every, as_json, preset, verbose, quiet):
+    """Did dubber touch VIDEO? Reads the watermark in every face of every frame.
+
+    Exit 0: a match (at least half of the frames with a face carry the payload);
+    1: no match; 2: bad input.
+    """
+    from dubber.verify import format_verdict, verify_video
+
+    _setup_logging(verbose, quiet)
+    cfg = load_config(preset)
+    bar = _AnalysisBar(quiet or as_json, "reading watermarks")
+    try:
+        verdict = verify_video(video, cfg, payload, progress=bar, every=every)
+    finally:
+        bar.close()
+    click.echo(json.dumps(verdict.to_dict()) if as_json else format_verdict(verdict))
+    return 0 if verdict.match else 1
 
 
 @cli.command("probe")

@@ -5,7 +5,7 @@ A :class:`Config` is built from three layers, later ones winning:
 1. the defaults written in the dataclasses below,
 2. a preset: ``presets/NAME.yaml`` (or any YAML file given by path), whose top-level keys
    are the section names (``media``, ``encode``, ``runtime``, ``faces``, ``models``,
-   ``mouth``),
+   ``mouth``, ``watermark``),
 3. overrides from the command line, as ``{section: {field: value}}``.
 
 Unknown sections, unknown fields and values of the wrong type are a :class:`UsageError`,
@@ -269,6 +269,25 @@ class MouthConfig:
 
 
 @dataclass(frozen=True)
+class WatermarkConfig:
+    """The invisible watermark in every face the render changes (dubber/watermark.py)."""
+
+    # Write it (after the paste). Off only for experiments: DESIGN marks every changed face.
+    enabled: bool = True
+    # The 32-bit payload, 8 hex digits; `dub verify-watermark` looks for it by default.
+    payload: str = "d0bbe125"
+    # Quantisation step of the blocks' largest singular value, in 8-bit luma units of the
+    # 128x128 face square (invisible-watermark's "scale"). Larger survives harder
+    # re-encoding and rescaling and shows more; the default keeps faces above 40 dB PSNR.
+    strength: float = 64.0
+    # Verification: a face carries the payload when at most this many of its 64 bits differ.
+    max_bit_errors: int = 10
+    # Verification: faces narrower than this many pixels are not read (too small to carry
+    # the mark through re-encoding).
+    min_face: int = 40
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration of one run. Build it with :func:`load_config`."""
 
@@ -279,6 +298,7 @@ class Config:
     faces: FacesConfig = field(default_factory=FacesConfig)
     models: ModelsConfig = field(default_factory=ModelsConfig)
     mouth: MouthConfig = field(default_factory=MouthConfig)
+    watermark: WatermarkConfig = field(default_factory=WatermarkConfig)
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -301,6 +321,7 @@ def _validate(cfg: Config) -> None:
     _validate_faces(cfg.faces)
     _validate_models(cfg.models)
     _validate_mouth(cfg.mouth)
+    _validate_watermark(cfg.watermark)
     if cfg.runtime.threads < 0:
         raise UsageError(f"runtime.threads must be 0 (auto) or more, got {cfg.runtime.threads}")
     dev = cfg.runtime.device
@@ -374,6 +395,22 @@ def _validate_models(m: ModelsConfig) -> None:
         if (d.embed_dim, d.grid) != (fv.embed_dim, fv.grid):
             raise UsageError(f"models.{name} embed_dim/grid ({d.embed_dim}, {d.grid}) must match "
                              f"the Face-VQGAN's ({fv.embed_dim}, {fv.grid})")
+
+
+def _validate_watermark(w: WatermarkConfig) -> None:
+    from dubber.watermark import N_BITS, parse_payload
+
+    try:
+        parse_payload(w.payload)
+    except ValueError as exc:
+        raise UsageError(f"watermark.payload: {exc}") from None
+    if not 4 <= w.strength <= 255:
+        raise UsageError(f"watermark.strength must be in [4, 255], got {w.strength}")
+    if not 0 <= w.max_bit_errors < N_BITS // 4:
+        raise UsageError(f"watermark.max_bit_errors must be in [0, {N_BITS // 4}), "
+                         f"got {w.max_bit_errors}")
+    if w.min_face < 16:
+        raise UsageError(f"watermark.min_face must be at least 16, got {w.min_face}")
 
 
 def available_presets() -> list[str]:

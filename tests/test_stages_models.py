@@ -170,7 +170,7 @@ def test_missing_mel_is_a_clear_error():
 def test_stage_order():
     names = [s.__name__ for s in MODEL_STAGES]
     assert names == ["crop_faces", "encode_faces", "generate_faces", "decode_faces",
-                     "restore_faces", "paste_faces"]
+                     "restore_faces", "paste_faces", "watermark_faces"]
 
 
 def test_square_box_is_square_on_the_chroma_grid():

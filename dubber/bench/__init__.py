@@ -15,6 +15,8 @@ BENCHMARKS = {
     "lipsync": ("dubber.bench.lipsync",
                 "CLIP --audio DUB: does the re-rendered mouth follow the dub"),
     "learn": ("dubber.bench.learn", "--corpus C: learnability figures of trained weights"),
+    "watermark": ("dubber.bench.watermark",
+                  "embed and decode time of the watermark, ours against invisible-watermark"),
     "quality": ("dubber.bench.quality",
                 "CLIP --audio DUB: sharpness, flicker, untouched pixels and sync of the mouth"),
 }

@@ -45,6 +45,7 @@ class MouthStage:
         wcfg = WarpConfig(feather=m.feather, below_chin=m.below_chin, colour_sigma=m.colour_sigma)
         spec = color_spec(chunk)
         lay = chunk.frames.layout
+        chunk.rendered = [[] for _ in range(len(chunk))]
         for i, idx in enumerate(chunk.frame_indices.tolist()):
             if i >= len(chunk.faces):
                 break
@@ -65,6 +66,7 @@ class MouthStage:
                     sources.append((crop, crop_box, bank.points[r].astype(np.float64), w))
                 rgb, alpha = render_face(target, box, tgt_pts, sources, wcfg)
                 rgb_to_yuv_region(rgb, chunk.frames, i, box, spec, alpha * planned.alpha)
+                chunk.rendered[i].append(face)
                 self.drawn += 1
             chunk.faces[i] = rest
         return chunk
