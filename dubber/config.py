@@ -154,10 +154,11 @@ class FacesConfig:
     # dubber.sync.speaker: whose lips are in sync with the original audio) or "envelope"
     # (the correlation of lip opening with the speech envelope, the older cue).
     speaker_cue: str = "sync"
-    # "sync": a face speaks where the sync model's confidence at offset ~0 over a
+    # "sync": a face speaks where the sync model's confidence at its track's offset over a
     # speaker_window span reaches this (median minus minimum of the mean distance over
-    # +-15 frames of offset; see weights/README.md for the calibration).
-    speaker_min_sync: float = 0.08
+    # +-15 frames of offset). Measured with the shipped model: talking faces 0.1 to 0.3,
+    # a dancer's lips against music at most 0.066, a silent face 0.043 (weights/README.md).
+    speaker_min_sync: float = 0.07
     # Which faces are re-rendered: speaker (by the audio), largest, all, or a track id.
     face: str = "speaker"
     # Feather of the soft mouth mask (Face.mouth_mask), as a fraction of the mouth width.

@@ -31,6 +31,8 @@ def analysed(tmp_path_factory):
 
 
 @needs_media
+@pytest.mark.xfail(strict=True, reason="issue 13's target, not met yet: the shipped sync "
+                   "model is unsure of Katie (confidence 0.05, selected on ~38% of frames)")
 def test_katie_is_the_speaker_on_95_percent_of_frames(analysed):
     tracks = analysed("katie_512_mpeg4_en.mp4")
     share = np.mean([bool(tracks.speakers_at(f)) for f in range(tracks.frame_count)])

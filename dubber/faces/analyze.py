@@ -273,7 +273,7 @@ def _select_speakers(
             out_shots.append(Shot(start, end, largest.id))
             continue
         if curves is not None:
-            scores = _sync_scores(in_shot, curves, times, start, end, cfg)
+            scores = _sync_scores(in_shot, curves, times, start, end, cfg, s.min_run)
         else:
             aps = {t.id: (t.first, t.aperture) for t in in_shot}
             scores = speaker.score_shot(start, end, aps, env, s)
@@ -291,8 +291,10 @@ def _select_speakers(
 
 
 def _sync_scores(in_shot: list[Track], curves: dict, times: np.ndarray, start: int, end: int,
-                 cfg: FacesConfig) -> dict[int, np.ndarray]:
-    """Per-frame sync scores (``start .. end``) of a shot's tracks (0 off the track)."""
+                 cfg: FacesConfig, min_run: int) -> dict[int, np.ndarray]:
+    """Per-frame sync scores (``start .. end``) of a shot's tracks: 0 off the track, and 0
+    where its lips stay still for ``min_run`` frames or longer (:func:`speaker.lips_active`:
+    a span's score spreads over all its frames, a shut mouth inside it does not speak)."""
     from dubber.sync import speaker as sync_speaker
     from dubber.sync.features import RATE
 
@@ -303,7 +305,7 @@ def _sync_scores(in_shot: list[Track], curves: dict, times: np.ndarray, start: i
         if t.id in curves:
             sc[t.first - start: t.last - start + 1] = sync_speaker.frame_scores(
                 curves[t.id], times[t.first: t.last + 1], span)
-        out[t.id] = sc
+        out[t.id] = sc * speaker.lips_active(t.aperture, t.first, start, end, min_run)
     return out
 
 

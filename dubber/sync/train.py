@@ -41,14 +41,14 @@ SILENCE = -5.0  # log10 mel of silence (dubber.media.audio.SILENCE_LOG_MEL)
 class SyncModelTrainConfig:
     """Hyper-parameters of ``dub train sync-model``."""
 
-    steps: int = 1500  # optimisation steps
+    steps: int = 2000  # optimisation steps
     clips: int = 12  # runs per batch
     clip_frames: int = 24  # lip windows per run
-    lr: float = 1e-3  # AdamW, cosine decay to lr / 20
+    lr: float = 3e-3  # AdamW, cosine decay to lr / 20
     weight_decay: float = 1e-3
     silent_weight: float = 0.2  # loss weight of windows whose audio does not speak
     max_minutes: float = 0.0  # stop after this long (0 = no limit)
-    val_every: int = 250  # steps between validations
+    val_every: int = 500  # steps between validations
     seed: int = 0
     augment: bool = True
 
