@@ -110,6 +110,7 @@ def cli() -> None:
     dub INPUT --audio DUB [-o OUT]    dub one title
     dub probe INPUT                   what dubber sees in a video
     dub inspect INPUT [--sheet S.png] shots, faces and speakers found in a video
+    dub check-sync VIDEO [--audio A]  is the speaker on screen in sync with the audio?
     dub weights list|verify|describe  trained weights and the models of a preset
     dub verify-watermark VIDEO        did dubber touch this video? (its face watermark)
     dub prepare VIDEO... -o CORPUS    a training corpus from talking-face videos
@@ -142,13 +143,17 @@ def cli() -> None:
               help="Fail if the dub and the picture differ by more than one frame.")
 @click.option("--weights", "weights_dir", metavar="DIR",
               help="Folder of trained weights (default: $DUBBER_WEIGHTS, else weights/).")
+@click.option("--check/--no-check", default=True, show_default=True,
+              help="End with `dub check-sync` of OUT against DUB (one line).")
+@click.option("--report", metavar="FILE.json", type=click.Path(dir_okay=False),
+              help="Write the full sync check of OUT to FILE.json.")
 @_face_option
 @_tracks_option
 @_verbosity
 @_quiet
 def run_command(input_path, audio_path, output, force, preset, device, passthrough,
                 chunk_frames, codec, crf, speed, keep_original_audio, dub_language,
-                strict_length, weights_dir, face, tracks_file, verbose, quiet):
+                strict_length, weights_dir, check, report, face, tracks_file, verbose, quiet):
     """Dub INPUT with the DUB track: the whole picture is re-encoded, frame for frame."""
     from dubber.pipeline import dub_video
 
@@ -185,6 +190,29 @@ def run_command(input_path, audio_path, output, force, preset, device, passthrou
                 "none": ""}[result.audio_action]
         click.echo(f"wrote {result.output} ({result.frames} frames, "
                    f"{result.video_duration:.3f} s{note})")
+    if check or report:
+        _check_output(result.output, audio_path, cfg, weights_dir, report, quiet)
+
+
+def _check_output(output, audio_path, cfg, weights_dir, report_path, quiet) -> None:
+    """The sync check that ends every dub: one line; the report to ``report_path``. A
+    check that cannot run (no readable face in the output) says so and fails nothing."""
+    from dubber.errors import InputError
+    from dubber.sync.check import check_sync
+
+    bar = _AnalysisBar(quiet)
+    try:
+        rep = check_sync(output, audio_path, cfg, weights_dir, progress=bar)
+    except InputError as exc:
+        if not quiet:
+            click.echo(f"sync: not checked ({exc})")
+        return
+    finally:
+        bar.close()
+    if report_path:
+        rep.save(report_path)
+    if not quiet:
+        click.echo(rep.line() + (f"; report {report_path}" if report_path else ""))
 
 
 @cli.command("inspect")
@@ -192,7 +220,7 @@ def run_command(input_path, audio_path, output, force, preset, device, passthrou
 @click.option("--json", "as_json", is_flag=True, help="Print the tracks file (JSON) instead.")
 @click.option("--sheet", metavar="OUT.png", type=click.Path(dir_okay=False),
               help="Write a contact sheet: sample frames with boxes, ids and speaker marks, "
-                   "and lip aperture against the speech envelope per track.")
+                   "and lip aperture against the sync score with the audio per track.")
 @click.option("--preset", default=DEFAULT_PRESET, show_default=True,
               help="Named configuration from presets/, or a YAML file.")
 @_face_option
@@ -251,6 +279,56 @@ def verify_watermark_command(video, payload, every, as_json, preset, verbose, qu
         bar.close()
     click.echo(json.dumps(verdict.to_dict()) if as_json else format_verdict(verdict))
     return 0 if verdict.match else 1
+
+
+@cli.command("check-sync")
+@click.argument("input_path", metavar="VIDEO")
+@click.option("-a", "--audio", "audio_path", metavar="AUDIO",
+              help="Check against this audio (any file with an audio stream) instead of "
+                   "VIDEO's own.")
+@click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
+@click.option("--sheet", metavar="OUT.png", type=click.Path(dir_okay=False),
+              help="Write a chart: per segment, offset and confidence of the speaker.")
+@click.option("--preset", default=DEFAULT_PRESET, show_default=True,
+              help="Named configuration from presets/, or a YAML file.")
+@click.option("--weights", "weights_dir", metavar="DIR",
+              help="Folder of trained weights (default: $DUBBER_WEIGHTS, else weights/).")
+@_verbosity
+@_quiet
+def check_sync_command(input_path, audio_path, as_json, sheet, preset, weights_dir, verbose,
+                       quiet):
+    """Is the speaker on screen in sync with the audio? Per segment (shot): speaker track,
+    offset (frames, ms), confidence, verdict; then an overall verdict. Exit 0 in sync,
+    1 out of sync (or no speech), 2 bad input."""
+    from dubber.sync.check import check_sync
+
+    _setup_logging(verbose, quiet)
+    cfg = load_config(preset)
+    bar = _AnalysisBar(quiet)
+    try:
+        report = check_sync(input_path, audio_path, cfg, weights_dir, progress=bar)
+    finally:
+        bar.close()
+    if sheet:
+        from dubber.sync.sheet import sync_sheet
+
+        sync_sheet(report, sheet)
+    if as_json:
+        click.echo(json.dumps(report.to_json()))
+    else:
+        for seg in report.segments:
+            who = "-" if seg.track is None else f"track {seg.track}"
+            if seg.offset_frames is None:
+                figs = ""
+            else:
+                figs = (f"offset {seg.offset_frames:+d} frames ({seg.offset_ms:+.0f} ms), "
+                        f"confidence {seg.confidence:.3f}, distance {seg.distance:.3f}: ")
+            click.echo(f"shot {seg.shot} frames {seg.start}-{seg.end}: {who}, {figs}"
+                       f"{seg.verdict}")
+        click.echo(report.line())
+        if sheet:
+            click.echo(f"wrote {sheet}")
+    return report.exit_code
 
 
 @cli.command("probe")
@@ -355,13 +433,17 @@ def prepare_command(videos, out, preset, size, min_frames, val_fraction, max_sec
                f"{c['train']['frames']} frames ({c['train']['seconds']:.1f} s); val "
                f"{c['val']['segments']} segments, {c['val']['frames']} frames "
                f"({c['val']['seconds']:.1f} s)")
+    if manifest.frame_accounting:
+        from dubber.train.prepare import describe_accounting
+
+        click.echo(describe_accounting(manifest.frame_accounting))
 
 
 @cli.command("train")
 @click.argument("model", type=click.Choice(["face-vqgan", "pose-vqgan", "sync-expert",
-                                            "generator", "gpen"]))
+                                            "generator", "gpen", "sync-model"]))
 @click.option("--corpus", "corpus_dir", required=True, metavar="CORPUS",
-              help="A folder made by `dub prepare`.")
+              help="A folder made by `dub prepare` (sync-model: a folder of videos).")
 @click.option("--preset", default=DEFAULT_PRESET, show_default=True,
               help="Model sizes and the weights' names come from this preset.")
 @click.option("--weights", "weights_dir", metavar="DIR",
@@ -419,6 +501,9 @@ def train_command(model, corpus_dir, preset, weights_dir, run_dir, resume, steps
     flags += [f"--set {item}" for item in sets]
     command = " ".join([f"dub train {model} --corpus {Path(corpus_dir).name} --preset {preset}",
                         *flags])
+    if model == "sync-model":
+        return _train_sync_model(corpus_dir, cfg, settings, weights_dir, no_publish, dtype,
+                                 command, progress, bar)
     try:
         outcome = train(model, corpus_dir, cfg, settings, weights_dir=weights_dir,
                         run_dir=run_dir, resume=resume, publish=not no_publish, dtype=dtype,
@@ -433,6 +518,26 @@ def train_command(model, corpus_dir, preset, weights_dir, run_dir, resume, steps
     if outcome.entry is not None:
         click.echo(f"wrote {outcome.weights_dir / outcome.entry.file} "
                    f"(sha256 {outcome.entry.sha256[:12]}...) and its manifest entry")
+
+
+def _train_sync_model(corpus_dir, cfg, settings, weights_dir, no_publish, dtype, command,
+                      progress, bar):
+    from dubber.sync.train import train_sync_model
+
+    try:
+        report, entry, wdir = train_sync_model(corpus_dir, cfg, settings, weights_dir,
+                                               publish=not no_publish, dtype=dtype,
+                                               command=command, progress=progress)
+    finally:
+        if bar:
+            bar[0].close()
+    figures = ", ".join(f"{k} {v:.4g}" for k, v in report.val.items())
+    click.echo(f"sync-model: {report.steps} steps in {report.seconds / 60:.1f} min, "
+               f"loss {report.last_loss:.4f}; validation: {figures}")
+    if entry is not None:
+        click.echo(f"wrote {wdir / entry.file} (sha256 {entry.sha256[:12]}...) "
+                   "and its manifest entry")
+    return 0
 
 
 def _jsonable(value):

@@ -24,7 +24,7 @@ from typing import Any, Mapping
 import yaml
 
 from dubber.errors import UsageError
-from dubber.models.dims import GeneratorDims, GPENDims, SyncNetDims, VQGANDims
+from dubber.models.dims import GeneratorDims, GPENDims, LipSyncDims, SyncNetDims, VQGANDims
 
 PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
 DEFAULT_PRESET = "fast"
@@ -151,6 +151,15 @@ class FacesConfig:
     speech_floor_db: float = 30.0
     # Speaking runs shorter than this many seconds are absorbed by their neighbours.
     min_speaking: float = 1.0
+    # The cue that picks the speaker: "sync" (the sync model on face-mesh lips,
+    # dubber.sync.speaker: whose lips are in sync with the original audio) or "envelope"
+    # (the correlation of lip opening with the speech envelope, the older cue).
+    speaker_cue: str = "sync"
+    # "sync": a face speaks where the sync model's confidence at its track's offset over a
+    # speaker_window span reaches this (median minus minimum of the mean distance over
+    # +-15 frames of offset). Measured with the shipped model: talking faces 0.1 to 0.3,
+    # a dancer's lips against music at most 0.066, a silent face 0.043 (weights/README.md).
+    speaker_min_sync: float = 0.07
     # Which faces are re-rendered: speaker (by the audio), largest, all, or a track id.
     face: str = "speaker"
     # Feather of the soft mouth mask (Face.mouth_mask), as a fraction of the mouth width.
@@ -167,6 +176,9 @@ class WeightNames:
     sync_expert: str = ""  # lip-sync expert (training only; inference does not load it)
     generator: str = ""  # lip-sync generator
     gpen: str = ""  # GPEN face restorer (loaded only when models.gpen_enabled)
+    # The sync model on face-mesh lips (speaker choice, check-sync); tiny and shipped, so
+    # every preset loads it, the unittest one included.
+    lip_sync: str = "lip-sync"
 
 
 @dataclass(frozen=True)
@@ -180,6 +192,7 @@ class ModelsConfig:
     sync_expert: SyncNetDims = field(default_factory=SyncNetDims)
     generator: GeneratorDims = field(default_factory=GeneratorDims)
     gpen: GPENDims = field(default_factory=GPENDims)
+    lip_sync: LipSyncDims = field(default_factory=LipSyncDims)
     # Manifest names of the weights to load.
     weights: WeightNames = field(default_factory=WeightNames)
     # Build seeded, randomly initialised models and load no file (the unittest preset only).
@@ -330,6 +343,8 @@ def _validate(cfg: Config) -> None:
 
 
 def _validate_faces(f: FacesConfig) -> None:
+    if f.speaker_cue not in ("sync", "envelope"):
+        raise UsageError(f"faces.speaker_cue must be sync or envelope, got {f.speaker_cue!r}")
     if f.detector not in FACE_DETECTORS:
         raise UsageError(
             f"unknown face detector {f.detector!r}; choose one of {', '.join(FACE_DETECTORS)}"

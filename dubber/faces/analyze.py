@@ -32,6 +32,7 @@ from dubber.faces.track import Tracker, finalize_tracks
 from dubber.faces.tracks_file import Shot, Track, Tracks, Window
 from dubber.faces.yuv import crop_rgb
 from dubber.media.color import ColorSpec
+from dubber.sync.features import MESH_POINTS
 
 if TYPE_CHECKING:
     from dubber.media.probe import VideoInfo
@@ -71,6 +72,8 @@ def analyze_chunks(
     stats: AnalysisStats | None = None,
     rotation: int = 0,
     color: ColorSpec | None = None,
+    sync_model=None,
+    select_speakers: bool = True,
 ) -> Tracks:
     """Run the analysis over decoded chunks.
 
@@ -90,6 +93,10 @@ def analyze_chunks(
         rotation: the video's display rotation (degrees counter-clockwise); faces are
             detected and meshed upright, boxes come back in coded pixels.
         color: colour matrix and range of ``frames`` (default: guessed from the size).
+        sync_model: the :class:`~dubber.sync.model.LipSyncNet` that picks the speaker
+            (``faces.speaker_cue: sync``; default: the shipped one).
+        select_speakers: False leaves every shot without a speaker (``dub check-sync``
+            scores the tracks itself).
     """
     t_start = time.perf_counter()
     fps = float(frame_rate)
@@ -100,7 +107,7 @@ def analyze_chunks(
                               cfg.tile_every, cfg.roi_scale, cfg.full_every, close)
     shot_det = ShotDetector(fps, cfg.cut_threshold, cfg.min_shot_frames)
     tracker = Tracker(cfg.match_iou, cfg.max_gap)
-    lips = _LipMeter(width, height, cfg.min_face_size * min(width, height) * 0.75,
+    lips_meter = _LipMeter(width, height, cfg.min_face_size * min(width, height) * 0.75,
                      rotation, color)
     times: list[np.ndarray] = []
     n = 0
@@ -119,12 +126,12 @@ def analyze_chunks(
             tracker.update(idx, dets)
             # 4. lips of every face detected on this frame
             for k in tracker.seen_at(idx):
-                lips.measure(k, tracker.tracks[k].last_box, chunk, i, idx)
-            lips.meshes.keep_only(tracker.live)
+                lips_meter.measure(k, tracker.tracks[k].last_box, chunk, i, idx)
+            lips_meter.meshes.keep_only(tracker.live)
             n = idx + 1
         if progress:
             progress(n)
-    lips.meshes.close()
+    lips_meter.meshes.close()
     for d in (detector, close):
         if hasattr(d, "close"):
             d.close()
@@ -138,19 +145,24 @@ def analyze_chunks(
     )
     tracks = []
     for tid, seg in enumerate(segments):
-        ap = lips.apertures.get(seg.source, {})
+        ap = lips_meter.apertures.get(seg.source, {})
         aperture = np.array([ap.get(f, np.nan) for f in range(seg.first, seg.last + 1)])
+        lips = _points_array(lips_meter.points.get(seg.source, {}), seg.first, seg.last)
         tracks.append(Track(tid, seg.first, seg.last, seg.boxes, seg.scores, aperture,
-                            np.zeros(len(aperture))))
+                            np.zeros(len(aperture)), lips))
     frame_times = np.concatenate(times)[:n]
-    tracks, shot_list = _select_speakers(tracks, shots, audio, frame_times, fps, cfg)
+    if select_speakers:
+        tracks, shot_list = _select_speakers(tracks, shots, audio, frame_times, fps, cfg,
+                                             sync_model)
+    else:
+        shot_list = [Shot(a, b) for a, b in shots]
     result = Tracks(width, height, Fraction(frame_rate), n, tuple(tracks), tuple(shot_list),
                     has_audio=audio is not None, settings=settings_of(cfg), rotation=rotation)
     if stats is not None:
         stats.frames = n
         stats.seconds = time.perf_counter() - t_start
         stats.detector_calls = frame_det.calls
-        stats.mesh_calls = lips.meshes.calls
+        stats.mesh_calls = lips_meter.meshes.calls
     log.info("analysed %d frames: %d shots, %d tracks", n, len(shot_list), len(tracks))
     return result
 
@@ -168,6 +180,8 @@ class _LipMeter:
         self.color = color
         self.meshes = MeshPool(width, height, rotation)
         self.apertures: dict[int, dict[int, float]] = {}  # raw track -> frame -> aperture
+        # raw track -> frame -> the sync model's mesh points, shape (K, 2) float32
+        self.points: dict[int, dict[int, np.ndarray]] = {}
 
     def measure(self, k: int, box, chunk: Chunk, i: int, idx: int) -> None:
         x0, y0, x1, y1 = box
@@ -176,6 +190,17 @@ class _LipMeter:
         pts = self.meshes.points(k, chunk.frames, i, box, self.color)
         if pts is not None:
             self.apertures.setdefault(k, {})[idx] = lip_aperture(pts)
+            self.points.setdefault(k, {})[idx] = pts[list(MESH_POINTS)].astype(np.float32)
+
+
+def _points_array(points: dict[int, np.ndarray], first: int, last: int) -> np.ndarray:
+    """Frames ``first .. last`` of one raw track's mesh points, shape (n, K, 2) float32,
+    NaN where the mesh found no face."""
+    out = np.full((last - first + 1, len(MESH_POINTS), 2), np.nan, np.float32)
+    for f, p in points.items():
+        if first <= f <= last:
+            out[f - first] = p
+    return out
 
 
 def detection_scale(detect_scale: float, width: int, height: int) -> float:
@@ -199,17 +224,25 @@ def _select_speakers(
     times: np.ndarray,
     fps: float,
     cfg: FacesConfig,
+    sync_model=None,
 ) -> tuple[list[Track], list[Shot]]:
     if audio is None:
         log.warning("no original audio: selecting the largest face of each shot")
     s = speaker.SpeakerSettings(
         window=max(8, round(cfg.speaker_window * fps)),
         max_lag=round(cfg.speaker_max_lag * fps),
-        min_corr=cfg.speaker_min_corr,
+        min_corr=cfg.speaker_min_corr if cfg.speaker_cue == "envelope" else cfg.speaker_min_sync,
         floor_db=cfg.speech_floor_db,
         min_run=max(1, round(cfg.min_speaking * fps)),
     )
-    env = None if audio is None else speaker.speech_envelope(audio, AUDIO_RATE, times)
+    env = curves = None
+    if audio is not None and cfg.speaker_cue == "envelope":
+        env = speaker.speech_envelope(audio, AUDIO_RATE, times)
+    elif audio is not None:
+        from dubber.sync import speaker as sync_speaker
+
+        model = sync_model if sync_model is not None else sync_speaker.load_sync_model()
+        curves = sync_speaker.curves_of(model, sync_speaker.sequences(tracks, times), audio)
     speaking = {t.id: np.zeros(len(t)) for t in tracks}
     out_shots = []
     for start, end in shots:
@@ -217,12 +250,15 @@ def _select_speakers(
         if not in_shot:
             out_shots.append(Shot(start, end))
             continue
-        if env is None:
+        if audio is None:
             largest = max(in_shot, key=lambda t: t.size)
             out_shots.append(Shot(start, end, largest.id))
             continue
-        aps = {t.id: (t.first, t.aperture) for t in in_shot}
-        scores = speaker.score_shot(start, end, aps, env, s)
+        if curves is not None:
+            scores = _sync_scores(in_shot, curves, times, start, end, cfg, s.min_run)
+        else:
+            aps = {t.id: (t.first, t.aperture) for t in in_shot}
+            scores = speaker.score_shot(start, end, aps, env, s)
         for t in in_shot:
             speaking[t.id] = scores[t.id][t.first - start: t.last - start + 1]
         runs = speaker.speaking_runs(start, scores, s.min_corr, s.min_run)
@@ -234,6 +270,25 @@ def _select_speakers(
         out_shots.append(Shot(start, end, sel, windows))
     tracks = [dataclasses.replace(t, speaking=speaking[t.id]) for t in tracks]
     return tracks, out_shots
+
+
+def _sync_scores(in_shot: list[Track], curves: dict, times: np.ndarray, start: int, end: int,
+                 cfg: FacesConfig, min_run: int) -> dict[int, np.ndarray]:
+    """Per-frame sync scores (``start .. end``) of a shot's tracks: 0 off the track, and 0
+    where its lips stay still for ``min_run`` frames or longer (:func:`speaker.lips_active`:
+    a span's score spreads over all its frames, a shut mouth inside it does not speak)."""
+    from dubber.sync import speaker as sync_speaker
+    from dubber.sync.features import RATE
+
+    span = max(8, round(cfg.speaker_window * RATE))
+    out = {}
+    for t in in_shot:
+        sc = np.zeros(end - start + 1)
+        if t.id in curves:
+            sc[t.first - start: t.last - start + 1] = sync_speaker.frame_scores(
+                curves[t.id], times[t.first: t.last + 1], span)
+        out[t.id] = sc * speaker.lips_active(t.aperture, t.first, start, end, min_run)
+    return out
 
 
 def apply_face_choice(tracks: Tracks, face: str) -> Tracks:

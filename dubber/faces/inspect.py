@@ -3,7 +3,9 @@
 The contact sheet shows sample frames (the middle of every shot and of every speaking
 window, up to ``max_frames``) with each track's box and id -- the selected speaker in
 green with a ``speaking`` mark, other faces in grey -- and, per track, a plot of its lip
-aperture against the original audio's speech envelope, speaking windows shaded.
+aperture and its sync score with the original audio (the sync model's confidence at offset
+~0, :mod:`dubber.sync.speaker`; the speech envelope with ``faces.speaker_cue: envelope``),
+speaking windows shaded.
 """
 
 from __future__ import annotations
@@ -113,14 +115,23 @@ def contact_sheet(video: str | Path, tracks: Tracks, out: str | Path,
         ax.axis("off")
     fps = float(tracks.frame_rate)
     env = None
-    if audio is not None:
+    sync_cue = tracks.settings.get("speaker_cue", "envelope") == "sync"
+    if audio is not None and not sync_cue:
         env = speech_envelope(audio, 16000, np.arange(tracks.frame_count) / fps)
     for j, t in enumerate(tracks.tracks):
         ax = fig.add_subplot(grid[rows + j, :])
         f = np.arange(t.first, t.last + 1)
         ax.plot(f / fps, t.aperture, color="tab:red", lw=1, label=f"track #{t.id} lip aperture")
         ax.set_ylabel("aperture", fontsize=8)
-        if env is not None:
+        if sync_cue and tracks.has_audio:
+            ax2 = ax.twinx()
+            ax2.plot(f / fps, t.speaking, color="tab:blue", lw=1.2, label="sync score")
+            thr = tracks.settings.get("speaker_min_sync")
+            if thr is not None:
+                ax2.axhline(thr, color="tab:blue", lw=0.6, ls="--")
+            ax2.set_ylabel("sync", fontsize=8)
+            ax2.set_ylim(bottom=0)
+        elif env is not None:
             ax2 = ax.twinx()
             ax2.plot(f / fps, env[t.first: t.last + 1], color="tab:blue", lw=0.8, alpha=0.7,
                      label="speech envelope (dB)")
@@ -131,8 +142,10 @@ def contact_sheet(video: str | Path, tracks: Tracks, out: str | Path,
                 if w.track == t.id:
                     ax.axvspan(w.start / fps, (w.end + 1) / fps, color="lime", alpha=0.2)
         ax.set_xlim(0, tracks.frame_count / fps)
-        ax.set_title(f"track #{t.id}: lip aperture (red) vs original speech envelope (blue); "
-                     "green = speaking windows", fontsize=9)
+        cue = ("sync score with the original audio (blue; dashed: threshold)" if sync_cue
+               else "original speech envelope (blue)")
+        ax.set_title(f"track #{t.id}: lip aperture (red) vs {cue}; green = speaking windows",
+                     fontsize=9)
     if not tracks.tracks:
         ax = fig.add_subplot(grid[rows, :])
         ax.text(0.5, 0.5, "no face tracks", ha="center", va="center")

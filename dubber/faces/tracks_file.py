@@ -18,8 +18,9 @@ Schema (``"schema": "dubber.tracks/1"``)::
          "scores": [0.93, ...],        # detector score per frame; 0 = bridged gap
          "aperture": [0.12, ...],      # lip aperture per frame (inner-lip gap / eye
                                        # distance), null where the mesh failed
-         "speaking": [0.61, ...]}      # speaking score per frame: correlation of the lips
-                                       # with the original speech envelope, 0 = silent
+         "speaking": [0.61, ...]}      # speaking score per frame: the sync model's
+                                       # confidence that the lips move with the original
+                                       # audio at offset ~0 (dubber.sync.speaker), 0 = not
       ],
       "shots": [
         {"start": 0, "end": 120,       # inclusive frame range
@@ -65,6 +66,10 @@ class Track:
         scores: shape = (n,), float64, detector score (0 on bridged frames).
         aperture: shape = (n,), float64, lip aperture (NaN where unknown).
         speaking: shape = (n,), float64, speaking score (0 when not speaking).
+        lips: shape = (n, K, 2), float32: the face-mesh points of
+            :data:`dubber.sync.features.MESH_POINTS` per frame, full-res coded pixels, NaN
+            where the mesh failed; filled by the analysis pass, not stored in the file
+            (None when the track was read from a file).
     """
 
     id: int
@@ -74,6 +79,7 @@ class Track:
     scores: np.ndarray
     aperture: np.ndarray
     speaking: np.ndarray
+    lips: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     def __len__(self) -> int:
         return self.last - self.first + 1

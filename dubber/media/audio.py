@@ -249,6 +249,20 @@ def centre_step(t: Fraction | float) -> int:
     return int(round(Fraction(t) * MEL_STEPS_PER_SECOND))
 
 
+def read_range(track: AudioTrack | np.ndarray, start: int, stop: int) -> np.ndarray:
+    """Samples ``start .. stop - 1`` of an :class:`AudioTrack` (or anything with
+    ``samples(start, stop)``) or of a 16 kHz array; zeros outside the track.
+
+    Returns: shape = (stop - start,), float32."""
+    if hasattr(track, "samples"):
+        return track.samples(start, stop)
+    audio = np.zeros(stop - start, np.float32)
+    a, b = max(start, 0), min(stop, len(track))
+    if b > a:
+        audio[a - start: b - start] = track[a:b]
+    return audio
+
+
 def mel_windows(track: AudioTrack | np.ndarray, times, steps: int = GENERATOR_WINDOW_STEPS
                 ) -> "torch.Tensor":
     """The mel window of every frame, each centred on its frame's presentation time.
@@ -275,13 +289,7 @@ def mel_windows(track: AudioTrack | np.ndarray, times, steps: int = GENERATOR_WI
     last = max(centres) - steps // 2 + steps  # exclusive
     start = first * HOP_LENGTH - N_FFT // 2
     stop = (last - 1) * HOP_LENGTH + N_FFT // 2
-    if hasattr(track, "samples"):  # an AudioTrack, or anything that reads by range
-        audio = track.samples(start, stop)
-    else:
-        audio = np.zeros(stop - start, np.float32)
-        a, b = max(start, 0), min(stop, len(track))
-        if b > a:
-            audio[a - start: b - start] = track[a:b]
+    audio = read_range(track, start, stop)
     mel = log_mel(audio, center=False)  # step j here is global step first + j
     idx = torch.tensor([c - steps // 2 - first for c in centres])[:, None] + torch.arange(steps)
     return mel[:, idx].permute(1, 0, 2).contiguous()

@@ -94,6 +94,28 @@ class GeneratorDims:
 
 
 @dataclass(frozen=True)
+class LipSyncDims:
+    """The sync model on face-mesh lips (:mod:`dubber.sync.model`): two small 1-D conv
+    towers, lip and jaw landmarks of ``frames`` frames at 25 fps against the matching
+    ``4 * frames`` mel steps, compared by cosine similarity."""
+
+    frames: int = 15  # grid frames per window (600 ms at 25 fps)
+    points: int = 55  # moving mesh points (dubber.sync.features.N_MOVING), x and y each
+    n_mels: int = 80  # mel bins
+    mel_per_frame: int = 4  # mel steps per grid frame (100 steps/s over 25 fps)
+    channels: int = 64  # conv channels of both towers
+    hidden: int = 128  # fully connected layer after the convs
+    out_dim: int = 64  # embedding size
+    dropout: float = 0.1  # before the first linear layer of each tower (training only)
+    mel_bands: int = 16  # the mel bins are averaged into this many bands first (divides n_mels)
+    # True: each tower is one linear map of its whole window (10 k weights, which six
+    # training speakers cannot learn by heart: the conv towers above reached 0.6-0.8
+    # confidence on their training videos and 0.1-0.3 on new ones, and placed new videos'
+    # offsets worse); False: the conv towers (channels, hidden).
+    linear: bool = True
+
+
+@dataclass(frozen=True)
 class GPENDims:
     """GPEN blind face restoration (Yang et al., CVPR 2021): encoder + StyleGAN2 prior."""
 

@@ -26,8 +26,8 @@ from safetensors.torch import save_file
 from torch import nn
 
 from dubber.errors import WeightsError
-from dubber.models.dims import (GeneratorDims, GPENDims, SyncNetDims, VQGANDims, dims_from_mapping,
-                                dims_to_json)
+from dubber.models.dims import (GeneratorDims, GPENDims, LipSyncDims, SyncNetDims, VQGANDims,
+                                dims_from_mapping, dims_to_json)
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,12 @@ def _gpen(d: GPENDims) -> nn.Module:
     return GPEN(d)
 
 
+def _lip_sync(d: LipSyncDims) -> nn.Module:
+    from dubber.sync.model import LipSyncNet
+
+    return LipSyncNet(d)
+
+
 KINDS: dict[str, ModelKind] = {
     k.key: k
     for k in (
@@ -80,6 +86,8 @@ KINDS: dict[str, ModelKind] = {
         ModelKind("sync_expert", "lip-sync expert", "sync-expert", SyncNetDims, _sync),
         ModelKind("generator", "lip-sync generator", "generator", GeneratorDims, _gen),
         ModelKind("gpen", "GPEN", "gpen", GPENDims, _gpen),
+        ModelKind("lip_sync", "sync model on face-mesh lips", "sync-model", LipSyncDims,
+                  _lip_sync),
     )
 }
 

@@ -95,6 +95,8 @@ class CorpusManifest:
     videos: list[VideoInfo] = field(default_factory=list)
     segments: list[SegmentInfo] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)  # the preparation's settings
+    # frames of all videos kept, and dropped by reason (dubber.train.prepare.frame_accounting)
+    frame_accounting: dict[str, int] = field(default_factory=dict)
     schema: str = SCHEMA
     fps: int = FPS
     sample_rate: int = SAMPLE_RATE

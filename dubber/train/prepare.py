@@ -150,6 +150,38 @@ def single_speaker_runs(tracks, min_frames: int, max_frames: int) -> list[_Run]:
     return runs
 
 
+def frame_accounting(tracks, runs: list[_Run]) -> dict[str, int]:
+    """How many frames of a video were kept and why the rest were dropped.
+
+    Returns:
+        ``frames`` (all), ``kept``, and the dropped ones: ``not_in_sync`` (no face whose
+        lips the sync model finds in sync with the video's own speech, silence included),
+        ``several_faces`` (speaking, but another face is on screen), ``short`` (in runs
+        shorter than ``--min-frames``, or cut off when a long run was split).
+    """
+    n = tracks.frame_count
+    faces_on = np.zeros(n, np.int32)
+    for t in tracks.tracks:
+        faces_on[t.first: t.last + 1] += 1
+    speaking = np.zeros(n, bool)
+    for shot in tracks.shots:
+        for w in shot.windows:
+            speaking[w.start: w.end + 1] = True
+    kept = sum(r.last - r.first + 1 for r in runs)
+    several = int((speaking & (faces_on != 1)).sum())
+    return {"frames": n, "kept": kept, "not_in_sync": int(n - speaking.sum()),
+            "several_faces": several, "short": int(speaking.sum()) - several - kept}
+
+
+def describe_accounting(acc: dict[str, int]) -> str:
+    """One line: kept K of N frames; dropped A not in sync, B with several faces, C short."""
+    n = max(acc.get("frames", 0), 1)
+    return (f"kept {acc.get('kept', 0)} of {acc.get('frames', 0)} frames "
+            f"({100 * acc.get('kept', 0) / n:.0f}%); dropped {acc.get('not_in_sync', 0)} with "
+            f"no face in sync with the speech (or silence), {acc.get('several_faces', 0)} with "
+            f"several faces on screen, {acc.get('short', 0)} in runs shorter than min-frames")
+
+
 def _cut(run: _Run, min_frames: int, max_frames: int) -> list[_Run]:
     n = run.last - run.first + 1
     if n < min_frames:
@@ -231,14 +263,9 @@ def prepare_video(
     # 2. Analysis (cached in the corpus, so a resumed preparation does not redo it).
     tracks = analyze(video25, cfg, audio_path=src, cache_dir=out / "analysis")
     runs = single_speaker_runs(tracks, opts.min_frames, opts.max_frames)
-    log.info(
-        "%s: %d frames, %d tracks, %d single-speaker segments (%d frames)",
-        src.name,
-        tracks.frame_count,
-        len(tracks.tracks),
-        len(runs),
-        sum(r.last - r.first + 1 for r in runs),
-    )
+    accounting = frame_accounting(tracks, runs)
+    log.info("%s: %d tracks, %d single-speaker segments; %s", src.name, len(tracks.tracks),
+             len(runs), describe_accounting(accounting))
     # 3. Audio once for the whole video.
     audio = load_audio(src)
     mel_all = log_mel(audio).numpy()
@@ -309,6 +336,7 @@ def prepare_video(
         "frames": tracks.frame_count,
         "segments": segments,
         "settings": settings,
+        "accounting": accounting,
     }
     atomic_write(done, lambda tmp: tmp.write_text(json.dumps(record, indent=1)))
     tmp25 = out / "tmp" / f"{key}.mp4"
@@ -407,6 +435,9 @@ def prepare(
                 split,
             )
         )
+    for r in records:
+        for k, v in r.get("accounting", {}).items():
+            manifest.frame_accounting[k] = manifest.frame_accounting.get(k, 0) + v
     write_manifest(out, manifest)
     log.info("wrote %s: %s", out / MANIFEST, json.dumps(manifest.counts()))
     return manifest

@@ -1,0 +1,380 @@
+"""Training the sync model: InfoNCE over audio offsets, with other clips as negatives.
+
+A batch is ``clips`` runs of ``clip_frames`` consecutive readable grid frames, each from a
+random track of a training video. Every lip window of a run is compared (cosine
+similarity times a learnt scale) with the speech windows of its own run at offsets
+``-max_offset .. max_offset`` and with every speech window of the other runs (other
+speakers, other sentences); the loss is the cross-entropy of picking offset 0. Windows
+whose audio is silent weigh ``silent_weight`` (they carry little timing).
+
+Augmentation, so that the model carries to speakers it never saw: lips get a random
+per-clip linear distortion of their movement (mouth wider / taller, slight rotation, larger
+or smaller), a random error in the neutral mouth, and mesh-like jitter; speech gets a random
+spectral tilt, a vocal-tract-like stretch of the mel axis, background noise, and masked mel
+bands.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from dubber.models.dims import LipSyncDims
+from dubber.sync.data import VideoData
+from dubber.sync.features import MEL_PER_FRAME, N_MOVING
+from dubber.sync.model import LipSyncNet
+from dubber.sync.score import MAX_OFFSET, span_score, speech_frames, track_curves
+
+log = logging.getLogger(__name__)
+
+SILENCE = -5.0  # log10 mel of silence (dubber.media.audio.SILENCE_LOG_MEL)
+
+
+@dataclass(frozen=True)
+class SyncModelTrainConfig:
+    """Hyper-parameters of ``dub train sync-model``."""
+
+    steps: int = 2000  # optimisation steps
+    clips: int = 12  # runs per batch
+    clip_frames: int = 24  # lip windows per run
+    lr: float = 3e-3  # AdamW, cosine decay to lr / 20
+    weight_decay: float = 1e-3
+    silent_weight: float = 0.2  # loss weight of windows whose audio does not speak
+    max_minutes: float = 0.0  # stop after this long (0 = no limit)
+    val_every: int = 500  # steps between validations
+    seed: int = 0
+    augment: bool = True
+
+
+@dataclass
+class TrainReport:
+    steps: int
+    seconds: float
+    last_loss: float
+    val: dict[str, float] = field(default_factory=dict)
+
+
+class _Runs:
+    """Where runs of ``n`` readable lip windows start, per (video, track)."""
+
+    def __init__(self, videos: list[VideoData], frames: int, n: int) -> None:
+        self.items = []  # (video, seq, start positions, weights)
+        self._speech: dict[int, np.ndarray] = {}
+        half = frames // 2
+        for v in videos:
+            for s in v.seqs:
+                r = s.readable.astype(np.int64)
+                c = np.concatenate([[0], np.cumsum(r)])
+                # window centred at k fully readable
+                k = np.arange(half, len(s) - half)
+                ok_c = np.zeros(len(s), bool)
+                ok_c[k] = (c[k + half + 1] - c[k - half]) == frames
+                cc = np.concatenate([[0], np.cumsum(ok_c)])
+                starts = np.flatnonzero((cc[n:] - cc[:-n]) == n) if len(s) >= n else []
+                if len(starts) == 0:
+                    continue
+                sp = self.speech(v).astype(np.float64)
+                spc = np.concatenate([[0], np.cumsum(sp)])
+                g = s.start + np.asarray(starts)
+                frac = (spc[np.minimum(g + n, len(sp))] - spc[np.minimum(g, len(sp))]) / n
+                self.items.append((v, s, np.asarray(starts), frac + 0.1))
+        if not self.items:
+            raise ValueError("no track has a run of readable frames long enough to train on")
+        self.sizes = np.array([len(it[2]) for it in self.items], np.float64)
+
+    def speech(self, v: VideoData) -> np.ndarray:
+        """Speech per grid frame of a video (computed once)."""
+        if id(v) not in self._speech:
+            self._speech[id(v)] = speech_frames(v.mel)
+        return self._speech[id(v)]
+
+    def sample(self, rng: np.random.Generator):
+        i = rng.choice(len(self.items), p=self.sizes / self.sizes.sum())
+        v, s, starts, w = self.items[i]
+        return v, s, int(starts[rng.choice(len(starts), p=w / w.sum())])
+
+
+def _augment_lips(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """x: shape (L, D) displacements of one run -> distorted copy."""
+    pts = x.reshape(len(x), N_MOVING, 2)
+    sx, sy = np.exp(rng.uniform(-0.35, 0.35, 2))
+    amp = np.exp(rng.uniform(-0.4, 0.4))
+    th = rng.uniform(-0.15, 0.15)
+    rot = np.array([[math.cos(th), -math.sin(th)], [math.sin(th), math.cos(th)]])
+    m = amp * rot @ np.diag([sx, sy])
+    pts = pts @ m.T
+    pts = pts + rng.normal(0, 0.01, (1, N_MOVING, 2))  # neutral-mouth error
+    pts = pts + rng.normal(0, 0.004, pts.shape)  # mesh jitter
+    return pts.reshape(len(x), -1).astype(np.float32)
+
+
+def _augment_mel(m: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """m: shape (n_mels, steps) log10 mel of one run -> augmented copy."""
+    n_mels = m.shape[0]
+    bins = np.arange(n_mels, dtype=np.float64)
+    warp = np.exp(rng.uniform(-0.12, 0.12))
+    src = np.clip(bins / warp, 0, n_mels - 1)
+    lo = np.floor(src).astype(int)
+    hi = np.minimum(lo + 1, n_mels - 1)
+    f = (src - lo)[:, None]
+    m = (1 - f) * m[lo] + f * m[hi]
+    m = m + rng.uniform(-0.6, 0.6) * np.linspace(-1, 1, n_mels)[:, None]  # tilt
+    if rng.random() < 0.5:  # background noise, 10 .. 40 dB below the run's loud level
+        level = np.percentile(m, 95) - rng.uniform(1.0, 4.0)
+        shape = rng.normal(0, 0.3, (n_mels, 1))
+        noise = level + shape + rng.normal(0, 0.2, m.shape)
+        m = np.log10(10.0 ** m + 10.0 ** noise)
+    for _ in range(rng.integers(0, 3)):  # masked bands
+        w = rng.integers(1, 8)
+        a = rng.integers(0, n_mels - w)
+        m[a: a + w] = m[a: a + w].mean()
+    return m.astype(np.float32)
+
+
+def make_batch(runs: _Runs, cfg: SyncModelTrainConfig, dims: LipSyncDims,
+               rng: np.random.Generator, augment: bool):
+    """(lips (C*L, T, D), mel windows (C*(L+2M), n_mels, 4T), weights (C*L,))."""
+    T, L, M = dims.frames, cfg.clip_frames, MAX_OFFSET
+    half = T // 2
+    lips, mels, weights = [], [], []
+    for _ in range(cfg.clips):
+        v, s, k = runs.sample(rng)
+        f = s.feats[k - half: k + L + half]
+        if augment:
+            f = _augment_lips(f, rng)
+        idx = np.arange(L)[:, None] + np.arange(T)
+        lips.append(f[idx])
+        g0 = s.start + k - M  # grid frame of speech window 0
+        c0 = MEL_PER_FRAME * g0 - MEL_PER_FRAME * T // 2
+        n_cols = MEL_PER_FRAME * (L + 2 * M - 1) + MEL_PER_FRAME * T
+        mel = np.full((v.mel.shape[0], n_cols), SILENCE, np.float32)
+        a, b = max(c0, 0), min(c0 + n_cols, v.mel.shape[1])
+        if b > a:
+            mel[:, a - c0: b - c0] = v.mel[:, a:b]
+        if augment:
+            mel = _augment_mel(mel, rng)
+        cols = MEL_PER_FRAME * np.arange(L + 2 * M)[:, None] + np.arange(MEL_PER_FRAME * T)
+        mels.append(mel[:, cols].transpose(1, 0, 2))
+        sp = runs.speech(v)
+        g = np.clip(s.start + k + np.arange(L), 0, len(sp) - 1)
+        weights.append(np.where(sp[g], 1.0, cfg.silent_weight))
+    return (torch.from_numpy(np.concatenate(lips)), torch.from_numpy(np.concatenate(mels)),
+            torch.from_numpy(np.concatenate(weights)).float())
+
+
+def contrastive_loss(model: LipSyncNet, lips, mels, weights, clips: int, L: int):
+    """Weighted InfoNCE: each lip window against its run's offsets and all other runs."""
+    M = MAX_OFFSET
+    v = model.embed_lips(lips)  # (C*L, E)
+    a = model.embed_speech(mels)  # (C*(L+2M), E)
+    logits = model.log_scale.exp() * v @ a.T
+    n_a = L + 2 * M
+    clip_of_v = torch.arange(clips).repeat_interleave(L)
+    pos_in_clip = torch.arange(L).repeat(clips)
+    clip_of_a = torch.arange(clips).repeat_interleave(n_a)
+    pos_a = torch.arange(n_a).repeat(clips)
+    same = clip_of_v[:, None] == clip_of_a[None, :]
+    off = pos_a[None, :] - pos_in_clip[:, None]  # 0 .. 2M inside the own run's range
+    allowed = ~same | ((off >= 0) & (off <= 2 * M))
+    logits = logits.masked_fill(~allowed, -1e4)
+    target = clip_of_v * n_a + pos_in_clip + M
+    ce = F.cross_entropy(logits, target, reduction="none")
+    return (ce * weights).sum() / weights.sum()
+
+
+def validate(model: LipSyncNet, videos: list[VideoData], span: int = 50) -> dict[str, float]:
+    """Held-back figures: share of speech windows, and of ``span``-frame spans (2 s),
+    whose best offset is 0 (and within +-1), and the spans' mean confidence."""
+    model.eval()
+    win0 = win1 = n_win = 0
+    sp0 = sp1 = n_sp = 0
+    confs = []
+    for v in videos:
+        audio_mel = v.mel
+        for s in v.seqs:
+            curves = track_curves(model, s, _MelAudio(audio_mel))
+            d = curves.dist
+            ok = curves.valid & curves.speech
+            if ok.any():
+                j = np.argmin(d[ok], 1) - curves.max_offset
+                win0 += int((j == 0).sum())
+                win1 += int((np.abs(j) <= 1).sum())
+                n_win += int(ok.sum())
+            for a in range(0, len(s) - span + 1, span):
+                sc = span_score(curves, slice(a, a + span))
+                if sc is None or sc.windows < span // 2:
+                    continue
+                n_sp += 1
+                sp0 += sc.offset == 0
+                sp1 += abs(sc.offset) <= 1
+                confs.append(sc.confidence)
+    model.train()
+    return {
+        "val_window_offset0": win0 / max(n_win, 1),
+        "val_window_offset1": win1 / max(n_win, 1),
+        "val_span2s_offset0": sp0 / max(n_sp, 1),
+        "val_span2s_offset1": sp1 / max(n_sp, 1),
+        "val_span2s_confidence": float(np.mean(confs)) if confs else 0.0,
+        "val_windows": n_win,
+        "val_spans": n_sp,
+    }
+
+
+class _MelAudio:
+    """A precomputed mel (column 0 = global step 0) read by
+    :func:`~dubber.sync.features.mel_span` like audio; silence outside it."""
+
+    def __init__(self, mel: np.ndarray) -> None:
+        self.mel = mel
+
+    def mel_columns(self, first: int, count: int) -> torch.Tensor:
+        out = np.full((self.mel.shape[0], count), SILENCE, np.float32)
+        a, b = max(first, 0), min(first + count, self.mel.shape[1])
+        if b > a:
+            out[:, a - first: b - first] = self.mel[:, a:b]
+        return torch.from_numpy(out)
+
+
+def train_model(dims: LipSyncDims, train: list[VideoData], val_videos: list[VideoData],
+                cfg: SyncModelTrainConfig, progress=None) -> tuple[LipSyncNet, TrainReport]:
+    """Train a :class:`LipSyncNet` from scratch; the returned model is in eval mode."""
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    model = LipSyncNet(dims)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.steps, eta_min=cfg.lr / 20)
+    runs = _Runs(train, dims.frames, cfg.clip_frames)
+    t0 = time.perf_counter()
+    loss_avg = None
+    val: dict[str, float] = {}
+    step = 0
+    for step in range(1, cfg.steps + 1):
+        lips, mels, w = make_batch(runs, cfg, dims, rng, cfg.augment)
+        loss = contrastive_loss(model, lips, mels, w, cfg.clips, cfg.clip_frames)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        loss_avg = float(loss.detach()) if loss_avg is None else 0.98 * loss_avg + 0.02 * float(loss.detach())
+        if progress:
+            progress(step, cfg.steps, {"loss": loss_avg})
+        if val_videos and cfg.val_every and step % cfg.val_every == 0:
+            val = validate(model, val_videos)
+            log.info("step %d: loss %.3f, %s", step, loss_avg,
+                     ", ".join(f"{k} {v:.3f}" for k, v in val.items()))
+        if cfg.max_minutes and time.perf_counter() - t0 > 60 * cfg.max_minutes:
+            log.info("stopping after %.1f minutes (--max-minutes)", cfg.max_minutes)
+            break
+    seconds = time.perf_counter() - t0
+    if val_videos:
+        val = validate(model, val_videos)
+    model.eval()
+    return model, TrainReport(step, seconds, float(loss_avg or 0), val)
+
+
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
+
+
+def split_videos(folder: Path, val: str = "") -> tuple[list[Path], list[Path]]:
+    """The videos of ``folder`` as (train, validation), whole videos: ``val`` names the
+    held-back ones (comma-separated stems); by default every fourth from the second in name
+    order (2 of 8)."""
+    from dubber.errors import InputError
+
+    if not folder.is_dir():
+        raise InputError(f"{folder} is not a folder of videos")
+    videos = sorted(p for p in folder.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+    if len(videos) < 2:
+        raise InputError(f"{folder} has fewer than two videos; the sync model needs some to "
+                         "train on and one to validate on")
+    if val:
+        names = {v.strip() for v in val.split(",") if v.strip()}
+        missing = names - {p.stem for p in videos}
+        if missing:
+            raise InputError(f"validation video(s) not in {folder}: {', '.join(sorted(missing))}")
+        held = [p for p in videos if p.stem in names]
+    else:
+        held = videos[1::4]
+    return [p for p in videos if p not in held], held
+
+
+def train_sync_model(folder, cfg, settings: dict, weights_dir=None, publish: bool = True,
+                     dtype: str = "fp32", command: str = "", progress=None, cache=None):
+    """``dub train sync-model --corpus FOLDER``: extract, train, validate, publish.
+
+    Args:
+        folder: a folder of talking-head videos (``dub prepare``'s inputs).
+        cfg: the preset (dims in ``models.lip_sync``, name in ``models.weights.lip_sync``).
+        settings: overrides of :class:`SyncModelTrainConfig` fields (None ignored), and
+            ``val`` (held-back video stems, comma-separated).
+        cache: where the extracted lips and mel are kept (default ``$DUBBER_CACHE/sync-data``).
+
+    Returns:
+        (TrainReport, ManifestEntry or None, weights folder).
+    """
+    import dataclasses
+    import os
+
+    from dubber.errors import UsageError
+    from dubber.models.registry import resolve_weights_dir
+    from dubber.sync.data import dataset
+
+    settings = {k: v for k, v in settings.items() if v is not None}
+    val_names = str(settings.pop("val", ""))
+    known = {f.name: f for f in dataclasses.fields(SyncModelTrainConfig)}
+    hp_values = {}
+    for k, v in settings.items():
+        if k == "batch_size":
+            k = "clips"
+        if k == "checkpoint_every":
+            continue
+        if k not in known:
+            raise UsageError(f"sync-model has no setting {k!r}; known: "
+                             f"{', '.join(sorted(known))}, val")
+        typ = type(getattr(SyncModelTrainConfig(), k))
+        try:
+            hp_values[k] = (str(v).lower() in ("1", "true", "yes")) if typ is bool else typ(v)
+        except ValueError:
+            raise UsageError(f"{k} must be a {typ.__name__}, got {v!r}") from None
+    hp = SyncModelTrainConfig(**hp_values)
+    folder = Path(folder)
+    train_v, val_v = split_videos(folder, val_names)
+    root = Path(os.environ.get("DUBBER_CACHE") or Path.home() / ".cache" / "dubber")
+    cache = Path(cache) if cache else root / "sync-data"
+    t0 = time.perf_counter()
+    data = dataset(train_v + val_v, cache, cfg, progress=lambda n: log.info("lips of %s", n))
+    extract_s = time.perf_counter() - t0
+    train_d, val_d = data[: len(train_v)], data[len(train_v):]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the model's small ops run faster on one thread than on two
+    try:
+        model, report = train_model(cfg.models.lip_sync, train_d, val_d, hp, progress)
+    finally:
+        torch.set_num_threads(threads)
+    entry = None
+    wdir = resolve_weights_dir(weights_dir)
+    if publish:
+        from dubber.train.publish import publish as publish_weights
+
+        figures = {k: (v if isinstance(v, int) else round(float(v), 4))
+                   for k, v in report.val.items()}
+        figures.update(train_minutes=round(report.seconds / 60, 2),
+                       extract_minutes=round(extract_s / 60, 2), steps=report.steps,
+                       train_loss=round(report.last_loss, 4))
+        frames = sum(int(s.readable.sum()) for d in train_d for s in d.seqs)
+        trained_on = (f"a small internal test set: the lips of {len(train_v)} talking-head "
+                      f"videos ({frames} readable frames at 25 fps: "
+                      f"{', '.join(p.stem for p in train_v)}); validated on "
+                      f"{', '.join(p.stem for p in val_v)}; {report.steps} steps of "
+                      f"{hp.clips} x {hp.clip_frames} windows"
+                      + (f"; command: {command}" if command else ""))
+        name = cfg.models.weights.lip_sync or "lip-sync"
+        entry = publish_weights(model, "lip_sync", name, wdir, trained_on, figures, dtype)
+    return report, entry, wdir
