@@ -6,7 +6,7 @@ with kim's original audio, so every step runs: decode, shot cuts, detection with
 windows, tracking, face mesh on full-resolution crops, speaker selection. Without the
 shared media it falls back to a faceless testsrc2 clip (and says so).
 
-Usage: ``python -m dubber.faces.bench [--seconds 7] [--work DIR]``
+Usage: ``python -m dubber.bench analysis [--seconds 7] [--work DIR] [--json]``
 """
 
 from __future__ import annotations
