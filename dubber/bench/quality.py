@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         for k, v in res.items():
             if not k.startswith("_"):
                 report.figure(k, v, "px" if k.startswith("changed") else "", targets.get(k))
-        _sync_figures(a.clip, a.audio, out, report)
+        _sync_figures(a.clip, a.audio, out, report, weights=a.weights)
         if a.montage:
             montage(a.clip, out, res["_frames"], res["_boxes"], a.montage)
             report.info("montage", a.montage)
@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _sync_figures(clip: str, dub: str, out: Path, report: Report) -> None:
+def _sync_figures(clip: str, dub: str, out: Path, report: Report, weights=None) -> None:
     """The sync model's verdict on the output and on the input, against the dub."""
     try:
         from dubber.sync.check import check_sync
@@ -181,6 +181,6 @@ def _sync_figures(clip: str, dub: str, out: Path, report: Report) -> None:
         report.info("sync check", "not available (no sync model in this build)")
         return
     for name, video in (("output", out), ("input", clip)):
-        r = check_sync(video, dub)
+        r = check_sync(video, dub, weights_dir=weights)
         report.figure(f"sync of the {name} with the dub", r.verdict)
-        report.figure(f"share of speech frames in sync, {name}", r.in_sync_share)
+        report.figure(f"share of speech frames in sync, {name}", r.share_in_sync)
