@@ -32,6 +32,7 @@ from dubber.faces.track import Tracker, finalize_tracks
 from dubber.faces.tracks_file import Shot, Track, Tracks, Window
 from dubber.faces.yuv import crop_rgb
 from dubber.media.color import ColorSpec
+from dubber.mouth.params import mouth_params
 
 if TYPE_CHECKING:
     from dubber.media.probe import VideoInfo
@@ -140,8 +141,11 @@ def analyze_chunks(
     for tid, seg in enumerate(segments):
         ap = lips.apertures.get(seg.source, {})
         aperture = np.array([ap.get(f, np.nan) for f in range(seg.first, seg.last + 1)])
+        mp = lips.mouths.get(seg.source, {})
+        mouth = np.array([mp.get(f, (np.nan,) * 3) for f in range(seg.first, seg.last + 1)],
+                         np.float64).reshape(-1, 3)
         tracks.append(Track(tid, seg.first, seg.last, seg.boxes, seg.scores, aperture,
-                            np.zeros(len(aperture))))
+                            np.zeros(len(aperture)), mouth))
     frame_times = np.concatenate(times)[:n]
     tracks, shot_list = _select_speakers(tracks, shots, audio, frame_times, fps, cfg)
     result = Tracks(width, height, Fraction(frame_rate), n, tuple(tracks), tuple(shot_list),
@@ -156,7 +160,8 @@ def analyze_chunks(
 
 
 class _LipMeter:
-    """Face mesh on a full-resolution crop of each detected face -> lip aperture per frame.
+    """Face mesh on a full-resolution crop of each detected face -> lip aperture and mouth
+    parameters (:func:`dubber.mouth.params.mouth_params`) per frame.
 
     One :class:`Landmarker` per raw track (its tracking state follows the face); faces
     smaller than ``min_side`` pixels are skipped (too small to be re-rendered anyway).
@@ -170,6 +175,7 @@ class _LipMeter:
         self.color = color
         self.meshes: dict[int, Landmarker] = {}
         self.apertures: dict[int, dict[int, float]] = {}  # raw track -> frame -> aperture
+        self.mouths: dict[int, dict[int, tuple]] = {}  # raw track -> frame -> mouth params
         self.calls = 0
 
     def measure(self, k: int, box, chunk: Chunk, i: int, idx: int) -> None:
@@ -184,6 +190,7 @@ class _LipMeter:
         self.calls += 1
         if pts is not None:
             self.apertures.setdefault(k, {})[idx] = lip_aperture(pts)
+            self.mouths.setdefault(k, {})[idx] = tuple(float(v) for v in mouth_params(pts))
 
     def open_tracks(self) -> list[int]:
         return list(self.meshes)
@@ -328,6 +335,8 @@ def analyze(
             device=cfg.runtime.device, progress=progress, rotation=info.rotation,
             color=ColorSpec.from_names(info.color.matrix, info.color.range, info.width,
                                        info.height))
+        if audio is not None:
+            result = _calibrate_mouths(result, video, audio)
     finally:
         chunks.close()
         if audio is not None:
@@ -338,6 +347,20 @@ def analyze(
     # run and every later run from the cache or an exported file give the same pixels.
     result = Tracks.from_json(result.to_json())
     return apply_face_choice(result, cfg.faces.face)
+
+
+def _calibrate_mouths(tracks: Tracks, video: str | Path, audio) -> Tracks:
+    """Each speaking actor's mouth calibration on the original audio (dubber.mouth); the
+    analysis goes on without it (with a warning) when the mouth driver cannot run."""
+    from dubber.errors import WeightsError
+    from dubber.mouth.calibrate import calibrate_tracks
+    from dubber.mouth.truth import video_frame_times
+
+    try:
+        return calibrate_tracks(tracks, audio, video_frame_times(video))
+    except WeightsError as exc:
+        log.warning("no mouth calibration: %s", exc)
+        return tracks
 
 
 def open_original_audio(path: str | Path, required: bool = False):

@@ -24,7 +24,7 @@ from dubber.faces.tracks_file import SCHEMA, Tracks
 log = logging.getLogger(__name__)
 
 # Bumped whenever the analysis code changes what it finds for the same input and settings.
-ANALYSIS_VERSION = 1
+ANALYSIS_VERSION = 2  # 2: tracks carry mouth parameters and calibrations
 
 _WHOLE = 256 << 20
 _BLOCK = 1 << 20

@@ -26,8 +26,8 @@ from safetensors.torch import save_file
 from torch import nn
 
 from dubber.errors import WeightsError
-from dubber.models.dims import (GeneratorDims, GPENDims, SyncNetDims, VQGANDims, dims_from_mapping,
-                                dims_to_json)
+from dubber.models.dims import (GeneratorDims, GPENDims, MouthDriverDims, SyncNetDims, VQGANDims,
+                                dims_from_mapping, dims_to_json)
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,12 @@ def _gpen(d: GPENDims) -> nn.Module:
     return GPEN(d)
 
 
+def _mouth(d: MouthDriverDims) -> nn.Module:
+    from dubber.mouth.regressor import MouthRegressor
+
+    return MouthRegressor(d)
+
+
 KINDS: dict[str, ModelKind] = {
     k.key: k
     for k in (
@@ -80,6 +86,8 @@ KINDS: dict[str, ModelKind] = {
         ModelKind("sync_expert", "lip-sync expert", "sync-expert", SyncNetDims, _sync),
         ModelKind("generator", "lip-sync generator", "generator", GeneratorDims, _gen),
         ModelKind("gpen", "GPEN", "gpen", GPENDims, _gpen),
+        # Fitted by `python -m dubber.mouth.fit` (see weights/README.md), not `dub train`.
+        ModelKind("mouth_driver", "mouth driver", "mouth-driver", MouthDriverDims, _mouth),
     )
 }
 
@@ -145,6 +153,8 @@ def sha256_file(path: Path) -> str:
 
 def train_hint(kind: str, preset: str = "") -> str:
     """The command that makes a missing weight."""
+    if kind == "mouth_driver":
+        return "python -m dubber.mouth.fit"
     p = f" --preset {preset}" if preset else ""
     return f"dub train {KINDS[kind].train_name} --corpus DIR{p}"
 
