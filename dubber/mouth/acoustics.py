@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -76,9 +77,11 @@ def _silero():
 
             threads = torch.get_num_threads()
             try:
-                from silero_vad import load_silero_vad
+                with warnings.catch_warnings():  # its loader uses deprecated APIs
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    from silero_vad import load_silero_vad
 
-                _vad_model = load_silero_vad()
+                    _vad_model = load_silero_vad()
             finally:
                 torch.set_num_threads(threads)
         return _vad_model

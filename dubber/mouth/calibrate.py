@@ -76,7 +76,8 @@ class Calibration:
             t = track.times
             at = t + self.shift
             params = np.stack([np.interp(at, t, track.params[:, i]) for i in range(3)], 1)
-            k = np.clip(np.searchsorted(t, at), 0, len(t) - 1)
+            k = np.clip(np.searchsorted(t, at), 1, len(t) - 1)
+            k = np.where(np.abs(t[k - 1] - at) <= np.abs(t[k] - at), k - 1, k)  # nearest
             track = MouthTrack(t, track.viseme[k], params.astype(np.float32),
                                track.speech[k], track.confidence[k])
         return self.map(track)

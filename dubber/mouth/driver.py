@@ -201,7 +201,7 @@ class MouthDriver:
         params[relaxed, 0] = rest[0] + RELAX * np.maximum(params[relaxed, 0] - rest[0], 0)
         params[viseme == _X] = rest
         params[(viseme == _A) | closure, 0] = rest[0]
-        params[:, 0] = np.maximum(params[:, 0], 0.0)
+        params[:, 0] = np.maximum(params[:, 0], rest[0])  # nothing shuts more than shut
         confidence = np.where(inside, np.maximum(vad, 1 - vad), 1.0).astype(np.float32)
         track = MouthTrack(times, viseme.astype(np.uint8), params.astype(np.float32),
                            speech_on.astype(bool), confidence)

@@ -72,7 +72,7 @@ class PhoneRecogniser:
         d.process_raw(pcm, full_utt=True)
         d.end_utt()
         out = []
-        for seg in d.seg():
+        for seg in d.seg() or ():  # None when nothing was decoded (silence)
             name = seg.word if seg.word in PHONE_INDEX else "SIL"
             start = seg.start_frame / STEPS_PER_SECOND
             end = (seg.end_frame + 1) / STEPS_PER_SECOND

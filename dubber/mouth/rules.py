@@ -143,7 +143,8 @@ def anticipate(shapes: list[Shape]) -> list[Shape]:
     """Rule 3: each vowel-like shape starts early over the consonant before it."""
     for k in range(1, len(shapes)):
         cur, prev = shapes[k], shapes[k - 1]
-        if cur.viseme in "CDE" and prev.viseme not in "AGX" and not prev.closure:
+        if (cur.viseme in "CDE" and not cur.relaxed and prev.viseme not in "AGX"
+                and not prev.closure):
             shift = min(ANTICIPATE, prev.length / 2)
             prev.end -= shift
             cur.start -= shift
@@ -157,7 +158,8 @@ def apply_pauses(shapes: list[Shape], silent: list[tuple[float, float]]) -> list
         if b - a < HOLD:
             continue
         before = _shape_at(out, a - 1e-3)
-        relaxed = _RELAX.get(before.viseme, before.viseme) if before else "X"
+        relaxed = "X" if before is None else (
+            before.viseme if before.relaxed else _RELAX.get(before.viseme, before.viseme))
         if relaxed == "A":
             relaxed = "X"
         shut = min(a + CLOSE_AFTER, b) if b - a >= SHUT_PAUSE else b
