@@ -60,11 +60,12 @@ def frame_features(steps: np.ndarray, times: np.ndarray,
     silence[0] = 1.0  # SIL
     silence[len(PHONES)] = -4.0  # loudness floor
     half = width // 2
-    pad = max(abs(o) for o in offsets) + half + 1
+    reach = max(abs(o) for o in offsets) + half + 1  # beyond this, every window is silence
+    pad = 2 * reach
     padded = np.concatenate([np.tile(silence, (pad, 1)), steps, np.tile(silence, (pad, 1))])
     csum = np.concatenate([np.zeros((1, steps.shape[1])), np.cumsum(padded, 0, np.float64)])
     centre = np.rint(np.asarray(times, np.float64) * STEPS_PER_SECOND).astype(np.int64)
-    centre = np.clip(centre, -1, n) + pad  # beyond the ends: silence
+    centre = np.clip(centre, -reach, n + reach) + pad
     cols = []
     for off in offsets:
         a = np.clip(centre + off - half, 0, len(padded))
