@@ -82,7 +82,7 @@ def test_too_few_frames_cannot_be_calibrated(driver):
 
 def test_json_round_trip_and_bad_edits():
     cal = Calibration(np.array([1.5, 1.0, 0.8]), np.array([0.01, 0.02, 0.03]),
-                      np.array([0.0, 0.5, 0.3]), 0.04, np.ones((471, 3)) * 0.001, 120,
+                      np.array([0.0, 0.5, 0.3]), 0.04, np.ones((561, 3)) * 0.001, 120,
                       (0.6, 0.4, float("nan")))
     back = Calibration.from_json(json.loads(json.dumps(cal.to_json())))
     assert np.allclose(back.gain, cal.gain) and np.allclose(back.delta, cal.delta)

@@ -59,7 +59,7 @@ def test_acoustics_are_per_voice_and_restore_torch_threads(speech):
 @needs_speech
 def test_features_read_at_a_frame_time_are_those_of_its_steps(speech):
     a = ac.acoustics(speech[:32000])
-    steps = step_features(np.zeros(len(a), np.int16), a)
+    steps = step_features(np.zeros(len(a), np.int16), a, np.zeros(len(a), np.int16))
     assert steps.shape == (len(a), N_BASE)
     x = frame_features(steps, np.array([0.5, 0.5, 1.0, 30.0]))
     assert x.shape == (4, N_FEATURES) and np.array_equal(x[0], x[1])

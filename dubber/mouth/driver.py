@@ -145,7 +145,9 @@ class MouthDriver:
         ids = phone_steps(phones, len(ac))
         speech = speech_steps(ac)
         shapes = rules.timeline(phones, pauses(speech), duration)
-        return SpeechAnalysis(duration, phones, ac, step_features(ids, ac), speech, shapes)
+        visemes = rules.sample(shapes, np.arange(len(ac)) / STEPS_PER_SECOND)[0]
+        return SpeechAnalysis(duration, phones, ac, step_features(ids, ac, visemes), speech,
+                              shapes)
 
     def features(self, analysis: SpeechAnalysis, times: np.ndarray) -> np.ndarray:
         """The regressor's inputs at each frame time, shape = (N, N_FEATURES)."""
