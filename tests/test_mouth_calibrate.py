@@ -15,7 +15,7 @@ from dubber.faces.tracks_file import Shot, Track, Tracks, Window
 from dubber.media.audio import load_audio
 from dubber.mouth.calibrate import Calibration, calibrate, calibrate_tracks, track_calibration
 from dubber.mouth.driver import MouthDriver
-from dubber.mouth.track import VISEMES, MouthTrack
+from dubber.mouth.track import VISEMES
 from tests.helpers import CLIPS, SPEECH
 
 needs_speech = pytest.mark.skipif(not SPEECH.is_dir(), reason="../shared/media is not present")

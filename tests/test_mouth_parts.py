@@ -83,3 +83,16 @@ def test_the_analysis_pass_measures_mouths_and_calibrates_the_speaker(tmp_path):
     cal = track_calibration(speaker)
     assert cal is not None and cal.frames > 100 and cal.fit_r[0] > 0.3
     assert abs(cal.rest[0] - np.percentile(speaker.mouth[ok, 0], 5)) < 1e-3
+
+
+@needs_speech
+def test_the_recogniser_never_loses_its_search():
+    """A lost search shows as one phone held for seconds (narrow beams did this on Chinese
+    news: 8 s as 4 phones)."""
+    rec = PhoneRecogniser()
+    for name in ("zh_news_8s.wav", "en_jfk.flac", "hi_news_22s.wav"):
+        x = load_audio(SPEECH / name)
+        phones = rec.phones(x)
+        longest = max(p.end - p.start for p in phones if p.phone != "SIL")
+        assert longest < 1.0, (name, longest)
+        assert len(phones) > 5 * len(x) / 16000, name  # at least 5 phones a second

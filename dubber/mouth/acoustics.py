@@ -164,16 +164,58 @@ def formants_and_pitch(samples: np.ndarray, steps: int):
     return resample(ft, f1), resample(ft, f2), resample(pt, hz)
 
 
+BLOCK_SECONDS = 30.0  # long audio is measured in blocks of at most this (bounded memory)
+SEARCH_SECONDS = 2.0  # a block ends at the quietest 10 ms step within this of its limit
+
+
+def blocks(samples: np.ndarray, seconds: float | None = None) -> list[tuple[int, int]]:
+    """Cut long audio into blocks at quiet points, each starting on a step (HOP) boundary.
+
+    Returns:
+        consecutive (start, stop) sample ranges covering ``samples``.
+    """
+    n = len(samples)
+    size = int((seconds or BLOCK_SECONDS) * SAMPLE_RATE) // HOP * HOP
+    search = int(SEARCH_SECONDS * SAMPLE_RATE) // HOP
+    out, start = [], 0
+    while n - start > size:
+        lo = start + size - search * HOP
+        seg = samples[lo: start + size].astype(np.float64)
+        energy = (seg[: len(seg) // HOP * HOP].reshape(-1, HOP) ** 2).sum(1)
+        cut = lo + int(np.argmin(energy)) * HOP
+        out.append((start, cut))
+        start = cut
+    out.append((start, n))
+    return out
+
+
+def measure(samples: np.ndarray):
+    """Loudness (dBFS), voice activity, F1, F2 and pitch (Hz) per step, not normalised;
+    block by block, so memory does not grow with the audio's length.
+
+    Returns:
+        (level, vad, f1, f2, hz), each shape = (n_steps(len(samples)),).
+    """
+    steps = n_steps(len(samples))
+    level = loudness_db(samples, steps)
+    parts = [[], [], [], []]
+    for a, b in blocks(samples):
+        m = n_steps(b - a) if b == len(samples) else (b - a) // HOP
+        block = samples[a:b]
+        parts[0].append(speech_probability(block, n_steps(len(block)))[:m])
+        for k, v in enumerate(formants_and_pitch(block, n_steps(len(block)))):
+            parts[k + 1].append(v[:m])
+    vad, f1, f2, hz = (np.concatenate(p)[:steps] for p in parts)
+    return level, vad, f1, f2, hz
+
+
 def acoustics(samples: np.ndarray) -> Acoustics:
     """Every acoustic feature of 16 kHz mono speech, normalised per voice.
 
     Args:
         samples: shape = (S,), float32, 16 kHz mono.
     """
-    steps = n_steps(len(samples))
-    loud = loudness_db(samples, steps)
-    vad = speech_probability(samples, steps)
-    f1, f2, hz = formants_and_pitch(samples, steps)
+    loud, vad, f1, f2, hz = measure(samples)
     voiced = np.isfinite(hz) & (loud > LOUDNESS_FLOOR_DB + 1)
     speech = (vad > 0.5) & (loud > LOUDNESS_FLOOR_DB + 1)
     ref = np.percentile(loud[speech], 95) if speech.sum() >= 5 else float(loud.max())

@@ -30,7 +30,6 @@ from dubber.mouth.driver import MouthDriver, SpeechAnalysis
 from dubber.mouth.features import CONTEXT_OFFSETS, CONTEXT_WIDTH, N_FEATURES
 from dubber.mouth.regressor import MouthRegressor
 from dubber.mouth.truth import mouth_truth
-from dubber.mouth.track import VISEMES
 
 log = logging.getLogger(__name__)
 

@@ -90,7 +90,6 @@ def _choose(options: str, before: str | None, after: str | None) -> str:
 def phone_shapes(phones: list[Phone]) -> list[Shape]:
     """Rule 1 and 2: a shape per phone (two per diphthong) plus the bilabial closures."""
     out: list[Shape] = []
-    n = len(phones)
     for i, p in enumerate(phones):
         if p.phone in _DIPHTHONGS:
             cut = p.start + DIPHTHONG_SPLIT * (p.end - p.start)
