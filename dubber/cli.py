@@ -115,6 +115,7 @@ def cli() -> None:
     dub verify-watermark VIDEO        did dubber touch this video? (its face watermark)
     dub prepare VIDEO... -o CORPUS    a training corpus from talking-face videos
     dub train MODEL --corpus CORPUS   train a model; the weights land in weights/
+    dub mouth-shapes AUDIO [--fps F]  the mouth shape of every frame, from speech
     """
 
 
@@ -343,6 +344,48 @@ def probe_command(input_path, as_json):
         click.echo(json.dumps(asdict(info), default=_jsonable, indent=2))
     else:
         click.echo(f"{info.path}: {info.describe()}")
+
+
+@cli.command("mouth-shapes")
+@click.argument("audio_path", metavar="AUDIO")
+@click.option("--fps", type=click.FloatRange(min=0, min_open=True, max=1000),
+              help="Frames per second of the timeline (default 25).")
+@click.option("--video", "video_path", metavar="V",
+              help="Use this video's own frame times (any rate, variable included).")
+@click.option("--format", "fmt", type=click.Choice(["tsv", "json"]), default="tsv",
+              show_default=True, help="Output format.")
+@click.option("-o", "--output", metavar="FILE", help="Write here instead of to stdout.")
+@click.option("--weights", "weights_dir", metavar="DIR",
+              help="Folder with mouth-driver.safetensors (default: $DUBBER_WEIGHTS, else "
+                   "the repository's weights/).")
+@_verbosity
+@_quiet
+def mouth_shapes_command(audio_path, fps, video_path, fmt, output, weights_dir, verbose, quiet):
+    """The mouth track of AUDIO, frame by frame: viseme (Rhubarb's A-H, X), opening, width,
+    rounding (face-mesh units), speech flag and confidence. Any language."""
+    import numpy as np
+
+    from dubber.errors import UsageError
+    from dubber.media.audio import load_audio
+    from dubber.mouth.driver import MouthDriver
+    from dubber.mouth.export import save_track, write_track
+
+    _setup_logging(verbose, quiet)
+    if fps and video_path:
+        raise UsageError("give --fps or --video, not both")
+    samples = load_audio(audio_path)
+    if video_path:
+        from dubber.mouth.truth import video_frame_times
+
+        times = video_frame_times(video_path)
+    else:
+        rate = fps or 25.0
+        times = np.arange(int(np.ceil(len(samples) / 16000 * rate - 1e-9))) / rate
+    track = MouthDriver(weights_dir).track(samples, times)
+    if output:
+        save_track(track, output, fmt, str(audio_path))
+    else:
+        write_track(track, sys.stdout, fmt, str(audio_path))
 
 
 @cli.group("weights")

@@ -233,7 +233,8 @@ def dub_video(
                                           info=info)
         if mouths is not None:
             mouths.plan, mouths.banks = plan_run(info, faces.tracks, audio_path, cfg,
-                                                 progress=bank_progress)
+                                                 progress=bank_progress,
+                                                 weights_dir=weights_dir)
             faces.known = mouths.known_points  # the banks have every dubbed face's mesh
         return models
 

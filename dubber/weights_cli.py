@@ -106,7 +106,9 @@ def describe_preset(preset: str) -> str:
     m = cfg.models
     rows, total = [], 0
     for kind, info in KINDS.items():
-        dims = getattr(m, kind)
+        dims = getattr(m, kind, None)
+        if dims is None:  # not a model of the presets (the mouth driver ships one weight)
+            continue
         n = count_parameters(kind, dims)
         total += n
         note = []

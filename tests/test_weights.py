@@ -111,6 +111,8 @@ def test_manifest_dims_match_the_presets():
     for preset in ("fast", "4k-film"):
         m = load_config(preset).models
         for kind, info in KINDS.items():
+            if not hasattr(m.weights, kind):  # the mouth driver: one weight for every preset
+                continue
             name = getattr(m.weights, kind)
             assert name in entries, f"{preset}: {kind} weights {name!r} not in the manifest"
             e = entries[name]

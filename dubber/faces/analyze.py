@@ -33,6 +33,7 @@ from dubber.faces.tracks_file import Shot, Track, Tracks, Window
 from dubber.faces.yuv import crop_rgb
 from dubber.media.color import ColorSpec
 from dubber.sync.features import MESH_POINTS
+from dubber.mouth.params import mouth_params
 
 if TYPE_CHECKING:
     from dubber.media.probe import VideoInfo
@@ -148,8 +149,11 @@ def analyze_chunks(
         ap = lips_meter.apertures.get(seg.source, {})
         aperture = np.array([ap.get(f, np.nan) for f in range(seg.first, seg.last + 1)])
         lips = _points_array(lips_meter.points.get(seg.source, {}), seg.first, seg.last)
+        mp = lips_meter.mouths.get(seg.source, {})
+        mouth = np.array([mp.get(f, (np.nan,) * 3) for f in range(seg.first, seg.last + 1)],
+                         np.float64).reshape(-1, 3)
         tracks.append(Track(tid, seg.first, seg.last, seg.boxes, seg.scores, aperture,
-                            np.zeros(len(aperture)), lips))
+                            np.zeros(len(aperture)), lips=lips, mouth=mouth))
     frame_times = np.concatenate(times)[:n]
     if select_speakers:
         tracks, shot_list = _select_speakers(tracks, shots, audio, frame_times, fps, cfg,
@@ -168,7 +172,8 @@ def analyze_chunks(
 
 
 class _LipMeter:
-    """Face mesh on a full-resolution crop of each detected face -> lip aperture per frame.
+    """Face mesh on a full-resolution crop of each detected face -> lip aperture and mouth
+    parameters (:func:`dubber.mouth.params.mouth_params`) per frame.
 
     One mesh graph per raw track (:class:`MeshPool`: its tracking state follows the face);
     faces smaller than ``min_side`` pixels are skipped (too small to be re-rendered anyway).
@@ -182,6 +187,7 @@ class _LipMeter:
         self.apertures: dict[int, dict[int, float]] = {}  # raw track -> frame -> aperture
         # raw track -> frame -> the sync model's mesh points, shape (K, 2) float32
         self.points: dict[int, dict[int, np.ndarray]] = {}
+        self.mouths: dict[int, dict[int, tuple]] = {}  # raw track -> frame -> mouth params
 
     def measure(self, k: int, box, chunk: Chunk, i: int, idx: int) -> None:
         x0, y0, x1, y1 = box
@@ -191,6 +197,7 @@ class _LipMeter:
         if pts is not None:
             self.apertures.setdefault(k, {})[idx] = lip_aperture(pts)
             self.points.setdefault(k, {})[idx] = pts[list(MESH_POINTS)].astype(np.float32)
+            self.mouths.setdefault(k, {})[idx] = tuple(float(v) for v in mouth_params(pts))
 
 
 def _points_array(points: dict[int, np.ndarray], first: int, last: int) -> np.ndarray:
@@ -365,6 +372,8 @@ def analyze(
             device=cfg.runtime.device, progress=progress, rotation=info.rotation,
             color=ColorSpec.from_names(info.color.matrix, info.color.range, info.width,
                                        info.height))
+        if audio is not None:
+            result = _calibrate_mouths(result, video, audio)
     finally:
         chunks.close()
         if audio is not None:
@@ -375,6 +384,20 @@ def analyze(
     # run and every later run from the cache or an exported file give the same pixels.
     result = Tracks.from_json(result.to_json())
     return apply_face_choice(result, cfg.faces.face)
+
+
+def _calibrate_mouths(tracks: Tracks, video: str | Path, audio) -> Tracks:
+    """Each speaking actor's mouth calibration on the original audio (dubber.mouth); the
+    analysis goes on without it (with a warning) when the mouth driver cannot run."""
+    from dubber.errors import WeightsError
+    from dubber.mouth.calibrate import calibrate_tracks
+    from dubber.mouth.truth import video_frame_times
+
+    try:
+        return calibrate_tracks(tracks, audio, video_frame_times(video))
+    except WeightsError as exc:
+        log.warning("no mouth calibration: %s", exc)
+        return tracks
 
 
 def open_original_audio(path: str | Path, required: bool = False):

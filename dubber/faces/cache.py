@@ -24,7 +24,8 @@ from dubber.faces.tracks_file import SCHEMA, Tracks
 log = logging.getLogger(__name__)
 
 # Bumped whenever the analysis code changes what it finds for the same input and settings.
-ANALYSIS_VERSION = 2
+ANALYSIS_VERSION = 3  # 2: mesh points for the sync model; 3: mouth parameters and
+# calibrations (the driver)
 
 _WHOLE = 256 << 20
 _BLOCK = 1 << 20

@@ -18,9 +18,13 @@ Schema (``"schema": "dubber.tracks/1"``)::
          "scores": [0.93, ...],        # detector score per frame; 0 = bridged gap
          "aperture": [0.12, ...],      # lip aperture per frame (inner-lip gap / eye
                                        # distance), null where the mesh failed
-         "speaking": [0.61, ...]}      # speaking score per frame: the sync model's
+         "speaking": [0.61, ...],      # speaking score per frame: the sync model's
                                        # confidence that the lips move with the original
                                        # audio at offset ~0 (dubber.sync.speaker), 0 = not
+         "mouth": [[0.12, 0.55, 0.31], ...],  # optional: opening, width, rounding per frame
+                                       # (dubber.mouth.params units), null where unknown
+         "calibration": {...}}         # optional: this actor's mouth calibration
+                                       # (dubber.mouth.calibrate.Calibration.to_json)
       ],
       "shots": [
         {"start": 0, "end": 120,       # inclusive frame range
@@ -33,8 +37,10 @@ Schema (``"schema": "dubber.tracks/1"``)::
 Editing rules (``dub --tracks FILE``): inside a shot, a frame covered by a window is
 re-rendered for that window's track; a shot with an empty ``windows`` list and a
 ``selected_track`` is re-rendered for that track on all of its frames; ``selected_track:
-null`` with no windows leaves the shot untouched. Boxes may be edited too; ``aperture``
-and ``speaking`` are informative only.
+null`` with no windows leaves the shot untouched. Boxes may be edited too; ``aperture``,
+``speaking`` and ``mouth`` are informative only. A ``calibration`` may be edited (its gains
+and offsets) or deleted (it is then fitted again). Files without ``mouth`` or
+``calibration`` (older analyses) stay valid.
 """
 
 from __future__ import annotations
@@ -66,6 +72,10 @@ class Track:
         scores: shape = (n,), float64, detector score (0 on bridged frames).
         aperture: shape = (n,), float64, lip aperture (NaN where unknown).
         speaking: shape = (n,), float64, speaking score (0 when not speaking).
+        mouth: shape = (n, 3), float64, ``opening, width, rounding`` per frame
+            (:mod:`dubber.mouth.params` units, NaN where unknown), or None (older files).
+        calibration: this actor's mouth calibration as JSON
+            (:meth:`dubber.mouth.calibrate.Calibration.to_json`), or None.
         lips: shape = (n, K, 2), float32: the face-mesh points of
             :data:`dubber.sync.features.MESH_POINTS` per frame, full-res coded pixels, NaN
             where the mesh failed; filled by the analysis pass, not stored in the file
@@ -79,6 +89,8 @@ class Track:
     scores: np.ndarray
     aperture: np.ndarray
     speaking: np.ndarray
+    mouth: np.ndarray | None = None
+    calibration: dict[str, Any] | None = None
     lips: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     def __len__(self) -> int:
@@ -95,6 +107,17 @@ class Track:
         """Median box side (geometric mean of width and height), pixels."""
         wh = self.boxes[:, 2:] - self.boxes[:, :2]
         return float(np.median(np.sqrt(np.prod(np.clip(wh, 0, None), axis=1))))
+
+
+def _optional_fields(t: Track) -> dict[str, Any]:
+    """The optional per-track entries, only when the track has them."""
+    out: dict[str, Any] = {}
+    if t.mouth is not None:
+        out["mouth"] = [None if not np.all(np.isfinite(m)) else np.round(m, 4).tolist()
+                        for m in t.mouth]
+    if t.calibration is not None:
+        out["calibration"] = t.calibration
+    return out
 
 
 @dataclass(frozen=True)
@@ -190,6 +213,7 @@ class Tracks:
                     "scores": np.round(t.scores, 3).tolist(),
                     "aperture": [None if np.isnan(a) else round(float(a), 4) for a in t.aperture],
                     "speaking": np.round(t.speaking, 3).tolist(),
+                    **_optional_fields(t),
                 }
                 for t in self.tracks
             ],
@@ -235,7 +259,17 @@ class Tracks:
                 speaking = np.asarray(t.get("speaking", [0.0] * n), np.float64)
                 if n < 1 or not len(boxes) == len(ap) == len(scores) == len(speaking) == n:
                     raise ValueError(f"track {t['id']}: per-frame lists must have {n} entries")
-                tracks.append(Track(int(t["id"]), first, last, boxes, scores, ap, speaking))
+                mouth = None
+                if t.get("mouth") is not None:
+                    mouth = np.array([[np.nan] * 3 if m is None else m for m in t["mouth"]],
+                                     np.float64).reshape(-1, 3)
+                    if len(mouth) != n:
+                        raise ValueError(f"track {t['id']}: mouth must have {n} entries")
+                cal = t.get("calibration")
+                if cal is not None and not isinstance(cal, dict):
+                    raise ValueError(f"track {t['id']}: calibration must be an object")
+                tracks.append(Track(int(t["id"]), first, last, boxes, scores, ap, speaking,
+                                    mouth, cal))
             ids = [t.id for t in tracks]
             if len(set(ids)) != len(ids):
                 raise ValueError("track ids are not unique")

@@ -126,6 +126,18 @@ class GPENDims:
     narrow: float = 1.0  # global width factor (GPEN-BFR-256 uses 0.5)
 
 
+@dataclass(frozen=True)
+class MouthDriverDims:
+    """The mouth driver's regressor: speech features with context -> mouth parameters."""
+
+    n_features: int = 561  # inputs: dubber.mouth.features.N_FEATURES
+    hidden: int = 0  # hidden units of the one hidden layer; 0 = linear (ridge)
+    n_params: int = 3  # outputs: opening, width, rounding (dubber.mouth.params.PARAMS)
+    # The feature layout the weights were fitted on (checked against dubber.mouth.features).
+    context_offsets: tuple[int, ...] = (-15, -10, -5, 0, 5, 10, 15, 20, 25, 30)
+    context_width: int = 5
+
+
 def dims_to_json(dims: Any) -> str:
     """Serialise a dims dataclass for safetensors metadata (values must be JSON types)."""
     return json.dumps(dataclasses.asdict(dims), sort_keys=True)

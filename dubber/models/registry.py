@@ -26,7 +26,8 @@ from safetensors.torch import save_file
 from torch import nn
 
 from dubber.errors import WeightsError
-from dubber.models.dims import (GeneratorDims, GPENDims, LipSyncDims, SyncNetDims, VQGANDims,
+from dubber.models.dims import (GeneratorDims, GPENDims, LipSyncDims, MouthDriverDims,
+                                SyncNetDims, VQGANDims,
                                 dims_from_mapping, dims_to_json)
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,12 @@ def _lip_sync(d: LipSyncDims) -> nn.Module:
     return LipSyncNet(d)
 
 
+def _mouth(d: MouthDriverDims) -> nn.Module:
+    from dubber.mouth.regressor import MouthRegressor
+
+    return MouthRegressor(d)
+
+
 KINDS: dict[str, ModelKind] = {
     k.key: k
     for k in (
@@ -88,6 +95,8 @@ KINDS: dict[str, ModelKind] = {
         ModelKind("gpen", "GPEN", "gpen", GPENDims, _gpen),
         ModelKind("lip_sync", "sync model on face-mesh lips", "sync-model", LipSyncDims,
                   _lip_sync),
+        # Fitted by `python -m dubber.mouth.fit` (see weights/README.md), not `dub train`.
+        ModelKind("mouth_driver", "mouth driver", "mouth-driver", MouthDriverDims, _mouth),
     )
 }
 
@@ -153,6 +162,8 @@ def sha256_file(path: Path) -> str:
 
 def train_hint(kind: str, preset: str = "") -> str:
     """The command that makes a missing weight."""
+    if kind == "mouth_driver":
+        return "python -m dubber.mouth.fit"
     p = f" --preset {preset}" if preset else ""
     return f"dub train {KINDS[kind].train_name} --corpus DIR{p}"
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -67,14 +68,16 @@ def _faded(blend: Blend, ramp: float, row: int, bank: MouthBank) -> PlannedFace:
     return PlannedFace(Blend(tuple(weights), tuple(weights.values()), blend.cost), 1.0)
 
 
-def make_plan(tracks: Tracks, banks: dict[int, MouthBank], dub: MouthTrack,
+def make_plan(tracks: Tracks, banks: dict[int, MouthBank],
+              dub: Callable[[object, np.ndarray], MouthTrack],
               cfg: MouthConfig) -> dict[tuple[int, int], PlannedFace]:
     """(frame, track id) -> what that face shows, for every dubbed face the bank can draw.
 
     Args:
         tracks: the analysis (its speakers are the dubbed faces).
         banks: track id -> bank (from :func:`~dubber.mouth.bank.build_banks`).
-        dub: the driver's mouth track of the dub, one entry per video frame.
+        dub: (track, frame numbers) -> the dub's mouth track at those frames for that
+            actor (:meth:`dubber.mouth.target.DubMouths.for_track`).
         cfg: the mouth settings.
 
     Faces absent from the plan (no mesh on that frame, no close bank frame) are left to the
@@ -99,8 +102,7 @@ def make_plan(tracks: Tracks, banks: dict[int, MouthBank], dub: MouthTrack,
             fill = np.interp(np.arange(len(win)), np.flatnonzero(ok), idx[ok]).round().astype(int)
             pose, colour = bank.pose[fill], bank.colour[fill]
             scale = face_scale(bank.points[fill].astype(np.float64))
-            sub = MouthTrack(dub.times[win], dub.viseme[win], dub.params[win], dub.speech[win],
-                             dub.confidence[win])
+            sub = dub(tracks.track(tid), win)
             blends = choose(bank, actor_targets(sub, bank), pose, colour, win, cfg, scale)
             ramp = fade_weights(len(win), cfg.fade)
             for f, blend, a, row in zip(win.tolist(), blends, ramp, rows):
@@ -111,7 +113,7 @@ def make_plan(tracks: Tracks, banks: dict[int, MouthBank], dub: MouthTrack,
     return plan
 
 
-def plan_run(info, tracks: Tracks, dub_path, cfg, progress=None
+def plan_run(info, tracks: Tracks, dub_path, cfg, progress=None, weights_dir=None
              ) -> tuple[dict[tuple[int, int], PlannedFace], dict[int, MouthBank]]:
     """Banks and plan of one render: the dubbed tracks' banks (cached), the dub's mouth
     track at every frame's own timestamp, and :func:`make_plan`.
@@ -122,12 +124,12 @@ def plan_run(info, tracks: Tracks, dub_path, cfg, progress=None
         dub_path: the dub track.
         cfg: the run's :class:`~dubber.config.Config`.
         progress: called with frames done while the banks are built.
+        weights_dir: where the driver's weights are (default: the weights folder).
     """
-    from dubber.media.audio import AudioTrack
     from dubber.media.color import ColorSpec
     from dubber.media.probe import frame_times
     from dubber.mouth.bank import build_banks
-    from dubber.mouth.target import dub_mouth_track
+    from dubber.mouth.target import DubMouths
 
     ids = {t for f in range(tracks.frame_count) for t in tracks.speakers_at(f)}
     if not ids:
@@ -135,7 +137,5 @@ def plan_run(info, tracks: Tracks, dub_path, cfg, progress=None
     color = ColorSpec.from_names(info.color.matrix, info.color.range, info.width, info.height)
     banks = build_banks(info, tracks, ids, cfg.mouth.bank_frames, color,
                         chunk_frames=cfg.media.chunk_frames, progress=progress)
-    times = frame_times(info)
-    with AudioTrack(dub_path, sample_rate=16000) as dub:
-        mouth = dub_mouth_track(dub, times)
-    return make_plan(tracks, banks, mouth, cfg.mouth), banks
+    mouths = DubMouths(dub_path, frame_times(info), weights_dir)
+    return make_plan(tracks, banks, mouths.for_track, cfg.mouth), banks

@@ -1,7 +1,8 @@
 """The target mouth of every dubbed frame, in the actor's own units.
 
-The driver (speech -> :class:`~dubber.mouth.track.MouthTrack`) says what any mouth does
-for the dub; :func:`actor_targets` maps that onto this actor: the opening through the
+The driver (speech -> :class:`~dubber.mouth.track.MouthTrack`, :class:`DubMouths`) says
+what a mouth does for the dub (this actor's, when the analysis calibrated the driver on
+the actor's original lines); :func:`actor_targets` maps that onto the actor's own bank: the opening through the
 actor's own distribution of openings in the bank (quantile mapping: the driver's quiet
 and wide frames become this actor's closed and widest mouths), and width and rounding as
 this actor moves them with the opening (a least-squares line over the bank), shifted by
@@ -13,41 +14,37 @@ from __future__ import annotations
 import numpy as np
 
 from dubber.mouth.bank import MouthBank
-from dubber.mouth.track import VISEMES, MouthTrack
+from dubber.mouth.track import MouthTrack
 
 REST_QUANTILE = 0.05  # the actor's closed mouth: this quantile of the bank's openings
 
 
-def envelope_track(audio, sample_rate: int, times: np.ndarray) -> MouthTrack:
-    """A mouth track from the dub's loudness alone (speech band): the stand-in driver.
+class DubMouths:
+    """The dub's mouth for each dubbed actor: the driver's mouth track of the dub
+    (:class:`~dubber.mouth.driver.MouthDriver`: phones, voice activity, formants, timing
+    rules), through the actor's calibration when the analysis fitted one.
 
-    Opening follows the speech envelope (dB above the track's noise floor, scaled to its
-    loud speech), smoothed over ~70 ms; width and rounding stay at 0 (the actor's own
-    line decides them).
+    Args:
+        dub_path: the dub track (any file with an audio stream).
+        times: shape = (N,): every video frame's presentation time in seconds.
+        weights_dir: where the driver's weights are (default: the weights folder).
     """
-    from dubber.faces.speaker import speech_envelope
 
-    env = speech_envelope(audio, sample_rate, times)
-    floor = np.percentile(env, 10)
-    peak = np.percentile(env, 95)
-    level = np.clip((env - floor - 6.0) / max(peak - floor - 6.0, 1e-6), 0.0, 1.0)
-    if len(times) > 1:
-        fps = 1.0 / max(float(np.median(np.diff(times))), 1e-6)
-        k = max(1, int(round(0.07 * fps)))
-        level = np.convolve(np.pad(level, k, mode="edge"), np.ones(2 * k + 1) / (2 * k + 1),
-                            mode="same")[k:-k]
-    speech = level > 0.1
-    viseme = np.where(speech, VISEMES.index("C"), VISEMES.index("X")).astype(np.uint8)
-    params = np.zeros((len(times), 3), np.float32)
-    params[:, 0] = level
-    return MouthTrack(np.asarray(times, np.float64), viseme, params, speech,
-                      np.where(speech, 0.5, 1.0).astype(np.float32))
+    def __init__(self, dub_path, times: np.ndarray, weights_dir=None) -> None:
+        from dubber.media.audio import load_audio
+        from dubber.mouth.driver import MouthDriver
 
+        self.times = np.asarray(times, np.float64)
+        self.driver = MouthDriver(weights_dir)
+        self.analysis = self.driver.analyse(load_audio(dub_path, sample_rate=16000))
 
-def dub_mouth_track(audio, times: np.ndarray) -> MouthTrack:
-    """The driver's mouth track of the dub (an :class:`~dubber.media.audio.AudioTrack` at
-    16 kHz) at the frames' presentation ``times`` (seconds)."""
-    return envelope_track(audio, 16000, times)
+    def for_track(self, track, frames: np.ndarray) -> MouthTrack:
+        """The dub's mouth track at ``frames`` (frame numbers) for the actor of ``track``
+        (a :class:`~dubber.faces.tracks_file.Track`)."""
+        from dubber.mouth.calibrate import track_calibration
+
+        return self.driver.track(self.analysis, self.times[np.asarray(frames)],
+                                 calibration=track_calibration(track))
 
 
 def actor_targets(track: MouthTrack, bank: MouthBank) -> np.ndarray:

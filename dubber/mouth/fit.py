@@ -1,0 +1,206 @@
+"""Fit the driver's regressor on talking-head videos and publish it to the weights folder.
+
+    python -m dubber.mouth.fit [VIDEO ...] [--hold-out NAME ...] [--weights DIR]
+                               [--cache DIR] [--lam L] [--dry-run]
+
+Ground truth is the speaking face's mouth parameters from the analysis pass (face mesh,
+:mod:`dubber.mouth.truth`); inputs are the driver's speaker- and language-independent
+features of the video's own audio. Targets are standardised per video (the regressor
+learns how mouths move, not whose mouth it is). Each video's audio-to-picture offset
+(muxing delays of up to a few frames are common in downloaded clips) is estimated by
+cross-validation and removed before the final fit, within +-``MAX_SHIFT``. The fit is a
+ridge regression (closed form, seconds on a CPU). Default videos: every
+``../shared/media/corpus`` video except the held-out ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dubber.media.audio import load_audio
+from dubber.models.dims import MouthDriverDims
+from dubber.mouth.driver import MouthDriver, SpeechAnalysis
+from dubber.mouth.features import CONTEXT_OFFSETS, CONTEXT_WIDTH, N_FEATURES
+from dubber.mouth.regressor import MouthRegressor
+from dubber.mouth.truth import mouth_truth
+
+log = logging.getLogger(__name__)
+
+REPO = Path(__file__).resolve().parents[2]
+CORPUS = REPO.parent / "shared" / "media" / "corpus"
+HOLD_OUT = ("congress_en_256_60s", "anchor_de_512_20s")
+LAMBDA = 10000.0  # ridge penalty on standardised features (about 15k training frames)
+MAX_SHIFT = 0.2  # s: the largest audio-to-picture offset removed from a training video
+SHIFT_STEP = 0.02  # s
+
+
+@dataclass
+class Clip:
+    """One video's audio analysis and its speaking face's mouth, per frame."""
+
+    name: str
+    times: np.ndarray  # (N,) seconds
+    truth: np.ndarray  # (N, 3) mouth params, NaN where unknown
+    analysis: SpeechAnalysis
+
+
+def prepare(video: str | Path, driver: MouthDriver, cache_dir: str | Path | None = None) -> Clip:
+    """Analyse a video's picture (face mesh, cached) and its own audio."""
+    times, truth = mouth_truth(video, cache_dir=cache_dir)
+    analysis = driver.analyse(load_audio(video))
+    return Clip(Path(video).stem, times, truth, analysis)
+
+
+def _standardise(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    ok = np.all(np.isfinite(y), 1)
+    z = (y - y[ok].mean(0)) / (y[ok].std(0) + 1e-6)
+    return z, ok
+
+
+def _corr(a: np.ndarray, b: np.ndarray) -> float:
+    ok = np.isfinite(a) & np.isfinite(b)
+    if ok.sum() < 3 or np.std(a[ok]) == 0 or np.std(b[ok]) == 0:
+        return float("nan")
+    return float(np.corrcoef(a[ok], b[ok])[0, 1])
+
+
+def ridge(clips: list[Clip], driver: MouthDriver, shifts: dict[str, float], lam: float):
+    """Closed-form ridge on standardised features; returns (mean, std, W (D, 3))."""
+    xs, ys = [], []
+    for c in clips:
+        z, ok = _standardise(c.truth)
+        xs.append(driver.features(c.analysis, c.times + shifts.get(c.name, 0.0))[ok])
+        ys.append(z[ok])
+    x = np.concatenate(xs).astype(np.float64)
+    y = np.concatenate(ys)
+    mu, sd = x.mean(0), x.std(0) + 1e-3
+    mu[-1], sd[-1] = 0.0, 1.0  # the constant column
+    xn = (x - mu) / sd
+    w = np.linalg.solve(xn.T @ xn + lam * np.eye(x.shape[1]), xn.T @ y)
+    return mu, sd, w
+
+
+def _predict(fit, x: np.ndarray) -> np.ndarray:
+    mu, sd, w = fit
+    return ((x - mu) / sd) @ w
+
+
+def best_shift(fit, clip: Clip, driver: MouthDriver) -> float:
+    """The audio offset (s) at which ``fit`` predicts ``clip``'s opening best."""
+    best = (-2.0, 0.0)
+    for sh in np.arange(-MAX_SHIFT, MAX_SHIFT + 1e-9, SHIFT_STEP):
+        r = _corr(_predict(fit, driver.features(clip.analysis, clip.times + sh))[:, 0],
+                  clip.truth[:, 0])
+        if r > best[0]:
+            best = (r, float(sh))
+    return best[1]
+
+
+def fit_regressor(clips: list[Clip], driver: MouthDriver, lam: float = LAMBDA,
+                  align: bool = True) -> tuple[MouthRegressor, dict]:
+    """Fit on ``clips``; returns the regressor and its figures (leave-one-video-out r)."""
+    shifts: dict[str, float] = {}
+    if align and len(clips) > 2:
+        for _ in range(2):
+            shifts = {c.name: best_shift(ridge([o for o in clips if o is not c], driver,
+                                               shifts, lam), c, driver) for c in clips}
+        log.info("audio offsets removed: %s", {k: round(v, 2) for k, v in shifts.items()})
+    lovo = []
+    if len(clips) > 2:
+        for c in clips:
+            f = ridge([o for o in clips if o is not c], driver, shifts, lam)
+            p = _predict(f, driver.features(c.analysis, c.times))
+            lovo.append([_corr(p[:, i], c.truth[:, i]) for i in range(3)])
+    mu, sd, w = ridge(clips, driver, shifts, lam)
+    # Ridge shrinks towards the mean: give the predictions the swing of real mouths (unit
+    # spread per video), so that rule-made closures are not outliers against them.
+    spread = np.mean([_predict((mu, sd, w), driver.features(c.analysis, c.times)).std(0)
+                      for c in clips], 0)
+    w = w / np.maximum(spread, 1e-3)
+    model = MouthRegressor(MouthDriverDims(N_FEATURES, 0, 3, CONTEXT_OFFSETS, CONTEXT_WIDTH))
+    means = np.array([np.nanmean(c.truth, 0) for c in clips])
+    stds = np.array([np.nanstd(c.truth, 0) for c in clips])
+    rest = _rest(clips, driver)
+    with torch.no_grad():
+        model.in_mean.copy_(torch.from_numpy(mu))
+        model.in_std.copy_(torch.from_numpy(sd))
+        model.out_mean.copy_(torch.from_numpy(means.mean(0)))
+        model.out_std.copy_(torch.from_numpy(stds.mean(0)))
+        model.rest.copy_(torch.from_numpy(rest))
+        model.net.weight.copy_(torch.from_numpy(w.T))
+        model.net.bias.zero_()
+    figures = {"frames": int(sum(np.all(np.isfinite(c.truth), 1).sum() for c in clips)),
+               "videos": len(clips)}
+    if lovo:
+        m = np.nanmean(lovo, 0)
+        figures.update({"lovo_r_opening": round(float(m[0]), 3),
+                        "lovo_r_width": round(float(m[1]), 3),
+                        "lovo_r_rounding": round(float(m[2]), 3)})
+    figures["offsets_s"] = {k: round(v, 2) for k, v in shifts.items()}
+    return model.eval(), figures
+
+
+def _rest(clips: list[Clip], driver: MouthDriver) -> np.ndarray:
+    """The mouth at rest: opening of a shut mouth (each video's 5th percentile), width and
+    rounding in silence (each video's mean over frames the rules call X), averaged."""
+    out = []
+    for c in clips:
+        shut = np.nanpercentile(c.truth[:, 0], 5)
+        step = np.clip(np.rint(c.times * 100).astype(int), 0, len(c.analysis.speech) - 1)
+        silent = ~c.analysis.speech[step] & np.all(np.isfinite(c.truth), 1)
+        wr = c.truth[silent, 1:].mean(0) if silent.sum() >= 5 else np.nanmean(c.truth[:, 1:], 0)
+        out.append([shut, *wr])
+    return np.mean(out, 0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m dubber.mouth.fit",
+                                 description=__doc__.split("\n")[0])
+    ap.add_argument("videos", nargs="*", help="talking-head videos (default: the corpus)")
+    ap.add_argument("--hold-out", nargs="*", default=list(HOLD_OUT),
+                    help="video names (stems) never fitted on")
+    ap.add_argument("--weights", default=None, help="weights folder to publish into")
+    ap.add_argument("--cache", default=None, help="analysis cache folder")
+    ap.add_argument("--lam", type=float, default=LAMBDA)
+    ap.add_argument("--dry-run", action="store_true", help="fit and print, publish nothing")
+    a = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    videos = [Path(v) for v in a.videos] or sorted(CORPUS.glob("*.mp4"))
+    videos = [v for v in videos if v.stem not in set(a.hold_out)]
+    if not videos:
+        print("no videos to fit on", file=sys.stderr)
+        return 2
+    driver = MouthDriver(regressor=MouthRegressor(MouthDriverDims()))
+    clips = []
+    for v in videos:
+        log.info("analysing %s", v.name)
+        clips.append(prepare(v, driver, a.cache))
+    model, figures = fit_regressor(clips, driver, a.lam)
+    for k, v in figures.items():
+        print(f"{k}: {v}")
+    if a.dry_run:
+        return 0
+    from dubber.models.registry import resolve_weights_dir
+    from dubber.mouth.driver import WEIGHTS_NAME
+    from dubber.train.publish import publish
+
+    folder = resolve_weights_dir(a.weights)
+    names = ", ".join(v.stem for v in videos)
+    trained_on = (f"{len(videos)} talking-head videos ({names}), "
+                  f"{figures['frames']} frames; held out: {', '.join(a.hold_out)}; ridge lambda "
+                  f"{a.lam:g}; command: python -m dubber.mouth.fit")
+    entry = publish(model, "mouth_driver", WEIGHTS_NAME, folder, trained_on, figures,
+                    dtype="fp32")
+    print(f"wrote {folder / entry.file} (sha256 {entry.sha256[:12]}...)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

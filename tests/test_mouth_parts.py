@@ -1,0 +1,98 @@
+"""The driver's parts on their own: phones, acoustics, features, the analysis pass's
+mouth parameters and calibration."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from dubber.media.audio import load_audio
+from dubber.mouth import acoustics as ac
+from dubber.mouth.features import N_BASE, N_FEATURES, frame_features, step_features
+from dubber.mouth.phones import PHONES, VOWELS, PhoneRecogniser, phone_steps
+from tests.helpers import CLIPS, SPEECH
+
+needs_speech = pytest.mark.skipif(not SPEECH.is_dir(), reason="../shared/media is not present")
+
+
+@pytest.fixture(scope="module")
+def speech():
+    """en_radio_8s, then 1 s of digital silence."""
+    x = load_audio(SPEECH / "en_radio_8s.wav")
+    return np.concatenate([x, np.zeros(16000, np.float32)])
+
+
+@needs_speech
+def test_phones_cover_the_speech_and_call_silence_silence(speech):
+    phones = PhoneRecogniser().phones(speech)
+    assert all(p.phone in PHONES for p in phones)
+    assert all(a.end <= b.start + 1e-9 for a, b in zip(phones, phones[1:]))
+    talk = [p for p in phones if p.end <= 8.0]
+    assert len(talk) > 40 and sum(p.phone in VOWELS for p in talk) > 15
+    assert [p.phone for p in phones if p.start >= 8.1] in ([], ["SIL"])
+    ids = phone_steps(phones, 900)
+    assert ids.shape == (900,) and ids[-50:].tolist() == [0] * 50
+
+
+@needs_speech
+def test_acoustics_are_per_voice_and_restore_torch_threads(speech):
+    torch.set_num_threads(2)
+    a = ac.acoustics(speech)
+    assert torch.get_num_threads() == 2  # Silero sets 1 at import and when it runs
+    n = ac.n_steps(len(speech))
+    assert len(a) == n and all(len(getattr(a, f)) == n for f in
+                               ("loudness", "vad", "f1", "f2", "voiced", "pitch", "level"))
+    talk, quiet = slice(0, 790), slice(820, n)
+    assert a.vad[talk].mean() > 0.6 and a.vad[quiet].max() < 0.2
+    assert a.level[quiet].max() == ac.LOUDNESS_FLOOR_DB
+    assert a.voiced[talk].mean() > 0.3 and a.voiced[quiet].max() == 0
+    voiced = a.voiced > 0
+    assert abs(np.mean(a.f1[voiced])) < 0.5 and 0.5 < np.std(a.f1[voiced]) < 1.5  # z-scores
+    # the same voice twice as loud has the same normalised features
+    b = ac.acoustics(speech * 0.5)
+    heard = a.level > -60  # (the absolute floor clips the quietest steps)
+    assert np.allclose(a.loudness[heard], b.loudness[heard], atol=0.5)
+    assert np.allclose(a.f1[heard], b.f1[heard], atol=0.05)
+
+
+@needs_speech
+def test_features_read_at_a_frame_time_are_those_of_its_steps(speech):
+    a = ac.acoustics(speech[:32000])
+    steps = step_features(np.zeros(len(a), np.int16), a, np.zeros(len(a), np.int16))
+    assert steps.shape == (len(a), N_BASE)
+    x = frame_features(steps, np.array([0.5, 0.5, 1.0, 30.0]))
+    assert x.shape == (4, N_FEATURES) and np.array_equal(x[0], x[1])
+    assert not np.array_equal(x[0], x[2])
+    # far outside the audio: the features of silence (phone SIL, loudness floor)
+    assert x[3, 0] == 1.0 and x[3, len(PHONES)] == -4.0
+
+
+@pytest.mark.skipif(not CLIPS.is_dir(), reason="../shared/media is not present")
+def test_the_analysis_pass_measures_mouths_and_calibrates_the_speaker(tmp_path):
+    from dubber.config import load_config
+    from dubber.faces.analyze import analyze
+    from dubber.mouth.calibrate import track_calibration
+
+    tracks = analyze(CLIPS / "man_map_844_en.mp4", load_config("fast"), cache_dir=tmp_path)
+    speaker = tracks.track(tracks.shots[0].selected_track)
+    ok = np.all(np.isfinite(speaker.mouth), 1)
+    assert ok.mean() > 0.9
+    assert np.allclose(speaker.mouth[ok, 0], speaker.aperture[ok], atol=0.03)
+    assert 0.4 < np.median(speaker.mouth[ok, 1]) < 0.8  # width in eye distances
+    cal = track_calibration(speaker)
+    assert cal is not None and cal.frames > 100 and cal.fit_r[0] > 0.3
+    assert abs(cal.rest[0] - np.percentile(speaker.mouth[ok, 0], 5)) < 1e-3
+
+
+@needs_speech
+def test_the_recogniser_never_loses_its_search():
+    """A lost search shows as one phone held for seconds (narrow beams did this on Chinese
+    news: 8 s as 4 phones)."""
+    rec = PhoneRecogniser()
+    for name in ("zh_news_8s.wav", "en_jfk.flac", "hi_news_22s.wav"):
+        x = load_audio(SPEECH / name)
+        phones = rec.phones(x)
+        longest = max(p.end - p.start for p in phones if p.phone != "SIL")
+        assert longest < 1.0, (name, longest)
+        assert len(phones) > 5 * len(x) / 16000, name  # at least 5 phones a second
