@@ -129,11 +129,12 @@ def montage(clip: str, out: Path, frames: list[int], boxes: list, path: str) -> 
             return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
 
     a, b = rgb(clip), rgb(out)
-    pick = np.linspace(0, len(frames) - 1, 4).round().astype(int)
+    edge = min(5, max(len(frames) // 8, 0))  # past the fade in and out of the new mouth
+    pick = np.linspace(edge, len(frames) - 1 - edge, 4).round().astype(int)
     rows = []
     for k in pick:
         f, (x0, y0, x1, y1) = frames[k], boxes[k]
-        s = int(2.2 * max(x1 - x0, y1 - y0))
+        s = int(1.6 * max(x1 - x0, y1 - y0))
         cx, cy = (x0 + x1) // 2, (y0 + y1) // 2
         ys, xs = max(cy - s // 2, 0), max(cx - s // 2, 0)
         pair = np.concatenate([a[f][ys:ys + s, xs:xs + s], b[f][ys:ys + s, xs:xs + s]], 1)
