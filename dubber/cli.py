@@ -140,13 +140,19 @@ def cli() -> None:
               help="Fail if the dub and the picture differ by more than one frame.")
 @click.option("--weights", "weights_dir", metavar="DIR",
               help="Folder of trained weights (default: $DUBBER_WEIGHTS, else weights/).")
+@click.option("--resume", is_flag=True,
+              help="Continue a killed run of the same command from its first missing "
+                   "segment (and keep the finished segments if this run stops too).")
+@click.option("--segment-seconds", type=click.FloatRange(min=0),
+              help="Seconds per resumable segment (default 10; 0: one encode, no resume).")
 @_face_option
 @_tracks_option
 @_verbosity
 @_quiet
 def run_command(input_path, audio_path, output, force, preset, device, passthrough,
                 chunk_frames, codec, crf, speed, keep_original_audio, dub_language,
-                strict_length, weights_dir, face, tracks_file, verbose, quiet):
+                strict_length, weights_dir, resume, segment_seconds, face, tracks_file,
+                verbose, quiet):
     """Dub INPUT with the DUB track: the whole picture is re-encoded, frame for frame."""
     from dubber.pipeline import dub_video
 
@@ -155,7 +161,8 @@ def run_command(input_path, audio_path, output, force, preset, device, passthrou
         "media": {"chunk_frames": chunk_frames},
         "encode": {"codec": codec, "crf": crf, "speed": speed, "keep_original_audio": keep_original_audio,
                    "dub_language": dub_language, "strict_length": strict_length},
-        "runtime": {"device": device, "passthrough": passthrough},
+        "runtime": {"device": device, "passthrough": passthrough,
+                    "segment_seconds": segment_seconds},
         "faces": {"face": face},
     })
     bar: list[tqdm] = []
@@ -170,7 +177,7 @@ def run_command(input_path, audio_path, output, force, preset, device, passthrou
         result = dub_video(input_path, audio_path, output, cfg, weights_dir=weights_dir,
                            tracks_file=tracks_file, force=force,
                            progress=lambda n: bar[0].update(n), on_start=on_start,
-                           analysis_progress=analysis)
+                           analysis_progress=analysis, resume=resume)
     finally:
         analysis.close()
         if bar:

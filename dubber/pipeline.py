@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
+from dubber import segments
 from dubber.chunk import Chunk
 from dubber.config import Config
 from dubber.errors import InputError, OutputError, UsageError
@@ -37,6 +38,9 @@ class RenderResult:
     video_duration: float  # seconds
     dub_duration: float  # seconds of the dub track as given
     audio_action: str  # "none", "padded" or "cut": what the length policy did
+    # Per segment of a resumable render: {"idx", "frames", "starts", "renders", "seconds"}
+    # (renders: times it was finished, over this run and the killed ones it resumed).
+    segments: tuple = ()
 
 
 def default_output(input_path: Path, cfg: Config) -> Path:
@@ -106,6 +110,9 @@ def render(
     progress: Callable[[int], None] | None = None,
     on_start: Callable[[VideoInfo], None] | None = None,
     setup: Callable[[VideoInfo], object] | None = None,
+    resume: bool = False,
+    keep_parts: bool | None = None,
+    identity: dict | None = None,
 ) -> RenderResult:
     """Dub one video: every frame through ``stages``, the dub track muxed in.
 
@@ -122,6 +129,10 @@ def render(
         setup: called with the probed input once the inputs and output are checked (so a
             bad input is reported before, say, a missing weight); what it returns replaces
             ``models``.
+        resume: keep the finished segments of an earlier, killed run (``dub --resume``);
+            without it whatever such a run left is removed first.
+        keep_parts: keep the finished segments when this run fails (default: ``resume``).
+        identity: what else the pixels depend on (tracks file, weights), for resuming.
 
     Raises:
         InputError, UsageError, OutputError: bad input or arguments (nothing is written).
@@ -140,38 +151,54 @@ def render(
             models = setup(info)
         if on_start is not None:
             on_start(info)
-        # 2. Decode -> stages -> encode, overlapped.
-        with VideoWriter(plan) as writer:
-            chunks = read_chunks(info, cfg.media.chunk_frames, analysis_scale=0.0, full=True,
-                                 queue_depth=cfg.media.queue_depth,
-                                 threads=cfg.media.decode_threads,
-                                 chunk_megabytes=cfg.media.chunk_megabytes)
-            with closing(chunks):
-                color = ColorSpec.from_names(info.color.matrix, info.color.range, info.width,
-                                             info.height)
-                written = _run_chunks(chunks, stages, models, cfg, dub, color, writer,
-                                      progress)
+        color = ColorSpec.from_names(info.color.matrix, info.color.range, info.width,
+                                     info.height)
+
+        def process(chunk: Chunk) -> Chunk:
+            return _process(chunk, stages, models, cfg, dub, color)
+
+        keep = resume if keep_parts is None else keep_parts
+        with segments.OutputClaim(out, resume, keep) as claim:
+            # 2. Decode -> stages -> encode, overlapped; 3. publish atomically.
+            if segments.resumable(cfg):  # segments joined losslessly
+                written = segments.render_segments(
+                    plan, info, cfg, claim, process,
+                    lambda: segments.reset_state(stages, models), progress, identity)
+                seg_rows = tuple(claim.state.rows())
+            else:
+                written, seg_rows = _render_once(plan, info, cfg, process, progress), ()
             if written != info.frame_count:
                 raise InputError(f"{input_path} is truncated or corrupt: {written} of "
                                  f"{info.frame_count} frames could be decoded")
-            # 3. Publish atomically.
+    return RenderResult(out, written, float(info.duration), dub.duration, action, seg_rows)
+
+
+def _render_once(plan, info, cfg, process, progress) -> int:
+    with VideoWriter(plan) as writer:
+        chunks = read_chunks(info, cfg.media.chunk_frames, analysis_scale=0.0, full=True,
+                             queue_depth=cfg.media.queue_depth,
+                             threads=cfg.media.decode_threads,
+                             chunk_megabytes=cfg.media.chunk_megabytes)
+        written = 0
+        with closing(chunks):
+            for chunk in chunks:
+                writer.write(process(chunk))
+                written += len(chunk)
+                if progress is not None:
+                    progress(len(chunk))
+        if written == info.frame_count:
             writer.finish()
-    return RenderResult(out, written, float(info.duration), dub.duration, action)
-
-
-def _run_chunks(chunks, stages, models, cfg, dub, color, writer, progress) -> int:
-    written = 0
-    for chunk in chunks:
-        chunk.extra["audio"] = dub
-        chunk.extra["color"] = color
-        for stage in stages:
-            chunk = stage(chunk, models, cfg)
-        chunk.extra.pop("audio", None)
-        writer.write(chunk)
-        written += len(chunk)
-        if progress is not None:
-            progress(len(chunk))
     return written
+
+
+def _process(chunk, stages, models, cfg, dub, color) -> Chunk:
+    """One chunk through the stages (frames changed in place)."""
+    chunk.extra["audio"] = dub
+    chunk.extra["color"] = color
+    for stage in stages:
+        chunk = stage(chunk, models, cfg)
+    chunk.extra.pop("audio", None)
+    return chunk
 
 
 def set_cpu_threads(threads: int) -> int:
@@ -194,6 +221,8 @@ def dub_video(
     progress: Callable[[int], None] | None = None,
     on_start: Callable[[VideoInfo], None] | None = None,
     analysis_progress: Callable[[int], None] | None = None,
+    resume: bool = False,
+    keep_parts: bool | None = None,
 ) -> RenderResult:
     """The whole product on one title: analysis -> model stages -> paste -> encode.
 
@@ -206,9 +235,11 @@ def dub_video(
     With ``cfg.runtime.passthrough`` steps 2-4 are skipped and the picture is re-encoded
     unchanged. Arguments as in :func:`render`; ``weights_dir`` as ``--weights``.
     """
+    resumable = dict(resume=resume, keep_parts=keep_parts,
+                     identity=segments.run_identity(tracks_file, weights_dir))
     if cfg.runtime.passthrough:
         return render(input_path, audio_path, output, cfg, force=force, progress=progress,
-                      on_start=on_start)
+                      on_start=on_start, **resumable)
     from dubber.faces.analyze import tracks_for_run
     from dubber.faces.select import FacesStage
     from dubber.models.build import build_models
@@ -230,6 +261,7 @@ def dub_video(
 
     try:
         return render(input_path, audio_path, output, cfg, stages=(faces, *MODEL_STAGES),
-                      force=force, progress=progress, on_start=on_start, setup=setup)
+                      force=force, progress=progress, on_start=on_start, setup=setup,
+                      **resumable)
     finally:
         faces.close()
