@@ -112,6 +112,7 @@ def cli() -> None:
     dub weights list|verify|describe  trained weights and the models of a preset
     dub prepare VIDEO... -o CORPUS    a training corpus from talking-face videos
     dub train MODEL --corpus CORPUS   train a model; the weights land in weights/
+    dub batch MANIFEST                every episode of a season (dub batch status MANIFEST)
     """
 
 
@@ -187,6 +188,89 @@ def run_command(input_path, audio_path, output, force, preset, device, passthrou
                 "none": ""}[result.audio_action]
         click.echo(f"wrote {result.output} ({result.frames} frames, "
                    f"{result.video_duration:.3f} s{note})")
+
+
+class _BatchGroup(click.Group):
+    """``dub batch MANIFEST`` runs it; ``dub batch status MANIFEST`` reports."""
+
+    def parse_args(self, ctx, args):
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+_state_option = click.option(
+    "--state", metavar="PATH", help="Job state file or folder (default: MANIFEST.batch.sqlite "
+                                    "beside the manifest).")
+
+
+@cli.group("batch", cls=_BatchGroup)
+def batch_group() -> None:
+    """Dub a season: every episode of a YAML manifest, resumably.
+
+    \b
+    dub batch MANIFEST [--workers N] [--backend local|ray] [--address ADDR]
+    dub batch status MANIFEST [--json]
+    """
+
+
+@batch_group.command("run")
+@click.argument("manifest_path", metavar="MANIFEST")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Episodes rendered at the same time.")
+@click.option("--backend", type=click.Choice(["local", "ray"]), default="local",
+              show_default=True, help="Worker processes here, or Ray tasks.")
+@click.option("--address", metavar="ADDR", help="An existing Ray cluster (with --backend ray).")
+@_state_option
+@_verbosity
+@_quiet
+def batch_run(manifest_path, workers, backend, address, state, verbose, quiet):
+    """Render every episode of MANIFEST not yet done; print a JSON summary."""
+    from dubber.batch import run_batch, state_path
+    from dubber.manifest import load_manifest
+
+    _setup_logging(verbose, quiet)
+    if address and backend != "ray":
+        raise click.UsageError("--address needs --backend ray")
+    manifest = load_manifest(manifest_path)
+
+    def on_result(res):
+        if quiet:
+            return
+        what = (f"done in {res['seconds']:.1f} s" if res["ok"]
+                else f"failed: {res['error']}")
+        click.echo(f"dub: {res['name']}: {what}", err=True)
+
+    summary = run_batch(manifest, state_path(manifest.path, state), workers, backend, address,
+                        on_result=on_result)
+    click.echo(json.dumps(summary.to_json(), indent=2))
+    return 1 if summary.failed else 0
+
+
+@batch_group.command("status")
+@click.argument("manifest_path", metavar="MANIFEST")
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
+@_state_option
+def batch_status_command(manifest_path, as_json, state):
+    """Where each episode of MANIFEST stands."""
+    from dubber.batch import batch_status, state_path
+    from dubber.manifest import load_manifest
+
+    manifest = load_manifest(manifest_path, check_files=False)
+    rows = batch_status(manifest, state_path(manifest.path, state))
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        line = f"{r['name']:<16} {r['status']:<8}"
+        if r.get("progress"):
+            p = r["progress"]
+            line += f" {p['segments_done']}/{p['segments']} segments"
+        if r["seconds"] is not None:
+            line += f" {r['seconds']:.1f} s"
+        if r["error"]:
+            line += f"  {r['error']}"
+        click.echo(line)
 
 
 @cli.command("inspect")
