@@ -223,6 +223,8 @@ def dub_video(
     analysis_progress: Callable[[int], None] | None = None,
     resume: bool = False,
     keep_parts: bool | None = None,
+    adapt_tracks: Callable | None = None,
+    pre_stages: Sequence[Stage] = (),
 ) -> RenderResult:
     """The whole product on one title: analysis -> model stages -> paste -> encode.
 
@@ -233,7 +235,9 @@ def dub_video(
        window, decoded, restored (GPEN, if enabled), pasted back; encoded and muxed.
 
     With ``cfg.runtime.passthrough`` steps 2-4 are skipped and the picture is re-encoded
-    unchanged. Arguments as in :func:`render`; ``weights_dir`` as ``--weights``.
+    unchanged. Arguments as in :func:`render`; ``weights_dir`` as ``--weights``;
+    ``adapt_tracks`` changes the analysis before the render (per-character stems choose
+    their faces there) and ``pre_stages`` run between the faces and the model stages.
     """
     resumable = dict(resume=resume, keep_parts=keep_parts,
                      identity=segments.run_identity(tracks_file, weights_dir))
@@ -257,10 +261,12 @@ def dub_video(
         if not tracks_file:
             faces.tracks = tracks_for_run(input_path, cfg, progress=analysis_progress,
                                           info=info)
+        if adapt_tracks is not None:
+            faces.tracks = adapt_tracks(faces.tracks)
         return models
 
     try:
-        return render(input_path, audio_path, output, cfg, stages=(faces, *MODEL_STAGES),
+        return render(input_path, audio_path, output, cfg, stages=(faces, *pre_stages, *MODEL_STAGES),
                       force=force, progress=progress, on_start=on_start, setup=setup,
                       **resumable)
     finally:
