@@ -115,10 +115,14 @@ def run_episode(spec: dict, cfg: Config) -> dict:
     return out
 
 
-def _worker_init() -> None:
+def _worker_init(threads: int) -> None:
     from dubber.media.encode import die_with_parent
 
     die_with_parent()  # a batch killed with SIGKILL leaves no worker behind
+    # The cores shared out, as Ray does for its workers: without it every worker's native
+    # libraries (OpenMP, BLAS) start a thread per core and they fight over the cores.
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(var, str(threads))
 
 
 # -- the runners ---------------------------------------------------------------------------
@@ -190,8 +194,9 @@ def _run_pool(jobs, workers, running, record) -> None:
     import multiprocessing
 
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
-                             initializer=_worker_init) as pool:
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
+                             initargs=(threads,)) as pool:
         pending = {}
         for spec, cfg in jobs:
             running(spec["name"])

@@ -113,6 +113,7 @@ def render(
     resume: bool = False,
     keep_parts: bool | None = None,
     identity: dict | None = None,
+    segments_only: Sequence[int] | None = None,
 ) -> RenderResult:
     """Dub one video: every frame through ``stages``, the dub track muxed in.
 
@@ -133,6 +134,9 @@ def render(
             without it whatever such a run left is removed first.
         keep_parts: keep the finished segments when this run fails (default: ``resume``).
         identity: what else the pixels depend on (tracks file, weights), for resuming.
+        segments_only: render just these segments and publish nothing (one of several
+            processes sharing a title's segments; a later run with ``resume`` joins them).
+            The result's ``frames`` is then -1.
 
     Raises:
         InputError, UsageError, OutputError: bad input or arguments (nothing is written).
@@ -158,13 +162,18 @@ def render(
             return _process(chunk, stages, models, cfg, dub, color)
 
         keep = resume if keep_parts is None else keep_parts
-        with segments.OutputClaim(out, resume, keep) as claim:
+        share = segments_only is not None
+        with segments.OutputClaim(out, resume, keep, shared=share) as claim:
             # 2. Decode -> stages -> encode, overlapped; 3. publish atomically.
             if segments.resumable(cfg):  # segments joined losslessly
                 written = segments.render_segments(
                     plan, info, cfg, claim, process,
-                    lambda: segments.reset_state(stages, models), progress, identity)
+                    lambda: segments.reset_state(stages, models), progress, identity,
+                    only=segments_only, join=not share)
                 seg_rows = tuple(claim.state.rows())
+                if share:
+                    return RenderResult(out, -1, float(info.duration), dub.duration, action,
+                                        seg_rows)
             else:
                 written, seg_rows = _render_once(plan, info, cfg, process, progress), ()
             if written != info.frame_count:
@@ -225,6 +234,7 @@ def dub_video(
     keep_parts: bool | None = None,
     adapt_tracks: Callable | None = None,
     pre_stages: Sequence[Stage] = (),
+    segments_only: Sequence[int] | None = None,
 ) -> RenderResult:
     """The whole product on one title: analysis -> model stages -> paste -> encode.
 
@@ -239,7 +249,7 @@ def dub_video(
     ``adapt_tracks`` changes the analysis before the render (per-character stems choose
     their faces there) and ``pre_stages`` run between the faces and the model stages.
     """
-    resumable = dict(resume=resume, keep_parts=keep_parts,
+    resumable = dict(resume=resume, keep_parts=keep_parts, segments_only=segments_only,
                      identity=segments.run_identity(tracks_file, weights_dir))
     if cfg.runtime.passthrough:
         return render(input_path, audio_path, output, cfg, force=force, progress=progress,

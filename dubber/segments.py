@@ -200,8 +200,10 @@ class OutputClaim:
             resumed); otherwise it is removed, and nothing is left behind.
     """
 
-    def __init__(self, output: Path, resume: bool, keep: bool) -> None:
-        self.output, self.resume, self.keep = output, resume, keep
+    def __init__(self, output: Path, resume: bool, keep: bool, shared: bool = False) -> None:
+        # shared: one of several processes rendering segments of the same output at once
+        # (a distributed runner's segment tasks): nothing is cleaned, nothing removed.
+        self.output, self.resume, self.keep, self.shared = output, resume or shared, keep, shared
         self.dir = parts_dir(output)
         self._lock_fd: int | None = None
         self.state: SegmentState | None = None
@@ -213,12 +215,16 @@ class OutputClaim:
             raise OutputError(f"cannot write beside {self.output}: {exc.strerror or exc}") from None
         self._lock_fd = os.open(self.dir / "lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(self._lock_fd, (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX)
+                        | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(self._lock_fd)
             self._lock_fd = None
             raise OutputError(f"another dub is writing {self.output} now; wait for it or "
                               "choose another output") from None
+        if self.shared:
+            self.state = SegmentState(self.dir / "state.sqlite")
+            return self
         remove_orphans(self.output)
         for p in self.dir.iterdir():
             if p.name == "lock":
@@ -231,7 +237,7 @@ class OutputClaim:
     def __exit__(self, exc_type, exc, tb) -> None:
         if self.state is not None:
             self.state.close()
-        if exc_type is None or not self.keep:
+        if not self.shared and (exc_type is None or not self.keep):
             shutil.rmtree(self.dir, ignore_errors=True)
         if self._lock_fd is not None:
             os.close(self._lock_fd)
@@ -351,6 +357,10 @@ def render_segments(
                 base = first_pts(info)
             margin = int(SEEK_MARGIN_SECONDS / info.time_base)
             prev_pts = prev["last_pts"] if prev and prev["done"] else None
+            if prev_pts is None and info.scanned and not info.is_vfr:
+                # Constant rate (every interval checked by the probe's scan): frame i is
+                # at base + i ticks-per-frame; the decoder checks it finds exactly that.
+                prev_pts = base + round((run[0].start - 1) / (info.frame_rate * info.time_base))
             start_at = StartAt(run[0].start, prev_pts, base, margin)
         chunks = read_chunks(info, cfg.media.chunk_frames, analysis_scale=0.0, full=True,
                              queue_depth=cfg.media.queue_depth,
