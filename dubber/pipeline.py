@@ -155,59 +155,66 @@ def render(
             models = setup(info)
         if on_start is not None:
             on_start(info)
-        color = ColorSpec.from_names(info.color.matrix, info.color.range, info.width,
-                                     info.height)
-
-        def process(chunk: Chunk) -> Chunk:
-            return _process(chunk, stages, models, cfg, dub, color)
-
-        keep = resume if keep_parts is None else keep_parts
-        share = segments_only is not None
-        with segments.OutputClaim(out, resume, keep, shared=share) as claim:
-            # 2. Decode -> stages -> encode, overlapped; 3. publish atomically.
-            if segments.resumable(cfg):  # segments joined losslessly
-                written = segments.render_segments(
-                    plan, info, cfg, claim, process,
-                    lambda: segments.reset_state(stages, models), progress, identity,
-                    only=segments_only, join=not share)
-                seg_rows = tuple(claim.state.rows())
-                if share:
-                    return RenderResult(out, -1, float(info.duration), dub.duration, action,
-                                        seg_rows)
-            else:
-                written, seg_rows = _render_once(plan, info, cfg, process, progress), ()
+        if segments.resumable(cfg):  # 2-3. in segments, joined losslessly (resumable)
+            written, seg_rows = _render_segmented(
+                plan, info, cfg, stages, models, dub, progress, resume, keep_parts, identity,
+                segments_only)
+            if segments_only is not None:
+                return RenderResult(out, -1, float(info.duration), dub.duration, action,
+                                    seg_rows)
             if written != info.frame_count:
                 raise InputError(f"{input_path} is truncated or corrupt: {written} of "
                                  f"{info.frame_count} frames could be decoded")
-    return RenderResult(out, written, float(info.duration), dub.duration, action, seg_rows)
-
-
-def _render_once(plan, info, cfg, process, progress) -> int:
-    with VideoWriter(plan) as writer:
-        chunks = read_chunks(info, cfg.media.chunk_frames, analysis_scale=0.0, full=True,
-                             queue_depth=cfg.media.queue_depth,
-                             threads=cfg.media.decode_threads,
-                             chunk_megabytes=cfg.media.chunk_megabytes)
-        written = 0
-        with closing(chunks):
-            for chunk in chunks:
-                writer.write(process(chunk))
-                written += len(chunk)
-                if progress is not None:
-                    progress(len(chunk))
-        if written == info.frame_count:
+            return RenderResult(out, written, float(info.duration), dub.duration, action,
+                                seg_rows)
+        # 2. Decode -> stages -> encode, overlapped.
+        with segments.OutputClaim(out, resume, keep=False), VideoWriter(plan) as writer:
+            chunks = read_chunks(info, cfg.media.chunk_frames, analysis_scale=0.0, full=True,
+                                 queue_depth=cfg.media.queue_depth,
+                                 threads=cfg.media.decode_threads,
+                                 chunk_megabytes=cfg.media.chunk_megabytes)
+            with closing(chunks):
+                color = ColorSpec.from_names(info.color.matrix, info.color.range, info.width,
+                                             info.height)
+                written = _run_chunks(chunks, stages, models, cfg, dub, color, writer,
+                                      progress)
+            if written != info.frame_count:
+                raise InputError(f"{input_path} is truncated or corrupt: {written} of "
+                                 f"{info.frame_count} frames could be decoded")
+            # 3. Publish atomically.
             writer.finish()
+    return RenderResult(out, written, float(info.duration), dub.duration, action)
+
+
+def _run_chunks(chunks, stages, models, cfg, dub, color, writer, progress) -> int:
+    written = 0
+    for chunk in chunks:
+        chunk.extra["audio"] = dub
+        chunk.extra["color"] = color
+        for stage in stages:
+            chunk = stage(chunk, models, cfg)
+        chunk.extra.pop("audio", None)
+        writer.write(chunk)
+        written += len(chunk)
+        if progress is not None:
+            progress(len(chunk))
     return written
 
 
-def _process(chunk, stages, models, cfg, dub, color) -> Chunk:
-    """One chunk through the stages (frames changed in place)."""
-    chunk.extra["audio"] = dub
-    chunk.extra["color"] = color
-    for stage in stages:
-        chunk = stage(chunk, models, cfg)
-    chunk.extra.pop("audio", None)
-    return chunk
+def _render_segmented(plan, info, cfg, stages, models, dub, progress, resume, keep_parts,
+                      identity, only) -> tuple[int, tuple]:
+    """The chunk loop above, fed segment by segment (see :mod:`dubber.segments`)."""
+    color = ColorSpec.from_names(info.color.matrix, info.color.range, info.width,
+                                 info.height)
+    keep = resume if keep_parts is None else keep_parts
+    with segments.OutputClaim(plan.output, resume, keep, shared=only is not None) as claim:
+        written = segments.render_segments(
+            plan, info, cfg, claim,
+            lambda chunks, writer: _run_chunks(chunks, stages, models, cfg, dub, color,
+                                               writer, progress),
+            lambda: segments.reset_state(stages, models), progress, identity,
+            only=only, join=only is None)
+        return written, tuple(claim.state.rows())
 
 
 def set_cpu_threads(threads: int) -> int:
@@ -276,8 +283,8 @@ def dub_video(
         return models
 
     try:
-        return render(input_path, audio_path, output, cfg, stages=(faces, *pre_stages, *MODEL_STAGES),
-                      force=force, progress=progress, on_start=on_start, setup=setup,
-                      **resumable)
+        return render(input_path, audio_path, output, cfg,
+                      stages=(faces, *pre_stages, *MODEL_STAGES), force=force,
+                      progress=progress, on_start=on_start, setup=setup, **resumable)
     finally:
         faces.close()

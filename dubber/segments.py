@@ -297,7 +297,7 @@ def render_segments(
     info: VideoInfo,
     cfg: Config,
     claim: OutputClaim,
-    process: Callable[[Chunk], Chunk],
+    run_chunks: Callable[[Iterator[Chunk], object], int],
     reset: Callable[[], None],
     progress: Callable[[int], None] | None = None,
     identity: Mapping[str, object] | None = None,
@@ -311,9 +311,10 @@ def render_segments(
         info: the probed input.
         cfg: the run's configuration.
         claim: the entered :class:`OutputClaim` of ``plan.output``.
-        process: one chunk through the stages (frames changed in place).
+        run_chunks: the render loop, ``run_chunks(chunks, writer)``: every chunk through the
+            stages and into ``writer.write`` (the same loop as a one-pass render).
         reset: forget the stages' carried state (see :func:`reset_state`).
-        progress: called with frames finished (those of segments already done first).
+        progress: called with the frames of segments already done.
         identity: more of what the pixels depend on, for the fingerprint.
         only: render just these segments (a distributed runner's share); None = all.
         join: join and publish when every segment is done.
@@ -322,20 +323,17 @@ def render_segments(
         The frames of the title that were decoded in all (equals ``info.frame_count``
         unless the file is truncated), or -1 when segments are still missing.
     """
-    import time
-
     segs = plan_segments(info, cfg)
     state = claim.state
     claim.check_fingerprint(fingerprint(info, plan, cfg, identity))
     state.plan(segs)
+    base = first_pts(info)
     rows = {r["idx"]: r for r in state.rows()}
-    base = None
     for k, r in rows.items():
         exists = seg_path(claim.dir, k).exists()
         if r["done"] and not exists:  # a finished row whose file has gone is not finished
             state.db.execute("UPDATE segments SET done=0 WHERE idx=?", (k,))
         elif exists and not r["done"]:  # killed between the file's rename and its row
-            base = first_pts(info) if base is None else base
             frames, last = _file_extent(seg_path(claim.dir, k), info)
             state.finished(k, frames, base + last, 0.0)
     rows = {r["idx"]: r for r in state.rows()}
@@ -345,16 +343,10 @@ def render_segments(
             progress(done)
     wanted = set(only) if only is not None else set(range(len(segs)))
     missing = [s for s in segs if not rows[s.index]["done"] and s.index in wanted]
-    ended = False
-    threads = encoder_threads(cfg)
     for run in _consecutive(missing):
-        if ended:
-            break
         prev = rows.get(run[0].index - 1)
         start_at = None
         if run[0].start > 0:
-            if base is None:
-                base = first_pts(info)
             margin = int(SEEK_MARGIN_SECONDS / info.time_base)
             prev_pts = prev["last_pts"] if prev and prev["done"] else None
             if prev_pts is None and info.scanned and not info.is_vfr:
@@ -367,60 +359,80 @@ def render_segments(
                              threads=cfg.media.decode_threads,
                              chunk_megabytes=cfg.media.chunk_megabytes, start=start_at,
                              stop_frame=run[-1].stop)
-        by_start = {s.start: s for s in run}
-        writer = None
-        cur = None
+        router = _SegmentRouter(plan, claim, run, encoder_threads(cfg), base, reset)
         try:
             with closing(chunks):
-                for chunk in chunks:
-                    first = int(chunk.frame_indices[0])
-                    if first in by_start:
-                        if writer is not None:
-                            _finish(writer, state, cur, cur_frames, last_pts, t0)
-                        cur = by_start[first]
-                        cur_frames, t0 = 0, time.monotonic()
-                        reset()
-                        if base is None:
-                            base = first_pts(info)
-                        state.started(cur.index, base + int(chunk.pts[0]))
-                        writer = VideoWriter(
-                            plan, output=seg_path(claim.dir, cur.index),
-                            command=lambda tmp: plan.segment_command(tmp, threads))
-                        writer.start()
-                    chunk = process(chunk)
-                    writer.write(chunk)
-                    cur_frames += len(chunk)
-                    last_pts = base + int(chunk.pts[-1])
-                    if progress is not None:
-                        progress(len(chunk))
-            if writer is not None:
-                _finish(writer, state, cur, cur_frames, last_pts, t0)
-                writer = None
+                run_chunks(router.feed(chunks), router)
         finally:
-            if writer is not None:
-                writer.abort()
+            router.abort()
         rows = {r["idx"]: r for r in state.rows()}
         if not all(rows[s.index]["done"] for s in run) or rows[run[-1].index]["frames"] != len(
                 run[-1]):
-            ended = True  # the file ended early: truncated (the caller reports it)
+            break  # the file ended early: truncated (the caller reports it)
     rows = {r["idx"]: r for r in state.rows()}
     decoded = sum(r["frames"] or 0 for r in rows.values() if r["done"])
-    if ended or (decoded < info.frame_count and all(r["done"] for r in rows.values())):
-        return decoded
     if not all(r["done"] for r in rows.values()):
-        return -1
-    if join:
+        return decoded if decoded < info.frame_count and only is None else -1
+    if decoded == info.frame_count and join:
         join_segments(plan, [seg_path(claim.dir, s.index) for s in segs])
     return decoded
 
 
-def _finish(writer: VideoWriter, state: SegmentState, seg: Segment, frames: int,
-            last_pts: int, t0: float) -> None:
-    import time
+class _SegmentRouter:
+    """Between the decoder and the render loop: starts a segment (the stages reset, its
+    encoder started) when its first chunk is taken, and is the loop's writer, handing each
+    chunk to the current segment's encoder; a segment is finished (its file published, its
+    row written) when the next one starts or the chunks end."""
 
-    writer.finish()
-    state.finished(seg.index, frames, last_pts, time.monotonic() - t0)
-    log.debug("segment %d done (%d frames)", seg.index, frames)
+    def __init__(self, plan: MuxPlan, claim: OutputClaim, run: Sequence[Segment],
+                 threads: int, base: int, reset: Callable[[], None]) -> None:
+        self.plan, self.claim, self.state = plan, claim, claim.state
+        self.by_start = {s.start: s for s in run}
+        self.threads, self.base, self.reset = threads, base, reset
+        self.writer: VideoWriter | None = None
+        self.segment: Segment | None = None
+        self.frames, self.last_pts, self.t0 = 0, 0, 0.0
+
+    def feed(self, chunks: Iterator[Chunk]) -> Iterator[Chunk]:
+        for chunk in chunks:
+            first = int(chunk.frame_indices[0])
+            if first in self.by_start:
+                self._finish()  # every chunk of the segment before has been written
+                self._start(self.by_start[first], chunk)
+            yield chunk
+        self._finish()
+
+    def write(self, chunk: Chunk) -> None:
+        self.writer.write(chunk)
+        self.frames += len(chunk)
+        self.last_pts = self.base + int(chunk.pts[-1])
+
+    def _start(self, seg: Segment, chunk: Chunk) -> None:
+        import time
+
+        self.reset()  # before the stages see the segment's first chunk
+        self.state.started(seg.index, self.base + int(chunk.pts[0]))
+        self.segment, self.frames, self.t0 = seg, 0, time.monotonic()
+        self.writer = VideoWriter(
+            self.plan, output=seg_path(self.claim.dir, seg.index),
+            command=lambda tmp: self.plan.segment_command(tmp, self.threads))
+        self.writer.start()
+
+    def _finish(self) -> None:
+        import time
+
+        if self.writer is None:
+            return
+        writer, self.writer = self.writer, None
+        writer.finish()
+        self.state.finished(self.segment.index, self.frames, self.last_pts,
+                            time.monotonic() - self.t0)
+        log.debug("segment %d done (%d frames)", self.segment.index, self.frames)
+
+    def abort(self) -> None:
+        if self.writer is not None:
+            self.writer.abort()
+            self.writer = None
 
 
 def _file_extent(part: Path, info: VideoInfo) -> tuple[int, int]:
