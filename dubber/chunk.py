@@ -13,7 +13,8 @@ Data flow of the model chain (:data:`dubber.stages.model_chain.MODEL_STAGES`)::
                                                  drew leave faces
     crop         faces, color                 -> crops
     encode       crops                        -> face_emb, pose_emb
-    generate     crops, face_emb, pose_emb, mel (or dub), tracks_ended -> mel, gen_emb
+    stems        -> stems (per-character dubs)
+    generate     crops, face_emb, pose_emb, mel (or dub, stems), tracks_ended -> mel, gen_emb
     decode       gen_emb                      -> generated
     restore      generated                    -> generated (GPEN's size)
     paste        crops, generated, color      -> frames (in place)
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -58,6 +59,8 @@ class Chunk:
         tracks_ended: ids of the tracks whose last frame is in this chunk or before it
             (faces stage): stages drop what they keep per track once done with it.
         dub: the dub track (render loop), from which per-frame mel windows are cut.
+        stems: per-character stems (stems stage): track id -> that face's own dub, heard
+            instead of ``dub`` by the generate stage.
         color: the frames' colour matrix and range (render loop, from the probe).
         crops: the selected faces cut at the models' size (crop stage).
         mel: shape = (N, n_mels, mel_steps), float32: the mel window centred on each
@@ -82,6 +85,7 @@ class Chunk:
     rendered: list[list[Any]] = field(default_factory=list)
     tracks_ended: list[Any] = field(default_factory=list)
     dub: AudioTrack | None = None
+    stems: Mapping[int, AudioTrack] | None = None
     color: ColorSpec | None = None
     crops: FaceCrops | None = None
     mel: torch.Tensor | None = None

@@ -116,6 +116,7 @@ def cli() -> None:
     dub prepare VIDEO... -o CORPUS    a training corpus from talking-face videos
     dub train MODEL --corpus CORPUS   train a model; the weights land in weights/
     dub mouth-shapes AUDIO [--fps F]  the mouth shape of every frame, from speech
+    dub batch MANIFEST                every episode of a season (dub batch status MANIFEST)
     """
 
 
@@ -148,13 +149,19 @@ def cli() -> None:
               help="End with `dub check-sync` of OUT against DUB (one line).")
 @click.option("--report", metavar="FILE.json", type=click.Path(dir_okay=False),
               help="Write the full sync check of OUT to FILE.json.")
+@click.option("--resume", is_flag=True,
+              help="Continue a killed run of the same command from its first missing "
+                   "segment (and keep the finished segments if this run stops too).")
+@click.option("--segment-seconds", type=click.FloatRange(min=0),
+              help="Seconds per resumable segment (default 10; 0: one encode, no resume).")
 @_face_option
 @_tracks_option
 @_verbosity
 @_quiet
 def run_command(input_path, audio_path, output, force, preset, device, passthrough,
                 chunk_frames, codec, crf, speed, keep_original_audio, dub_language,
-                strict_length, weights_dir, check, report, face, tracks_file, verbose, quiet):
+                strict_length, weights_dir, check, report, resume, segment_seconds, face,
+                tracks_file, verbose, quiet):
     """Dub INPUT with the DUB track: the whole picture is re-encoded, frame for frame."""
     from dubber.pipeline import dub_video
 
@@ -163,7 +170,8 @@ def run_command(input_path, audio_path, output, force, preset, device, passthrou
         "media": {"chunk_frames": chunk_frames},
         "encode": {"codec": codec, "crf": crf, "speed": speed, "keep_original_audio": keep_original_audio,
                    "dub_language": dub_language, "strict_length": strict_length},
-        "runtime": {"device": device, "passthrough": passthrough},
+        "runtime": {"device": device, "passthrough": passthrough,
+                    "segment_seconds": segment_seconds},
         "faces": {"face": face},
     })
     bar: list[tqdm] = []
@@ -180,7 +188,7 @@ def run_command(input_path, audio_path, output, force, preset, device, passthrou
         result = dub_video(input_path, audio_path, output, cfg, weights_dir=weights_dir,
                            tracks_file=tracks_file, force=force,
                            progress=lambda n: bar[0].update(n), on_start=on_start,
-                           analysis_progress=analysis, bank_progress=banking)
+                           analysis_progress=analysis, bank_progress=banking, resume=resume)
     finally:
         analysis.close()
         banking.close()
@@ -214,6 +222,89 @@ def _check_output(output, audio_path, cfg, weights_dir, report_path, quiet) -> N
         rep.save(report_path)
     if not quiet:
         click.echo(rep.line() + (f"; report {report_path}" if report_path else ""))
+
+
+class _BatchGroup(click.Group):
+    """``dub batch MANIFEST`` runs it; ``dub batch status MANIFEST`` reports."""
+
+    def parse_args(self, ctx, args):
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+_state_option = click.option(
+    "--state", metavar="PATH", help="Job state file or folder (default: MANIFEST.batch.sqlite "
+                                    "beside the manifest).")
+
+
+@cli.group("batch", cls=_BatchGroup)
+def batch_group() -> None:
+    """Dub a season: every episode of a YAML manifest, resumably.
+
+    \b
+    dub batch MANIFEST [--workers N] [--backend local|ray] [--address ADDR]
+    dub batch status MANIFEST [--json]
+    """
+
+
+@batch_group.command("run")
+@click.argument("manifest_path", metavar="MANIFEST")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Episodes rendered at the same time.")
+@click.option("--backend", type=click.Choice(["local", "ray"]), default="local",
+              show_default=True, help="Worker processes here, or Ray tasks.")
+@click.option("--address", metavar="ADDR", help="An existing Ray cluster (with --backend ray).")
+@_state_option
+@_verbosity
+@_quiet
+def batch_run(manifest_path, workers, backend, address, state, verbose, quiet):
+    """Render every episode of MANIFEST not yet done; print a JSON summary."""
+    from dubber.batch import run_batch, state_path
+    from dubber.manifest import load_manifest
+
+    _setup_logging(verbose, quiet)
+    if address and backend != "ray":
+        raise click.UsageError("--address needs --backend ray")
+    manifest = load_manifest(manifest_path)
+
+    def on_result(res):
+        if quiet:
+            return
+        what = (f"done in {res['seconds']:.1f} s" if res["ok"]
+                else f"failed: {res['error']}")
+        click.echo(f"dub: {res['name']}: {what}", err=True)
+
+    summary = run_batch(manifest, state_path(manifest.path, state), workers, backend, address,
+                        on_result=on_result)
+    click.echo(json.dumps(summary.to_json(), indent=2))
+    return 1 if summary.failed else 0
+
+
+@batch_group.command("status")
+@click.argument("manifest_path", metavar="MANIFEST")
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
+@_state_option
+def batch_status_command(manifest_path, as_json, state):
+    """Where each episode of MANIFEST stands."""
+    from dubber.batch import batch_status, state_path
+    from dubber.manifest import load_manifest
+
+    manifest = load_manifest(manifest_path, check_files=False)
+    rows = batch_status(manifest, state_path(manifest.path, state))
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        line = f"{r['name']:<16} {r['status']:<8}"
+        if r.get("progress"):
+            p = r["progress"]
+            line += f" {p['segments_done']}/{p['segments']} segments"
+        if r["seconds"] is not None:
+            line += f" {r['seconds']:.1f} s"
+        if r["error"]:
+            line += f"  {r['error']}"
+        click.echo(line)
 
 
 @cli.command("inspect")

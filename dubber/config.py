@@ -76,6 +76,9 @@ class EncodeConfig:
     # A dub track whose length differs from the picture by more than one frame is an error
     # instead of being padded with silence or cut.
     strict_length: bool = False
+    # Encoder threads; 0 = one per core. A resumable render pins the number it used (the
+    # same frames give the same bytes only with the same threads).
+    threads: int = 0
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,11 @@ class RuntimeConfig:
     # Skip face analysis and the model stages: the picture is re-encoded unchanged and the
     # dub muxed in (a re-mux that keeps the timeline rules; also the media benchmark).
     passthrough: bool = False
+    # Seconds of picture per segment of a resumable render (dubber/segments.py): each is
+    # encoded to its own file and the files are joined losslessly, so a killed run resumes
+    # (`dub --resume`) from the first missing segment. Rounded to whole chunks. 0 = one
+    # encode of the whole title, not resumable.
+    segment_seconds: float = 10.0
 
 
 FACE_DETECTORS = ("mediapipe", "s3fd")
@@ -335,6 +343,8 @@ def _validate(cfg: Config) -> None:
     _validate_models(cfg.models)
     _validate_mouth(cfg.mouth)
     _validate_watermark(cfg.watermark)
+    if cfg.runtime.segment_seconds < 0 or cfg.encode.threads < 0:
+        raise UsageError("runtime.segment_seconds and encode.threads must be 0 or more")
     if cfg.runtime.threads < 0:
         raise UsageError(f"runtime.threads must be 0 (auto) or more, got {cfg.runtime.threads}")
     dev = cfg.runtime.device

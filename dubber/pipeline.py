@@ -13,8 +13,9 @@ import tempfile
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
+from dubber import segments
 from dubber.chunk import Stage, run_stages
 from dubber.config import Config
 from dubber.errors import InputError, OutputError, UsageError
@@ -34,6 +35,9 @@ class RenderResult:
     video_duration: float  # seconds
     dub_duration: float  # seconds of the dub track as given
     audio_action: str  # "none", "padded" or "cut": what the length policy did
+    # Per segment of a resumable render: {"idx", "frames", "starts", "renders", "seconds"}
+    # (renders: times it was finished, over this run and the killed ones it resumed).
+    segments: tuple = ()
 
 
 def default_output(input_path: Path, cfg: Config) -> Path:
@@ -103,6 +107,10 @@ def render(
     progress: Callable[[int], None] | None = None,
     on_start: Callable[[VideoInfo], None] | None = None,
     setup: Callable[[VideoInfo], object] | None = None,
+    resume: bool = False,
+    keep_parts: bool | None = None,
+    identity: dict | None = None,
+    segments_only: Sequence[int] | None = None,
 ) -> RenderResult:
     """Dub one video: every frame through ``stages``, the dub track muxed in.
 
@@ -119,6 +127,13 @@ def render(
         setup: called with the probed input once the inputs and output are checked (so a
             bad input is reported before, say, a missing weight); what it returns replaces
             ``models``.
+        resume: keep the finished segments of an earlier, killed run (``dub --resume``);
+            without it whatever such a run left is removed first.
+        keep_parts: keep the finished segments when this run fails (default: ``resume``).
+        identity: what else the pixels depend on (tracks file, weights), for resuming.
+        segments_only: render just these segments and publish nothing (one of several
+            processes sharing a title's segments; a later run with ``resume`` joins them).
+            The result's ``frames`` is then -1.
 
     Raises:
         InputError, UsageError, OutputError: bad input or arguments (nothing is written).
@@ -137,8 +152,20 @@ def render(
             models = setup(info)
         if on_start is not None:
             on_start(info)
+        if segments.resumable(cfg):  # 2-3. in segments, joined losslessly (resumable)
+            written, seg_rows = _render_segmented(
+                plan, info, cfg, stages, models, dub, progress, resume, keep_parts, identity,
+                segments_only)
+            if segments_only is not None:
+                return RenderResult(out, -1, float(info.duration), dub.duration, action,
+                                    seg_rows)
+            if written != info.frame_count:
+                raise InputError(f"{input_path} is truncated or corrupt: {written} of "
+                                 f"{info.frame_count} frames could be decoded")
+            return RenderResult(out, written, float(info.duration), dub.duration, action,
+                                seg_rows)
         # 2. Decode -> stages -> encode, overlapped.
-        with VideoWriter(plan) as writer:
+        with segments.OutputClaim(out, resume, keep=False), VideoWriter(plan) as writer:
             chunks = read_chunks(info, cfg.media.chunk_frames, analysis_scale=0.0, full=True,
                                  queue_depth=cfg.media.queue_depth,
                                  threads=cfg.media.decode_threads,
@@ -170,6 +197,22 @@ def _run_chunks(chunks, stages, models, cfg, dub, color, writer, progress) -> in
     return written
 
 
+def _render_segmented(plan, info, cfg, stages, models, dub, progress, resume, keep_parts,
+                      identity, only) -> tuple[int, tuple]:
+    """The chunk loop above, fed segment by segment (see :mod:`dubber.segments`)."""
+    color = ColorSpec.from_names(info.color.matrix, info.color.range, info.width,
+                                 info.height)
+    keep = resume if keep_parts is None else keep_parts
+    with segments.OutputClaim(plan.output, resume, keep, shared=only is not None) as claim:
+        written = segments.render_segments(
+            plan, info, cfg, claim,
+            lambda chunks, writer: _run_chunks(chunks, stages, models, cfg, dub, color,
+                                               writer, progress),
+            lambda: segments.reset_state(stages, models), progress, identity,
+            only=only, join=only is None)
+        return written, tuple(claim.state.rows())
+
+
 def set_cpu_threads(threads: int) -> int:
     """Set torch's intra-op CPU threads (0 = half the cores, at least 1); returns it."""
     import torch
@@ -191,6 +234,12 @@ def dub_video(
     on_start: Callable[[VideoInfo], None] | None = None,
     analysis_progress: Callable[[int], None] | None = None,
     bank_progress: Callable[[int], None] | None = None,
+    resume: bool = False,
+    keep_parts: bool | None = None,
+    adapt_tracks: Callable | None = None,
+    pre_stages: Sequence[Stage] = (),
+    segments_only: Sequence[int] | None = None,
+    track_dubs: Mapping[int, object] | None = None,
 ) -> RenderResult:
     """The whole product on one title: analysis -> mouths -> encode.
 
@@ -206,11 +255,18 @@ def dub_video(
 
     With ``cfg.runtime.passthrough`` steps 2-5 are skipped and the picture is re-encoded
     unchanged. Arguments as in :func:`render`; ``weights_dir`` as ``--weights``;
-    ``bank_progress`` is called with frames done while the mouth banks are built.
+    ``bank_progress`` is called with frames done while the mouth banks are built;
+    ``adapt_tracks`` changes the analysis before the render (per-character stems choose
+    their faces there), ``pre_stages`` run between the faces and the model stages, and
+    ``track_dubs`` (track id -> its own dub, an audio path or
+    :class:`~dubber.media.audio.AudioTrack`; filled by ``adapt_tracks`` at the latest)
+    gives a face its own stem instead of ``audio_path``.
     """
+    resumable = dict(resume=resume, keep_parts=keep_parts, segments_only=segments_only,
+                     identity=segments.run_identity(tracks_file, weights_dir))
     if cfg.runtime.passthrough:
         return render(input_path, audio_path, output, cfg, force=force, progress=progress,
-                      on_start=on_start)
+                      on_start=on_start, **resumable)
     from dubber.faces.analyze import tracks_for_run
     from dubber.faces.select import FacesStage
     from dubber.models.build import build_models
@@ -231,16 +287,20 @@ def dub_video(
         if not tracks_file:
             faces.tracks = tracks_for_run(input_path, cfg, progress=analysis_progress,
                                           info=info)
+        if adapt_tracks is not None:
+            faces.tracks = adapt_tracks(faces.tracks)
         if mouths is not None:
             mouths.plan, mouths.banks = plan_run(info, faces.tracks, audio_path, cfg,
                                                  progress=bank_progress,
-                                                 weights_dir=weights_dir)
+                                                 weights_dir=weights_dir,
+                                                 track_dubs=track_dubs)
             faces.known = mouths.known_points  # the banks have every dubbed face's mesh
         return models
 
     try:
-        stages = (faces, *([mouths] if mouths is not None else []), *MODEL_STAGES)
-        return render(input_path, audio_path, output, cfg, stages=stages,
-                      force=force, progress=progress, on_start=on_start, setup=setup)
+        stages = (faces, *pre_stages, *([mouths] if mouths is not None else []),
+                  *MODEL_STAGES)
+        return render(input_path, audio_path, output, cfg, stages=stages, force=force,
+                      progress=progress, on_start=on_start, setup=setup, **resumable)
     finally:
         faces.close()

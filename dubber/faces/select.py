@@ -119,6 +119,13 @@ class FacesStage:
         chunk.tracks_ended = ended
         return chunk
 
+    def reset(self) -> None:
+        """Forget the state carried from chunk to chunk (the face mesh's tracking): a
+        segment of a resumable render starts as if the render started there."""
+        self.close()
+        self._selector = None
+        self._live.clear()
+
     def close(self) -> None:
         if self._selector is not None:
             self._selector.close()

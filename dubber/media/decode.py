@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Iterator
 
@@ -46,6 +47,20 @@ def frames_per_chunk(info: VideoInfo, chunk_frames: int, chunk_megabytes: int | 
     return max(1, min(chunk_frames, chunk_megabytes * 2**20 // info.layout.frame_bytes))
 
 
+@dataclass(frozen=True)
+class StartAt:
+    """Where a decode that does not begin with the video's first frame begins (a resumed
+    render, a segment rendered on its own)."""
+
+    frame: int  # 0-based index of the first frame to yield
+    # The stored pts (stream time base) of the frame before it, ``frame - 1``, as a decode
+    # from the start saw it; None: unknown, decode from the start and count frames.
+    prev_pts: int | None
+    base_pts: int  # the video's first frame's stored pts (chunk pts are relative to it)
+    # Seek this many ticks before ``prev_pts`` (it must land on a keyframe at or before it).
+    margin: int = 0
+
+
 def read_chunks(
     info: VideoInfo,
     chunk_frames: int = 16,
@@ -54,6 +69,8 @@ def read_chunks(
     queue_depth: int = 1,
     threads: int = 0,
     chunk_megabytes: int | None = None,
+    start: StartAt | None = None,
+    stop_frame: int | None = None,
 ) -> Iterator[Chunk]:
     """Decode ``info.path`` into consecutive chunks.
 
@@ -68,6 +85,9 @@ def read_chunks(
             then never holds a full-size frame longer than the decoder does).
         queue_depth: chunks decoded ahead of the consumer.
         threads: decoder threads, 0 = FFmpeg's choice.
+        start: begin at this frame (seeking to a keyframe before it) instead of the first;
+            chunk and frame numbers and pts are those of a decode from the first frame.
+        stop_frame: end before this frame index.
 
     Yields:
         Chunks in presentation order. ``pts`` are relative to the first frame.
@@ -83,7 +103,7 @@ def read_chunks(
     stop = threading.Event()
     worker = threading.Thread(
         target=_decode_worker,
-        args=(info, chunk_frames, analysis_scale, full, threads, q, stop),
+        args=(info, chunk_frames, analysis_scale, full, threads, q, stop, start, stop_frame),
         name="dubber-decode",
         daemon=True,
     )
@@ -116,9 +136,11 @@ def _put(q: queue.Queue, item, stop: threading.Event) -> bool:
     return False
 
 
-def _decode_worker(info, chunk_frames, analysis_scale, full, threads, q, stop) -> None:
+def _decode_worker(info, chunk_frames, analysis_scale, full, threads, q, stop, start,
+                   stop_frame) -> None:
     try:
-        for chunk in _decode(info, chunk_frames, analysis_scale, full, threads, stop):
+        for chunk in _decode(info, chunk_frames, analysis_scale, full, threads, stop, start,
+                             stop_frame):
             if not _put(q, chunk, stop):
                 return
         _put(q, None, stop)
@@ -129,20 +151,45 @@ def _decode_worker(info, chunk_frames, analysis_scale, full, threads, q, stop) -
         _put(q, exc, stop)
 
 
+class _SeekMissed(Exception):
+    """The frame after a seek was not the one asked for: decode from the start instead."""
+
+
 def _decode(info: VideoInfo, chunk_frames: int, analysis_scale: float, full: bool,
-            threads: int, stop: threading.Event) -> Iterator[Chunk]:
+            threads: int, stop: threading.Event, start_at: StartAt | None = None,
+            stop_frame: int | None = None) -> Iterator[Chunk]:
+    if start_at is not None and start_at.frame > 0 and start_at.prev_pts is not None:
+        try:
+            yield from _decode_from(info, chunk_frames, analysis_scale, full, threads, stop,
+                                    start_at, stop_frame, seek=True)
+            return
+        except _SeekMissed:
+            log.warning("seeking to frame %d of %s missed it; decoding from the start",
+                        start_at.frame, info.path)
+    yield from _decode_from(info, chunk_frames, analysis_scale, full, threads, stop,
+                            start_at, stop_frame, seek=False)
+
+
+def _decode_from(info, chunk_frames, analysis_scale, full, threads, stop, start_at,
+                 stop_frame, seek) -> Iterator[Chunk]:
     layout = info.layout
     small = analysis_size(info, analysis_scale) if analysis_scale > 0 else None
     tb = info.time_base
     nominal = 1 / (info.frame_rate * tb)  # ticks per frame, for frames without a pts
+    first = start_at.frame if start_at is not None else 0
     with av.open(str(info.path), metadata_errors="ignore") as container:
         stream = next(s for s in container.streams if s.index == info.stream_index)
         stream.thread_type = "AUTO"
         if threads:
             stream.codec_context.thread_count = threads
         builder = _ChunkBuilder(layout, chunk_frames, small, full, tb)
+        builder.index, builder.next_frame = first // chunk_frames, first
         start = None
         last = None
+        index = 0  # frame number of the next decoded frame (without seek)
+        if seek:
+            container.seek(start_at.prev_pts - start_at.margin, stream=stream, backward=True)
+            start, index = start_at.base_pts, None
         for frame in container.decode(stream):
             if stop.is_set():
                 return
@@ -152,9 +199,24 @@ def _decode(info: VideoInfo, chunk_frames: int, analysis_scale: float, full: boo
             if start is None:
                 start = pts
             last = pts
+            if index is None:  # after a seek: drop frames up to the one before ``first``
+                if pts < start_at.prev_pts:
+                    continue
+                if pts != start_at.prev_pts:
+                    raise _SeekMissed
+                index = first
+                continue
+            if index < first:
+                index += 1
+                continue
+            if stop_frame is not None and index >= stop_frame:
+                break
+            index += 1
             builder.add(frame, pts - start)
             if builder.full:
                 yield builder.take()
+        if seek and index is None:
+            raise _SeekMissed
         if len(builder):
             yield builder.take()
 

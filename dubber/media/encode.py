@@ -26,6 +26,7 @@ import threading
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Callable
 
 import av
 
@@ -99,7 +100,10 @@ class MuxPlan:
         return cls(info, dub_path, dub_stream, output, cfg, container,
                    output_pix_fmt(info.layout, cfg.codec))
 
-    def command(self, tmp_path: Path) -> list[str]:
+    def command(self, tmp_path: Path, copy_video: bool = False) -> list[str]:
+        """The ffmpeg command writing ``tmp_path``. Input 0 is a NUT stream on stdin: raw
+        frames to encode, or with ``copy_video`` frames already encoded (the joined segments
+        of :mod:`dubber.segments`), copied as they are."""
         info = self.info
         cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y"]
         # Input 0: the frames, NUT on stdin. Rotation is re-attached as metadata, never
@@ -116,7 +120,7 @@ class MuxPlan:
             cmd += ["-map", f"2:{keep.index}"]
         for s in subs:
             cmd += ["-map", f"2:{s.index}"]
-        cmd += self._video_args()
+        cmd += self._copy_args() if copy_video else self._video_args()
         cmd += self._audio_args(keep)
         if subs:
             cmd += ["-c:s", "mov_text" if self.container == "mp4" else "copy"]
@@ -124,24 +128,54 @@ class MuxPlan:
         cmd += ["-f", self.container, str(tmp_path)]
         return cmd
 
-    def _video_args(self) -> list[str]:
+    def segment_command(self, tmp_path: Path, threads: int) -> list[str]:
+        """The ffmpeg command encoding one segment of the picture (raw NUT frames on stdin)
+        to ``tmp_path``: video only, NUT (every timestamp kept exactly), the encoder's
+        threads pinned to ``threads`` so that the same frames give the same bytes."""
+        cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
+               "-copyts", "-thread_queue_size", "4", "-f", "nut", "-i", "pipe:0",
+               "-map", "0:v:0", "-avoid_negative_ts", "disabled"]
+        cmd += self._video_args(container="nut") + ["-threads", str(threads)]
+        if self.cfg.codec == "x265":
+            cmd[cmd.index("log-level=error")] = f"log-level=error:pools={threads}"
+        cmd += ["-map_metadata", "-1", "-fflags", "+bitexact", "-flags:v", "+bitexact"]
+        return cmd + ["-f", "nut", str(tmp_path)]
+
+    def _copy_args(self) -> list[str]:
+        # bitexact: no random Matroska segment id, so the same segments give the same file.
+        args = ["-c:v", "copy", "-fflags", "+bitexact"] + self._color_args()
+        if self.cfg.codec == "x265":
+            args += ["-tag:v", "hvc1"]
+        if self.container in ("mp4", "mov"):
+            args += ["-video_track_timescale", str(self.info.time_base.denominator)]
+        return args
+
+    def _color_args(self) -> list[str]:
+        args = []
+        c = self.info.color
+        for opt, value in (("-color_primaries", c.primaries), ("-color_trc", c.transfer),
+                           ("-colorspace", c.matrix), ("-color_range", c.range)):
+            if value != "unknown":
+                args += [opt, value]
+        return args
+
+    def _video_args(self, container: str | None = None) -> list[str]:
         info, cfg = self.info, self.cfg
+        container = container or self.container
         args = ["-fps_mode", "passthrough", "-enc_time_base", "demux", "-pix_fmt", self.pix_fmt]
         if cfg.codec == "x264":
             args += ["-c:v", "libx264", "-preset", cfg.speed, "-crf", str(cfg.crf)]
         elif cfg.codec == "x265":
             args += ["-c:v", "libx265", "-preset", cfg.speed, "-crf", str(cfg.crf),
-                     "-x265-params", "log-level=error", "-tag:v", "hvc1"]
+                     "-x265-params", "log-level=error"]
+            if container in ("mp4", "mov"):
+                args += ["-tag:v", "hvc1"]
         elif cfg.codec == "prores":
             args += ["-c:v", "prores_ks", "-profile:v", "3", "-vendor", "apl0"]
         else:
             args += ["-c:v", "ffv1", "-level", "3", "-g", "1", "-slicecrc", "1"]
-        c = info.color
-        for opt, value in (("-color_primaries", c.primaries), ("-color_trc", c.transfer),
-                           ("-colorspace", c.matrix), ("-color_range", c.range)):
-            if value != "unknown":
-                args += [opt, value]
-        if self.container in ("mp4", "mov"):
+        args += self._color_args()
+        if container in ("mp4", "mov"):
             args += ["-video_track_timescale", str(info.time_base.denominator)]
         return args
 
@@ -184,6 +218,18 @@ class MuxPlan:
         return subs
 
 
+def die_with_parent() -> None:
+    """In a child process before exec: be killed when the parent dies (Linux; elsewhere a
+    no-op). Lets nothing outlive a ``kill -9`` of dubber."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def temp_path_for(output: Path) -> Path:
     """A hidden file beside ``output`` on the same filesystem, so the rename is atomic."""
     return temp_beside(output, f".part{output.suffix}")
@@ -200,9 +246,13 @@ class VideoWriter:
             writer.finish()
     """
 
-    def __init__(self, plan: MuxPlan) -> None:
+    def __init__(self, plan: MuxPlan, output: Path | None = None,
+                 command: Callable[[Path], list[str]] | None = None) -> None:
+        # ``output`` and ``command`` replace the plan's (a segment of a resumable render).
         self.plan = plan
-        self.tmp = temp_path_for(plan.output)
+        self.output = output or plan.output
+        self._command = command or plan.command
+        self.tmp = temp_path_for(self.output)
         self._log = tempfile.TemporaryFile(mode="w+b")
         # A hand-off, not a buffer: write() returns once the encoder thread has taken the
         # chunk, so the only chunks alive on this side are the one being written and the
@@ -224,12 +274,14 @@ class VideoWriter:
             self.abort()
 
     def start(self) -> None:
-        cmd = self.plan.command(self.tmp)
+        cmd = self._command(self.tmp)
         log.debug("ffmpeg: %s", " ".join(cmd))
         # A session of its own: a Ctrl-C in the terminal reaches us, not ffmpeg, so ffmpeg
         # never "finishes" a partial file on its own; we stop it.
+        # ffmpeg also dies with us: a run killed with SIGKILL leaves no encoder behind.
         self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                      stderr=self._log, start_new_session=True)
+                                      stderr=self._log, start_new_session=True,
+                                      preexec_fn=die_with_parent)
         self._thread = threading.Thread(target=self._run, name="dubber-encode", daemon=True)
         self._thread.start()
 
@@ -252,13 +304,13 @@ class VideoWriter:
         self._raise_if_failed()
         rc = self._proc.wait()
         if rc != 0:
+            message = self._ffmpeg_message()
             self.abort()
-            raise RunError(f"ffmpeg failed while writing {self.plan.output.name}: "
-                           f"{self._ffmpeg_message()}")
-        os.replace(self.tmp, self.plan.output)
+            raise RunError(f"ffmpeg failed while writing {self.plan.output.name}: {message}")
+        os.replace(self.tmp, self.output)
         self._done = True
         self._log.close()
-        return self.plan.output
+        return self.output
 
     def abort(self) -> None:
         """Stop ffmpeg and delete the temporary file. Safe to call more than once."""

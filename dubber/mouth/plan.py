@@ -113,8 +113,8 @@ def make_plan(tracks: Tracks, banks: dict[int, MouthBank],
     return plan
 
 
-def plan_run(info, tracks: Tracks, dub_path, cfg, progress=None, weights_dir=None
-             ) -> tuple[dict[tuple[int, int], PlannedFace], dict[int, MouthBank]]:
+def plan_run(info, tracks: Tracks, dub_path, cfg, progress=None, weights_dir=None,
+             track_dubs=None) -> tuple[dict[tuple[int, int], PlannedFace], dict[int, MouthBank]]:
     """Banks and plan of one render: the dubbed tracks' banks (cached), the dub's mouth
     track at every frame's own timestamp, and :func:`make_plan`.
 
@@ -125,6 +125,7 @@ def plan_run(info, tracks: Tracks, dub_path, cfg, progress=None, weights_dir=Non
         cfg: the run's :class:`~dubber.config.Config`.
         progress: called with frames done while the banks are built.
         weights_dir: where the driver's weights are (default: the weights folder).
+        track_dubs: track id -> that character's own dub (stems), instead of ``dub_path``.
     """
     from dubber.media.color import ColorSpec
     from dubber.media.probe import frame_times
@@ -137,5 +138,5 @@ def plan_run(info, tracks: Tracks, dub_path, cfg, progress=None, weights_dir=Non
     color = ColorSpec.from_names(info.color.matrix, info.color.range, info.width, info.height)
     banks = build_banks(info, tracks, ids, cfg.mouth.bank_frames, color,
                         chunk_frames=cfg.media.chunk_frames, progress=progress)
-    mouths = DubMouths(dub_path, frame_times(info), weights_dir)
+    mouths = DubMouths(dub_path, frame_times(info), weights_dir, track_dubs)
     return make_plan(tracks, banks, mouths.for_track, cfg.mouth), banks

@@ -11,6 +11,8 @@ the driver's own width and rounding. Silence closes the mouth to the actor's res
 
 from __future__ import annotations
 
+from typing import Mapping
+
 import numpy as np
 
 from dubber.mouth.bank import MouthBank
@@ -28,22 +30,36 @@ class DubMouths:
         dub_path: the dub track (any file with an audio stream).
         times: shape = (N,): every video frame's presentation time in seconds.
         weights_dir: where the driver's weights are (default: the weights folder).
+        track_dubs: track id -> that character's own dub (per-character stems: a path or
+            anything with a ``path``), instead of ``dub_path``.
     """
 
-    def __init__(self, dub_path, times: np.ndarray, weights_dir=None) -> None:
-        from dubber.media.audio import load_audio
+    def __init__(self, dub_path, times: np.ndarray, weights_dir=None,
+                 track_dubs: Mapping[int, object] | None = None) -> None:
         from dubber.mouth.driver import MouthDriver
 
         self.times = np.asarray(times, np.float64)
         self.driver = MouthDriver(weights_dir)
-        self.analysis = self.driver.analyse(load_audio(dub_path, sample_rate=16000))
+        self.dub_path = dub_path
+        self.track_dubs = track_dubs or {}
+        self._analyses: dict[str, object] = {}
+
+    def _analysis(self, path) -> object:
+        from dubber.media.audio import load_audio
+
+        key = str(path)
+        if key not in self._analyses:  # each audio is recognised once
+            self._analyses[key] = self.driver.analyse(load_audio(path, sample_rate=16000))
+        return self._analyses[key]
 
     def for_track(self, track, frames: np.ndarray) -> MouthTrack:
         """The dub's mouth track at ``frames`` (frame numbers) for the actor of ``track``
         (a :class:`~dubber.faces.tracks_file.Track`)."""
         from dubber.mouth.calibrate import track_calibration
 
-        return self.driver.track(self.analysis, self.times[np.asarray(frames)],
+        own = self.track_dubs.get(track.id)
+        path = self.dub_path if own is None else getattr(own, "path", own)
+        return self.driver.track(self._analysis(path), self.times[np.asarray(frames)],
                                  calibration=track_calibration(track))
 
 

@@ -69,6 +69,11 @@ def generate_faces(chunk: Chunk, models: Models, cfg: Config) -> Chunk:
         raise RunError(f"chunk {chunk.index}: the generate stage needs chunk.mel of shape "
                        f"({len(chunk)}, {g.n_mels}, {g.mel_steps}), got {got}")
     mels = torch.as_tensor(mel, dtype=torch.float32)[torch.from_numpy(crops.frame)]
+    if chunk.stems:  # per-character stems: each face hears its own
+        from dubber.stems import face_mel_windows
+
+        own = face_mel_windows(chunk, crops.track_id, crops.frame, g.mel_steps)
+        mels = mels if own is None else own.to(torch.float32)
 
     def gen(p: torch.Tensor, r: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         a = a.to(models.device, non_blocking=True)
