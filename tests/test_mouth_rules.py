@@ -95,3 +95,11 @@ def test_consonants_take_the_shape_of_the_vowel_they_lead_into(phone, after, exp
     phones = seq(("SIL", 0.3), (phone, 0.12), (after, 0.2), ("SIL", 0.3))
     shapes = rules.timeline(phones, [], 0.92)
     assert shape_at(shapes, 0.33).viseme == expected
+
+
+def test_a_bilabial_heard_inside_silence_is_noise_but_one_starting_speech_closes():
+    phones = seq(("SIL", 0.5), ("M", 0.08), ("SIL", 0.6), ("B", 0.05), ("AA", 0.3))
+    shapes = rules.timeline(phones, [(0.0, 1.18)], 1.53)
+    closures = [s for s in shapes if s.closure]
+    assert len(closures) == 1 and closures[0].end > 1.18  # the B that starts the speech
+    assert all(s.viseme == "X" for s in shapes if s.end <= 1.1 and s.start >= 0.15)

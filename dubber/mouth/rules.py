@@ -16,7 +16,8 @@ Our rules (after reading Rhubarb Lip Sync's, ``animationRules.cpp``, ``roughAnim
 4. **Pauses.** A pause shorter than ``HOLD`` (100 ms) keeps the shape before it; a longer
    one relaxes it (D/E -> C, C/F/H -> B). Silence of ``SHUT_PAUSE`` or more (a pause in
    the voice activity, not a gap between words) shuts the mouth (X) from ``CLOSE_AFTER``
-   (150 ms) into it: silence closes the mouth within 150 ms.
+   (150 ms) into it: silence closes the mouth within 150 ms. (A P/B/M the recogniser
+   hears wholly inside such a silence is noise and gets no closure.)
 5. **No flutter.** No shape lasts less than ``MIN_SHAPE`` (60 ms): a shorter one is merged
    into the neighbour it resembles (a closure A is lengthened instead, so every P/B/M
    still closes the lips).
@@ -163,6 +164,8 @@ def apply_pauses(shapes: list[Shape], silent: list[tuple[float, float]]) -> list
             relaxed = "X"
         shut = min(a + CLOSE_AFTER, b) if b - a >= SHUT_PAUSE else b
         if shut < b:
+            # a P/B/M heard inside silence is noise, not speech: no closure for it
+            out = [s for s in out if not (s.closure and s.start >= a and s.end <= b)]
             out = _paint(out, Shape("X", a, b))
         if shut > a + MIN_SHAPE and relaxed != "X":
             out = _paint(out, Shape(relaxed, a, shut, relaxed=True))
