@@ -83,7 +83,8 @@ def audio_rms_db(path: Path, a: float, b: float) -> float:
 @needs_media
 @pytest.mark.slow  # the analysis and three model renders of 8 s of 720p: ~60 s
 def test_two_stems_each_move_their_own_face_only(dub, split, tmp_path):
-    anna = stem(tmp_path / "anna.wav", SPEECH / "en_commentary_60s.wav", RIGHT_WINDOW)
+    # A stem that speaks through its window (en_commentary_60s opens with 3 s of quiet).
+    anna = stem(tmp_path / "anna.wav", SPEECH / "en_radio_8s.wav", RIGHT_WINDOW)
     ben = stem(tmp_path / "ben.wav", SPEECH / "hi_news_22s.wav", LEFT_WINDOW)
     ben2 = stem(tmp_path / "ben2.wav", SPEECH / "en_lecture_21s.wav", LEFT_WINDOW)
     anna2 = stem(tmp_path / "anna2.wav", SPEECH / "en_vlog_10s.wav", RIGHT_WINDOW)
