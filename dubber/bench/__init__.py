@@ -17,6 +17,8 @@ BENCHMARKS = {
     "learn": ("dubber.bench.learn", "--corpus C: learnability figures of trained weights"),
     "watermark": ("dubber.bench.watermark",
                   "embed and decode time of the watermark, ours against invisible-watermark"),
+    "driver": ("dubber.bench.driver",
+               "the mouth driver: r against the face mesh per clip, speed, languages"),
     "quality": ("dubber.bench.quality",
                 "CLIP --audio DUB: sharpness, flicker, untouched pixels and sync of the mouth"),
 }

@@ -1,6 +1,6 @@
 """The mouth driver against real lips, and its speed: the issue-14 figures in one run.
 
-    python -m dubber.bench_driver [--clips NAME ...] [--cache DIR] [--json FILE]
+    python -m dubber.bench driver [--clips NAME ...] [--cache DIR] [--json FILE]
 
 For every talking clip never used to fit the driver (the shared clips with one clear
 speaker, and the corpus videos held out of the fit), the driver runs on the clip's OWN
@@ -23,12 +23,13 @@ shuts the mouth within 150 ms; every P/B/M closes the lips. One figure per line
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from dubber.bench.report import Report, add_json_flag
 
 MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "media"
 CLIPS = ("kim_1080p30_en", "katie_512_mpeg4_en", "man_map_844_en", "woman_glasses_524_en",
@@ -151,12 +152,12 @@ def silence_and_closures(driver) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m dubber.bench_driver",
+    ap = argparse.ArgumentParser(prog="python -m dubber.bench driver",
                                  description=__doc__.split("\n")[0])
     ap.add_argument("--clips", nargs="*", default=list(CLIPS + HELD_OUT))
     ap.add_argument("--cache", default=None, help="analysis cache folder")
     ap.add_argument("--weights", default=None)
-    ap.add_argument("--json", default=None, help="also write the figures to this file")
+    add_json_flag(ap)
     a = ap.parse_args(argv)
     from dubber.mouth.driver import MouthDriver
 
@@ -165,32 +166,25 @@ def main(argv: list[str] | None = None) -> int:
     cols = ["zero_shot_opening", "lag2_opening", "lag2_frames", "zero_shot_width",
             "zero_shot_rounding", "second_half_zero_shot_opening", "calibrated_opening",
             "calibrated_width", "calibrated_rounding", "calibration_shift_ms"]
-    print(f"{'clip':28s} {'frames':>6s} " + " ".join(f"{c[:14]:>14s}" for c in cols))
-    for r in rows:
-        print(f"{r['clip']:28s} {r['frames']:6d} "
-              + " ".join(f"{r.get(c, float('nan')):14}" for c in cols))
-    figures: dict = {"clips": rows}
+    report = Report("driver", a.json)
+    for r in rows:  # the per-clip table
+        for c in cols:
+            report.figure(f"{r['clip']} {c}", r.get(c, float("nan")),
+                          "ms" if c.endswith("_ms") else "frames" if c.endswith("frames") else "r")
     for c in cols[:2] + cols[3:9]:
         v = float(np.nanmean([r.get(c, np.nan) for r in rows]))
-        figures[f"mean_{c}"] = round(v, 3)
-        print(f"mean_{c}: {v:.3f} r")
+        report.figure(f"mean {c}", v, "r")
     files = [_video(n) for n in a.clips] + [MEDIA / "speech" / f for f in OTHER_LANGUAGES]
     sp = speed(driver, files)
-    figures["speed"] = sp
-    print(f"driver_speed: {sp['x_real_time']} x real time ({sp['audio_s']} s of audio in "
-          f"{sp['driver_s']} s wall)")
-    print(f"driver_speed_cpu: {sp['x_real_time_cpu']} x real time ({sp['cpu_s']} s of CPU time: "
-          "what one free core gives on a shared machine)")
-    langs = other_languages(driver)
-    figures["voiced_frames_called_speech"] = langs
-    for k, v in langs.items():
-        print(f"voiced_frames_called_speech[{k}]: {v} share")
+    report.figure("driver speed", sp["x_real_time"], "x real time (wall)", ">= 20")
+    report.figure("driver speed, CPU time", sp["x_real_time_cpu"], "x real time (CPU)",
+                  ">= 20")
+    for k, v in other_languages(driver).items():
+        report.figure(f"voiced frames called speech, {k}", v, "share", ">= 0.9")
     sc = silence_and_closures(driver)
-    figures.update(sc)
-    print(f"shut_after_silence: {sc['shut_after_silence_ms']} ms")
-    print(f"bilabials_closed: {sc['bilabials_closed']} of {sc['bilabials']}")
-    if a.json:
-        Path(a.json).write_text(json.dumps(figures, indent=1) + "\n")
+    report.figure("shut after silence", sc["shut_after_silence_ms"], "ms", "<= 150")
+    report.figure("bilabials closed", f"{sc['bilabials_closed']} of {sc['bilabials']}")
+    report.close()
     return 0
 
 
