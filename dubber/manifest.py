@@ -31,7 +31,7 @@ from typing import Any, Mapping
 
 import yaml
 
-from dubber.config import VIDEO_CODECS, Config, load_config
+from dubber.config import DEFAULT_PRESET, VIDEO_CODECS, Config, load_config
 from dubber.errors import DubberError, UsageError
 from dubber.media.encode import CONTAINERS
 
@@ -213,7 +213,7 @@ def config_for(layer: Mapping[str, Any]) -> Config:
         if key in _OPTIONS:
             section, fld = _OPTIONS[key][0], _OPTIONS[key][1]
             overrides.setdefault(section, {})[fld] = value
-    return load_config(layer.get("preset", "fast"), overrides)
+    return load_config(layer.get("preset", DEFAULT_PRESET), overrides)
 
 
 def _episode(name: str, entry: Mapping, layer: dict, base: Path,

@@ -152,6 +152,9 @@ def render(
             models = setup(info)
         if on_start is not None:
             on_start(info)
+        if resume and not segments.resumable(cfg):
+            log.warning("%s renders in one pass: --resume has nothing to resume",
+                        cfg.encode.codec if cfg.runtime.segment_seconds else "this run")
         if segments.resumable(cfg):  # 2-3. in segments, joined losslessly (resumable)
             written, seg_rows = _render_segmented(
                 plan, info, cfg, stages, models, dub, progress, resume, keep_parts, identity,

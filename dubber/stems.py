@@ -99,7 +99,6 @@ def match_stems(tracks: Tracks, activity: Mapping[str, np.ndarray]) -> dict[str,
     Returns:
         stem name -> track ids (possibly empty).
     """
-    fps = float(tracks.frame_rate)
     names = list(activity)
     out: dict[str, list[int]] = {n: [] for n in names}
     for shot in tracks.shots:
@@ -212,14 +211,18 @@ class StemsStage:
         return chunk
 
 
-def mix_stems(stems: Mapping[str, Path], output: Path) -> Path:
+def mix_stems(stems: Mapping[str, Path], output: Path,
+              stem_tracks: Mapping[str, int] | None = None) -> Path:
     """The stems summed (no level change) into one 48 kHz float WAV beside ``output``,
-    named by the stems' identity so a resumed run finds the same file."""
+    named by the stems' identity and their track mapping: a resumed run finds the same
+    file, and a changed mapping (other pixels) gives another one, so segments made with
+    the old mapping are not taken for the new."""
     from dubber.media.ffmpeg import ffmpeg_exe
 
-    ident = hashlib.sha256(repr(sorted(
+    ident = hashlib.sha256(repr((sorted(
         (k, str(Path(v).resolve()), Path(v).stat().st_size, Path(v).stat().st_mtime_ns)
-        for k, v in stems.items())).encode()).hexdigest()[:12]
+        for k, v in stems.items()), sorted((stem_tracks or {}).items()))).encode()
+    ).hexdigest()[:12]
     mix = output.parent / f".{output.name}.mix-{ident}.wav"
     if mix.exists():
         return mix
@@ -275,7 +278,7 @@ def dub_with_stems(spec: dict, cfg: Config):
         raise UsageError("stems need the model stages, not --passthrough")
     output = Path(spec["output"])
     stems = {k: Path(v) for k, v in spec["stems"].items()}
-    mix = mix_stems(stems, output)
+    mix = mix_stems(stems, output, spec.get("stem_tracks"))
     opened = {}
     try:
         for name, path in stems.items():

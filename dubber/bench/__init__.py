@@ -19,6 +19,8 @@ BENCHMARKS = {
                   "embed and decode time of the watermark, ours against invisible-watermark"),
     "driver": ("dubber.bench.driver",
                "the mouth driver: r against the face mesh per clip, speed, languages"),
+    "batch": ("dubber.bench.batch", "dub batch: two episodes with 2 workers, one after the "
+              "other, and on Ray"),
     "quality": ("dubber.bench.quality",
                 "CLIP --audio DUB: sharpness, flicker, untouched pixels and sync of the mouth"),
 }

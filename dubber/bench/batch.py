@@ -1,7 +1,7 @@
 """Batch throughput: two episodes one after the other, side by side (``--workers 2``), and
 through a local Ray, in the same run.
 
-``python -m dubber.bench_batch [--mode models|passthrough] [--skip-ray] [--json]``
+``python -m dubber.bench batch [--mode models|passthrough] [--skip-ray] [--json]``
 
 Each configuration renders the same two shared clips into a fresh folder with a fresh
 analysis cache (so each pays for the whole job: analysis, models, encode), and prints one
@@ -11,13 +11,14 @@ figure per line (``name: value unit``).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
 from pathlib import Path
 
 import yaml
+
+from dubber.bench.report import Report, add_json_flag
 
 ROOT = Path(__file__).resolve().parents[1]
 MEDIA = ROOT.parent / "shared" / "media"
@@ -52,11 +53,12 @@ def _run(root: Path, label: str, mode: str, workers: int, backend: str) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m dubber.bench batch",
+                                 description=__doc__.splitlines()[0])
     ap.add_argument("--mode", choices=["models", "passthrough"], default="models",
                     help="fast-preset model renders (default) or pass-through re-encodes")
     ap.add_argument("--skip-ray", action="store_true", help="leave the Ray backend out")
-    ap.add_argument("--json", action="store_true", help="print the figures as JSON")
+    add_json_flag(ap)
     args = ap.parse_args(argv)
     import logging
 
@@ -84,12 +86,11 @@ def main(argv: list[str] | None = None) -> int:
                 os.environ.pop("DUBBER_CACHE", None)
             else:
                 os.environ["DUBBER_CACHE"] = old_cache
-    if args.json:
-        print(json.dumps(figures, indent=2))
-    else:
-        for k, v in figures.items():
-            unit = "x" if ("speedup" in k or "_vs_" in k) else "s" if k.endswith("_s") else ""
-            print(f"{k}: {v:.2f} {unit}".rstrip() if isinstance(v, float) else f"{k}: {v}")
+    report = Report("batch", args.json)
+    for k, v in figures.items():
+        unit = "x" if ("speedup" in k or "_vs_" in k) else "s" if k.endswith("_s") else ""
+        report.figure(k, v, unit)
+    report.close()
     return 0
 
 
