@@ -268,6 +268,9 @@ class MouthConfig:
     pose_weight: float = 0.25
     light_weight: float = 0.5
     scale_weight: float = 0.05
+    # A bank mouth blurrier than the frame's own (log of the ratio of their sharpness,
+    # squared): motion-blurred mouths are passed over for sharp ones of the same shape.
+    detail_weight: float = 0.1
     # Path costs: jumping to a bank frame that does not follow the last one; showing the
     # same bank frame again (moving on to the next bank frame is free).
     jump: float = 0.01
@@ -382,7 +385,8 @@ def _validate_mouth(m: MouthConfig) -> None:
         raise UsageError("mouth.bank_frames and mouth.candidates must be at least 1")
     if min(m.crossfade, m.fade) < 0:
         raise UsageError("mouth.crossfade and mouth.fade must be 0 or more")
-    if min(*m.param_weights, m.pose_weight, m.light_weight, m.jump, m.hold, m.max_cost) < 0:
+    if min(*m.param_weights, m.pose_weight, m.light_weight, m.scale_weight, m.detail_weight,
+           m.jump, m.hold, m.max_cost) < 0:
         raise UsageError("mouth cost weights must be 0 or more")
     if not 0 < m.feather <= 1 or not 0 <= m.below_chin <= 1 or not 0 < m.colour_sigma <= 2:
         raise UsageError("mouth.feather must be in (0, 1], mouth.below_chin in [0, 1], "

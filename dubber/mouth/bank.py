@@ -44,7 +44,7 @@ from dubber.mouth.params import mouth_params
 
 log = logging.getLogger(__name__)
 
-BANK_VERSION = 1
+BANK_VERSION = 2  # 2: per-frame mouth detail
 # Crop margins around the lower-face points, in eye distances: sideways and up, and down
 # (below the chin, where a dropping jaw goes).
 CROP_MARGIN = 0.35
@@ -63,6 +63,8 @@ class MouthBank:
         params: shape = (F, 3), float32: opening, width, rounding.
         pose: shape = (F, P), float32: :func:`~dubber.mouth.geometry.pose_shape`.
         colour: shape = (F, 3), float32: mean RGB in [0, 1] of the lower face.
+        detail: shape = (F,), float32: the mouth's sharpness, the variance of the Laplacian
+            of the luma around the lips (:func:`mouth_detail`).
         kept: shape = (F,), bool: whether the frame's crop is in the bank.
         boxes: shape = (F, 4), int64: (x0, y0, x1, y1) of each kept crop (zeros otherwise).
         offsets: shape = (F,), int64: byte offset of each kept crop in ``crops``.
@@ -76,6 +78,7 @@ class MouthBank:
     params: np.ndarray
     pose: np.ndarray
     colour: np.ndarray
+    detail: np.ndarray
     kept: np.ndarray
     boxes: np.ndarray
     offsets: np.ndarray
@@ -111,6 +114,25 @@ def crop_box(points: np.ndarray, layout: PixelLayout) -> tuple[int, int, int, in
     x1, y1 = p.max(0) + [CROP_MARGIN * eye, CROP_BELOW * eye]
     return grid_box((int(np.floor(x0)), int(np.floor(y0)), int(np.ceil(x1)), int(np.ceil(y1))),
                     layout)
+
+
+def mouth_detail(luma: np.ndarray, points: np.ndarray, bit_depth: int = 8) -> float:
+    """The sharpness of a mouth: the variance of the Laplacian of the luma (8-bit levels)
+    in the lips' box grown by half a mouth width (what ``bench quality`` measures)."""
+    import cv2
+
+    from dubber.faces.landmarks import LIP_OUTER
+
+    lips = points[list(LIP_OUTER)]
+    (x0, y0), (x1, y1) = lips.min(0), lips.max(0)
+    g = 0.5 * (x1 - x0)
+    h, w = luma.shape
+    y0, y1 = max(int(y0 - g), 0), min(int(y1 + g), h)
+    x0, x1 = max(int(x0 - g), 0), min(int(x1 + g), w)
+    if y1 - y0 < 3 or x1 - x0 < 3:
+        return 0.0
+    region = luma[y0:y1, x0:x1].astype(np.float32) / float(1 << (bit_depth - 8))
+    return float(cv2.Laplacian(region, cv2.CV_32F).var())
 
 
 def choose_kept(track: Track, max_frames: int) -> np.ndarray:
@@ -173,7 +195,7 @@ def load_bank(folder: Path, tid: int) -> MouthBank | None:
         size = crops_path.stat().st_size if crops_path.exists() else 0
         crops = np.memmap(crops_path, dtype=dtype, mode="r") if size else None
         bank = MouthBank(tid, a["frames"], a["points"], a["params"], a["pose"], a["colour"],
-                         a["kept"], a["boxes"], a["offsets"], crops, dtype)
+                         a["detail"], a["kept"], a["boxes"], a["offsets"], crops, dtype)
         ends = bank.offsets[bank.kept] + np.prod(
             bank.boxes[bank.kept][:, 2:] - bank.boxes[bank.kept][:, :2], axis=1) * 3 * dtype.itemsize
         if len(ends) and int(ends.max()) > size:
@@ -190,14 +212,15 @@ class _Builder:
 
     def __init__(self, folder: Path, track: Track, keep: np.ndarray, dtype: np.dtype) -> None:
         self.folder, self.track, self.keep, self.dtype = folder, track, keep, dtype
-        self.rows: dict[str, list] = {k: [] for k in
-                                      ("frames", "points", "kept", "boxes", "offsets", "colour")}
+        self.rows: dict[str, list] = {k: [] for k in ("frames", "points", "kept", "boxes",
+                                                      "offsets", "colour", "detail")}
         self.offset = 0
         self.file = open(folder / f".{track.id}.crops", "wb")
 
-    def add(self, frame: int, points: np.ndarray, colour: np.ndarray, rgb_box,
+    def add(self, frame: int, points: np.ndarray, colour: np.ndarray, detail: float, rgb_box,
             rgb: np.ndarray | None) -> None:
         r = self.rows
+        r["detail"].append(detail)
         r["frames"].append(frame)
         r["points"].append(points.astype(np.float32))
         r["kept"].append(rgb is not None)
@@ -221,6 +244,7 @@ class _Builder:
             "params": mouth_params(points) if len(points) else np.zeros((0, 3), np.float32),
             "pose": pose_shape(points) if len(points) else np.zeros((0, 44), np.float32),
             "colour": np.asarray(r["colour"], np.float32).reshape(-1, 3),
+            "detail": np.asarray(r["detail"], np.float32),
             "kept": np.asarray(r["kept"], bool),
             "boxes": np.asarray(r["boxes"], np.int64).reshape(-1, 4),
             "offsets": np.asarray(r["offsets"], np.int64),
@@ -326,4 +350,5 @@ def _bank_frame(builder: _Builder, meshes: MeshPool, chunk, i: int, idx: int,
         colour = rgb.reshape(-1, 3).mean(0)
     else:
         colour = crop_rgb(chunk.frames, i, cb, 32, color).reshape(-1, 3).mean(0) / 255.0
-    builder.add(idx, pts, colour.astype(np.float32), cb, rgb)
+    detail = mouth_detail(chunk.frames.planes(i)[0], pts, info.bit_depth)
+    builder.add(idx, pts, colour.astype(np.float32), detail, cb, rgb)

@@ -36,8 +36,8 @@ def face_scale(points: np.ndarray) -> np.ndarray:
 
 
 def unary_costs(bank: MouthBank, target: np.ndarray, pose: np.ndarray, colour: np.ndarray,
-                frames: np.ndarray, cfg: MouthConfig, scale: np.ndarray | None = None
-                ) -> np.ndarray:
+                frames: np.ndarray, cfg: MouthConfig, scale: np.ndarray | None = None,
+                detail: np.ndarray | None = None) -> np.ndarray:
     """Cost of every kept bank row for every target frame.
 
     Args:
@@ -48,6 +48,8 @@ def unary_costs(bank: MouthBank, target: np.ndarray, pose: np.ndarray, colour: n
         frames: shape = (T,): the target frames' numbers.
         scale: shape = (T,): the target faces' size in pixels (:func:`face_scale`); a bank
             face smaller than that would be blown up, and lose sharpness.
+        detail: shape = (T,): the target frames' own mouth sharpness
+            (:func:`~dubber.mouth.bank.mouth_detail`); a blurrier bank mouth costs more.
 
     Returns:
         shape = (T, B) float64 over ``bank.kept`` rows (in order); inf where excluded.
@@ -62,6 +64,10 @@ def unary_costs(bank: MouthBank, target: np.ndarray, pose: np.ndarray, colour: n
         own = face_scale(bank.points[rows].astype(np.float64))
         up = np.log(np.maximum(scale[:, None], 1e-6) / np.maximum(own[None], 1e-6))
         cost += cfg.scale_weight * np.maximum(up, 0.0) ** 2
+    if detail is not None:
+        own = np.maximum(bank.detail[rows].astype(np.float64), 1e-3)
+        soft = np.log(np.maximum(detail[:, None], 1e-3) / own[None])
+        cost += cfg.detail_weight * np.maximum(soft, 0.0) ** 2
     return cost
 
 
@@ -98,8 +104,8 @@ def shortest_path(cost: np.ndarray, follows: np.ndarray, cfg: MouthConfig) -> np
 
 
 def choose(bank: MouthBank, target: np.ndarray, pose: np.ndarray, colour: np.ndarray,
-           frames: np.ndarray, cfg: MouthConfig, scale: np.ndarray | None = None
-           ) -> list[Blend | None]:
+           frames: np.ndarray, cfg: MouthConfig, scale: np.ndarray | None = None,
+           detail: np.ndarray | None = None) -> list[Blend | None]:
     """The blends of one speaking window (consecutive frames ``frames``); arguments as in
     :func:`unary_costs`.
 
@@ -110,7 +116,7 @@ def choose(bank: MouthBank, target: np.ndarray, pose: np.ndarray, colour: np.nda
     rows = np.flatnonzero(bank.kept)
     if len(rows) == 0 or len(frames) == 0:
         return [None] * len(frames)
-    cost = unary_costs(bank, target, pose, colour, frames, cfg, scale)
+    cost = unary_costs(bank, target, pose, colour, frames, cfg, scale, detail)
     finite = np.isfinite(cost).any(axis=1)
     cost = np.where(np.isfinite(cost), cost, 1e9)
     kept_frames = bank.frames[rows]

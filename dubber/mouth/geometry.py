@@ -12,7 +12,7 @@ MediaPipe face-mesh indices (478-point mesh), picked on a frontal face:
 - :data:`MOVING`: lips, chin and the jaw line: they come from the chosen frame, so lips,
   jaw and chin move together.
 - :data:`REGION`: the outline of the drawn region (mouth, chin and the inner cheeks, inside
-  the face contour), in order around it.
+  the jaw line), in order around it.
 """
 
 from __future__ import annotations
@@ -33,11 +33,13 @@ MOVING = tuple(sorted(set(LIP_OUTER) | set(LIP_INNER) | {
     140, 369, 149, 378, 170, 395, 32, 262, 194, 418, 182, 406, 204, 424, 106, 335, 43, 273,
     202, 422, 210, 430, 169, 394, 150, 379, 135, 364, 136, 365, 172, 397, 138, 367, 211,
     431, 84, 314, 17, 16, 15, 14, 92, 322, 186, 410, 57, 287}))
-# Around the drawn region, clockwise on the image from under the left nostril.
-REGION = (206, 165, 167, 164, 393, 391, 426, 436, 432, 434, 430, 394, 379, 378, 400, 377,
-          152, 148, 176, 149, 150, 169, 210, 214, 212, 216)
+# Around the drawn region, clockwise on the image from under the left nostril. On the sides
+# it keeps inside the jaw line (a turned head shows background past it, and a source face
+# of another yaw puts its jaw line elsewhere); at the bottom it is the chin.
+REGION = (206, 165, 167, 164, 393, 391, 426, 436, 432, 422, 431, 395, 369, 400, 377, 152,
+          148, 176, 140, 170, 211, 202, 212, 216)
 # The chin line: the region reaches below it (a jaw that drops must not show the old chin).
-CHIN = (150, 149, 176, 148, 152, 377, 400, 378, 379)
+CHIN = (176, 148, 152, 377, 400)
 
 assert not set(PINNED) & set(MOVING), "a point cannot be both pinned and moving"
 

@@ -103,7 +103,8 @@ def make_plan(tracks: Tracks, banks: dict[int, MouthBank],
             pose, colour = bank.pose[fill], bank.colour[fill]
             scale = face_scale(bank.points[fill].astype(np.float64))
             sub = dub(tracks.track(tid), win)
-            blends = choose(bank, actor_targets(sub, bank), pose, colour, win, cfg, scale)
+            blends = choose(bank, actor_targets(sub, bank), pose, colour, win, cfg, scale,
+                            bank.detail[fill])
             ramp = fade_weights(len(win), cfg.fade)
             for f, blend, a, row in zip(win.tolist(), blends, ramp, rows):
                 if blend is not None and row is not None:
