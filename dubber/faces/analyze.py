@@ -107,7 +107,7 @@ def analyze_chunks(
                               cfg.tile_every, cfg.roi_scale, cfg.full_every, close)
     shot_det = ShotDetector(fps, cfg.cut_threshold, cfg.min_shot_frames)
     tracker = Tracker(cfg.match_iou, cfg.max_gap)
-    lips_meter = _LipMeter(width, height, cfg.min_face_size * min(width, height) * 0.75,
+    lips = _LipMeter(width, height, cfg.min_face_size * min(width, height) * 0.75,
                      rotation, color)
     times: list[np.ndarray] = []
     n = 0
@@ -126,12 +126,12 @@ def analyze_chunks(
             tracker.update(idx, dets)
             # 4. lips of every face detected on this frame
             for k in tracker.seen_at(idx):
-                lips_meter.measure(k, tracker.tracks[k].last_box, chunk, i, idx)
-            lips_meter.retire([k for k in lips_meter.open_tracks() if not tracker.is_live(k)])
+                lips.measure(k, tracker.tracks[k].last_box, chunk, i, idx)
+            lips.retire([k for k in lips.open_tracks() if not tracker.is_live(k)])
             n = idx + 1
         if progress:
             progress(n)
-    lips_meter.close()
+    lips.close()
     for d in (detector, close):
         if hasattr(d, "close"):
             d.close()
@@ -145,11 +145,11 @@ def analyze_chunks(
     )
     tracks = []
     for tid, seg in enumerate(segments):
-        ap = lips_meter.apertures.get(seg.source, {})
+        ap = lips.apertures.get(seg.source, {})
         aperture = np.array([ap.get(f, np.nan) for f in range(seg.first, seg.last + 1)])
-        lips = _points_array(lips_meter.points.get(seg.source, {}), seg.first, seg.last)
+        points = _points_array(lips.points.get(seg.source, {}), seg.first, seg.last)
         tracks.append(Track(tid, seg.first, seg.last, seg.boxes, seg.scores, aperture,
-                            np.zeros(len(aperture)), lips))
+                            np.zeros(len(aperture)), points))
     frame_times = np.concatenate(times)[:n]
     if select_speakers:
         tracks, shot_list = _select_speakers(tracks, shots, audio, frame_times, fps, cfg,
@@ -162,7 +162,7 @@ def analyze_chunks(
         stats.frames = n
         stats.seconds = time.perf_counter() - t_start
         stats.detector_calls = frame_det.calls
-        stats.mesh_calls = lips_meter.calls
+        stats.mesh_calls = lips.calls
     log.info("analysed %d frames: %d shots, %d tracks", n, len(shot_list), len(tracks))
     return result
 
