@@ -135,5 +135,8 @@ def _summary(kind: str, d) -> str:
     if kind == "generator":
         return (f"{d.grid}x{d.grid}x{d.embed_dim} in/out, mel {d.mel_steps} steps, "
                 f"{d.face_dim}+{d.audio_dim}->{d.face_dim + d.audio_dim}")
+    if kind == "lip_sync":
+        return (f"{d.frames} frames of lips vs {d.mel_per_frame * d.frames} mel steps, "
+                f"{'linear' if d.linear else f'conv {d.channels}'}, D={d.out_dim}")
     return f"{d.size}px, style {d.style_dim}, x{d.channel_multiplier}, narrow {d.narrow}"
 

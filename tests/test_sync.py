@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pytest
 import torch
 
-from dubber.bench_sync import shift_audio
+from dubber.bench.sync import shift_audio
 from dubber.media.audio import load_audio
 from dubber.sync import features as ft
 from tests.helpers import CLIPS, SPEECH, ffmpeg, make_clip, needs_media

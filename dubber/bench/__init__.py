@@ -17,6 +17,8 @@ BENCHMARKS = {
     "learn": ("dubber.bench.learn", "--corpus C: learnability figures of trained weights"),
     "watermark": ("dubber.bench.watermark",
                   "embed and decode time of the watermark, ours against invisible-watermark"),
+    "sync": ("dubber.bench.sync", "the sync model: scoring speed, training speed, "
+             "--calibrate, --speakers"),
     "driver": ("dubber.bench.driver",
                "the mouth driver: r against the face mesh per clip, speed, languages"),
     "batch": ("dubber.bench.batch", "dub batch: two episodes with 2 workers, one after the "

@@ -109,7 +109,7 @@ def analyze_chunks(
     shot_det = ShotDetector(fps, cfg.cut_threshold, cfg.min_shot_frames)
     tracker = Tracker(cfg.match_iou, cfg.max_gap)
     lips_meter = _LipMeter(width, height, cfg.min_face_size * min(width, height) * 0.75,
-                     rotation, color)
+                           rotation, color)
     times: list[np.ndarray] = []
     n = 0
     for chunk in chunks:
