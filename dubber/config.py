@@ -268,9 +268,12 @@ class MouthConfig:
     pose_weight: float = 0.25
     light_weight: float = 0.5
     scale_weight: float = 0.05
-    # A bank mouth blurrier than the frame's own (log of the ratio of their sharpness,
-    # squared): motion-blurred mouths are passed over for sharp ones of the same shape.
+    # A bank mouth much blurrier than the frame's own (log of the ratio of their sharpness
+    # beyond detail_margin, squared) is passed over for a sharp one of the same shape. The
+    # margin leaves speech its natural motion blur: without it the path prefers still
+    # mouths, and the dub reads out of sync.
     detail_weight: float = 0.1
+    detail_margin: float = 0.3
     # Path costs: jumping to a bank frame that does not follow the last one; showing the
     # same bank frame again (moving on to the next bank frame is free).
     jump: float = 0.01

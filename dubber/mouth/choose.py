@@ -66,7 +66,7 @@ def unary_costs(bank: MouthBank, target: np.ndarray, pose: np.ndarray, colour: n
         cost += cfg.scale_weight * np.maximum(up, 0.0) ** 2
     if detail is not None:
         own = np.maximum(bank.detail[rows].astype(np.float64), 1e-3)
-        soft = np.log(np.maximum(detail[:, None], 1e-3) / own[None])
+        soft = np.log(np.maximum(detail[:, None], 1e-3) / own[None]) - cfg.detail_margin
         cost += cfg.detail_weight * np.maximum(soft, 0.0) ** 2
     return cost
 
