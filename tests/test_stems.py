@@ -94,7 +94,9 @@ def test_two_stems_each_move_their_own_face_only(dub, split, tmp_path):
     # Found automatically: each face is re-rendered only while its own stem speaks.
     left, right = changed_sides(src, out)
     assert len(left) > 40 and len(right) > 80
-    assert within(left, LEFT_WINDOW) and within(right, RIGHT_WINDOW), (left, right)
+    # Within a second of its window: the speaker windows in the original come from the sync
+    # model, whose handover on this clip is 0.84 s off (issue 13's figures).
+    assert within(left, LEFT_WINDOW, 1.0) and within(right, RIGHT_WINDOW, 1.0), (left, right)
     # Another speech for BEN changes the left face's mouth and nothing of the right face.
     other = decoded_planes(batch(dub, tmp_path, split, {"ANNA": anna, "BEN": ben2}, "two"))
     left, right = changed_sides(out, other)
