@@ -37,12 +37,27 @@ MIN_OPENING_RATIO = 1.3
 MAX_SILENT_LEAK = 0.35
 
 
+def mark_disc(box, layout) -> np.ndarray:
+    """(H, W) bool: the pixels the watermark may change for a face at ``box``."""
+    from dubber.watermark import DISC_ZERO, FaceSquare
+
+    sq = FaceSquare.from_box(box)
+    c = sq.side / 2
+    rows, cols = np.mgrid[0:layout.height, 0:layout.width] + 0.5
+    return np.hypot(cols - sq.x0 - c, rows - sq.y0 - c) <= c * DISC_ZERO + 1
+
+
+def watermark_only(a: np.ndarray, b: np.ndarray, disc: np.ndarray) -> bool:
+    """``b`` equals ``a`` outside ``disc`` and differs inside by a few levels at most."""
+    step = np.abs(a.astype(int) - b.astype(int))
+    return not step[~disc].any() and (not disc.any() or (step[disc].max() <= 12
+                                                         and step[disc].mean() < 2))
+
+
 @needs_media
 def test_real_clip_is_dubbed_only_inside_the_speakers_face(dub, tmp_path):
     """The mouth region is re-rendered; elsewhere only the watermark's disc in the face
     changes, by a few levels of luma; the rest is bit-exact."""
-    from dubber.watermark import DISC_ZERO, FaceSquare
-
     clip = CLIPS / "man_map_844_en.mp4"
     out = tmp_path / "dubbed.mkv"
     r = dub(clip, "--audio", SPEECH / "hi_news_22s.wav", "-o", out, *UNIT)
@@ -53,7 +68,6 @@ def test_real_clip_is_dubbed_only_inside_the_speakers_face(dub, tmp_path):
     src, dst = decoded_planes(clip), decoded_planes(out)
     assert len(src) == len(dst)
     changed = 0
-    rows, cols = np.mgrid[0:layout.height, 0:layout.width] + 0.5
     for f, (a, b) in enumerate(zip(src, dst)):
         diff = a[0] != b[0]
         speakers = tracks.speakers_at(f)
@@ -68,12 +82,10 @@ def test_real_clip_is_dubbed_only_inside_the_speakers_face(dub, tmp_path):
             x0, y0, x1, y1 = visible_part(square, layout)
             # The mouth paste: the upper 30 % of the square (eyes, brows) is not pasted.
             mouth[y0 + int(0.3 * (square[3] - square[1])):y1, x0:x1] = True
-            sq = FaceSquare.from_box(box)
-            c = sq.side / 2
-            mark |= np.hypot(cols - sq.x0 - c, rows - sq.y0 - c) <= c * DISC_ZERO + 1
+            mark |= mark_disc(box, layout)
         assert not (diff & ~(mouth | mark)).any(), f"frame {f} changed outside the face"
-        step = np.abs(a[0].astype(int) - b[0].astype(int))[mark & ~mouth]
-        assert step.max() <= 12 and step.mean() < 2, f"frame {f}: the watermark shows"
+        keep = ~mouth
+        assert watermark_only(a[0][keep], b[0][keep], mark[keep]), f"frame {f}: mark shows"
         changed += bool((diff & mouth).any())
     assert changed > len(src) // 2  # the speaker is re-rendered on most frames
 
@@ -135,7 +147,7 @@ def test_shipped_weights_let_the_dub_drive_the_mouth(dub, tmp_path):
     follows the dub (a speech dub and a silent one give different mouths; the face mesh on
     the outputs finds the mouth open wider under speech than under silence, and under
     silence the mouth no longer moves with the original one), and the upper face is left
-    exactly as it was."""
+    as it was but for the watermark."""
     clip = CLIPS / "man_map_844_en.mp4"
     outs = {}
     for name, audio in (("speech", SPEECH / "hi_news_22s.wav"),
@@ -153,7 +165,9 @@ def test_shipped_weights_let_the_dub_drive_the_mouth(dub, tmp_path):
             x0, y0, x1, y1 = square_box(tracks.track(tid).box_at(f), cfg.models.crop_scale, layout)
             side = y1 - y0
             upper = (slice(max(y0, 0), y0 + int(0.3 * side)), slice(max(x0, 0), x1))
-            assert np.array_equal(a[0][upper], b[0][upper]) and np.array_equal(a[0][upper], c[0][upper])
+            disc = mark_disc(tracks.track(tid).box_at(f), layout)[upper]
+            assert watermark_only(a[0][upper], b[0][upper], disc)
+            assert watermark_only(a[0][upper], c[0][upper], disc)
             # The mouth: the middle half of the square's width, 60-85 % of its height.
             mouth = (slice(y0 + int(0.6 * side), y0 + int(0.85 * side)),
                      slice(x0 + side // 4, x1 - side // 4))
