@@ -40,7 +40,7 @@ SPEECH = ("en_commentary_60s.wav", "en_jfk.flac", "en_lecture_21s.wav", "en_kimk
           "hi_news_22s.wav", "zh_news_8s.wav", "en_radio_8s.wav", "en_vlog_10s.wav",
           "zh_read_4s.wav")
 SHIFTS = (-10, -6, -3, 3, 6, 10)
-FIXTURE = Path(__file__).resolve().parent.parent / "tests" / "data" / "two_faces_speakers.json"
+FIXTURE = Path(__file__).resolve().parents[2] / "tests" / "data" / "two_faces_speakers.json"
 
 
 def _fit(x: np.ndarray, n: int) -> np.ndarray:

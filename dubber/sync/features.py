@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dubber.mouth.geometry import similarity
+
 from dubber.faces.landmarks import LIP_INNER, LIP_OUTER
 from dubber.media.audio import HOP_LENGTH, MEL_STEPS_PER_SECOND, N_FFT, _exact_div
 
@@ -112,22 +114,6 @@ def profile_ratio(points: np.ndarray) -> np.ndarray:
     return np.abs(dl - dr) / np.maximum(dl + dr, 1e-9)
 
 
-def _similarity(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-    """Least-squares similarity (scale, rotation, translation) taking ``src`` onto ``dst``
-    (Umeyama 1991, no reflection). Both shape (n, 2)."""
-    mu_s, mu_d = src.mean(0), dst.mean(0)
-    s, d = src - mu_s, dst - mu_d
-    cov = d.T @ s / len(src)
-    u, sig, vt = np.linalg.svd(cov)
-    sign = np.ones(2)
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        sign[-1] = -1
-    rot = u @ np.diag(sign) @ vt
-    var = (s ** 2).sum() / len(src)
-    scale = float((sig * sign).sum() / max(var, 1e-12))
-    return scale, rot, mu_d - scale * rot @ mu_s
-
-
 def normalise_points(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Pose-, scale- and neutral-normalised moving points of one track.
 
@@ -159,7 +145,8 @@ def normalise_points(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     # 2. per frame, Procrustes onto the template; the moving points follow
     moving = np.zeros((n, N_MOVING, 2))
     for f in np.flatnonzero(ok):
-        scale, rot, t = _similarity(pts[f, _STABLE_IDX], template)
+        m = similarity(pts[f, _STABLE_IDX], template)
+        scale, rot, t = 1.0, m[:, :2], m[:, 2]
         moving[f] = scale * pts[f, :N_MOVING] @ rot.T + t
     # 3. the speaker's neutral mouth
     moving[ok] -= np.median(moving[ok], axis=0)
