@@ -146,7 +146,8 @@ def cli() -> None:
 @click.option("--weights", "weights_dir", metavar="DIR",
               help="Folder of trained weights (default: $DUBBER_WEIGHTS, else weights/).")
 @click.option("--check/--no-check", default=True, show_default=True,
-              help="End with `dub check-sync` of OUT against DUB (one line).")
+              help="End with `dub check-sync` of OUT against DUB (one line); not after "
+                   "--passthrough, which changes no mouth (unless --report asks for it).")
 @click.option("--report", metavar="FILE.json", type=click.Path(dir_okay=False),
               help="Write the full sync check of OUT to FILE.json.")
 @click.option("--resume", is_flag=True,
@@ -199,7 +200,9 @@ def run_command(input_path, audio_path, output, force, preset, device, passthrou
                 "none": ""}[result.audio_action]
         click.echo(f"wrote {result.output} ({result.frames} frames, "
                    f"{result.video_duration:.3f} s{note})")
-    if check or report:
+    # A pass-through changes no mouth: checking it would cost a second analysis of the
+    # whole picture for nothing the run did (`dub check-sync` does it when wanted).
+    if (check and not cfg.runtime.passthrough) or report:
         _check_output(result.output, audio_path, cfg, weights_dir, report, quiet)
 
 

@@ -96,6 +96,11 @@ def test_dub_ends_with_the_sync_check_and_writes_the_report(dub, tmp_path):
     # the picture is untouched, so the original lips do not follow another voice
     assert rep["verdict"] == "out of sync", rep
     assert rep["audio"].endswith("en_vlog_10s.wav")
+    # Without --report a pass-through is not checked: it changed no mouth.
+    r = dub(str(CLIPS / "man_map_844_en.mp4"), "--audio", str(SPEECH / "en_vlog_10s.wav"),
+            "-o", str(tmp_path / "plain.mp4"), "--passthrough")
+    assert r.code == 0, r
+    assert r.out.strip().splitlines()[-1].startswith("wrote ") and "sync:" not in r.out
 
 
 def test_media_folder_layout_is_what_the_benchmark_expects():
