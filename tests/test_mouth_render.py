@@ -57,8 +57,7 @@ def test_path_follows_the_banks_own_motion_when_the_target_does():
     real motion, no jumps, and nothing cross-faded."""
     bank = _bank(_opening_run(120))
     target = bank.params[40:80]
-    blends = choose(bank, target, np.zeros((40, 4)), np.full((40, 3), 0.5),
-                    np.arange(1000, 1040), MouthConfig())
+    blends = choose(bank, target, np.zeros((40, 4)), np.full((40, 3), 0.5), MouthConfig())
     rows = [b.rows for b in blends]
     assert all(len(r) == 1 for r in rows)
     assert [r[0] for r in rows] == list(range(40, 80))
@@ -72,7 +71,7 @@ def test_jumps_are_few_and_cross_faded():
     target = _opening_run(60, phase=1.3)
     target[:, 0] += rng.normal(0, 0.01, 60)
     cfg = MouthConfig(crossfade=3, jump=0.004)
-    blends = choose(bank, target, np.zeros((60, 4)), np.full((60, 3), 0.5), np.arange(60), cfg)
+    blends = choose(bank, target, np.zeros((60, 4)), np.full((60, 3), 0.5), cfg)
     assert all(b is not None for b in blends)
     assert all(abs(sum(b.weights) - 1) < 1e-6 for b in blends)
     main_rows = [b.rows[int(np.argmax(b.weights))] for b in blends]
@@ -88,11 +87,11 @@ def test_jumps_are_few_and_cross_faded():
 def test_frames_with_no_close_bank_frame_are_left_to_the_fallback():
     bank = _bank(_opening_run(50))
     far = np.tile([[0.9, 1.5, 1.2]], (10, 1)).astype(np.float32)
-    blends = choose(bank, far, np.zeros((10, 4)), np.full((10, 3), 0.5), np.arange(10),
+    blends = choose(bank, far, np.zeros((10, 4)), np.full((10, 3), 0.5),
                     MouthConfig(max_cost=0.02))
     assert blends == [None] * 10
     empty = _bank(np.zeros((0, 3)))
-    assert choose(empty, far, np.zeros((10, 4)), np.full((10, 3), 0.5), np.arange(10),
+    assert choose(empty, far, np.zeros((10, 4)), np.full((10, 3), 0.5),
                   MouthConfig()) == [None] * 10
 
 
@@ -160,7 +159,7 @@ def test_warp_puts_a_shifted_source_back_where_the_target_face_is(kim_points):
     alike: the rendered region is the target's own texture again, and nothing outside the
     region (above the nose, beyond the cheeks) is touched."""
     from dubber.media.frames import PixelLayout
-    from dubber.mouth.warp import WarpConfig, render_box, render_face
+    from dubber.mouth.warp import render_box, render_face
 
     tgt_pts = kim_points
     frame = _texture(1080, 1920)
@@ -173,7 +172,7 @@ def test_warp_puts_a_shifted_source_back_where_the_target_face_is(kim_points):
     src_box = (x0 - 40, y0 - 40, x1 + 40, y1 + 40)
     crop = source[src_box[1]:src_box[3], src_box[0]:src_box[2]]
     rgb, alpha = render_face(target, box, tgt_pts, [(crop, src_box, tgt_pts + shift, 1.0)],
-                             WarpConfig())
+                             MouthConfig())
     inside = alpha > 0.5
     assert inside.sum() > 2000
     err = np.abs(rgb - target)[inside].mean()
@@ -192,7 +191,7 @@ def test_warp_draws_the_sources_mouth_shape_not_the_targets(kim_points):
     from dubber.faces.landmarks import LIP_INNER, LIP_OUTER
     from dubber.media.frames import PixelLayout
     from dubber.mouth.geometry import CHIN, MOVING
-    from dubber.mouth.warp import WarpConfig, render_box, render_face
+    from dubber.mouth.warp import render_box, render_face
 
     import cv2
 
@@ -208,7 +207,7 @@ def test_warp_draws_the_sources_mouth_shape_not_the_targets(kim_points):
     cv2.fillPoly(source, [np.round(src_pts[list(LIP_INNER)]).astype(np.int32)], (0, 0, 0))
     target = np.full((y1 - y0, x1 - x0, 3), 0.6, np.float32)
     rgb, alpha = render_face(target, box, tgt_pts, [(source[y0:y1, x0:x1], box, src_pts, 1.0)],
-                             WarpConfig())
+                             MouthConfig())
     dark = (rgb.mean(-1) < 0.3) & (alpha > 0.5)
     ys, xs = np.nonzero(dark)
     assert len(ys) > 50

@@ -36,7 +36,7 @@ def face_scale(points: np.ndarray) -> np.ndarray:
 
 
 def unary_costs(bank: MouthBank, target: np.ndarray, pose: np.ndarray, colour: np.ndarray,
-                frames: np.ndarray, cfg: MouthConfig, scale: np.ndarray | None = None,
+                cfg: MouthConfig, scale: np.ndarray | None = None,
                 detail: np.ndarray | None = None) -> np.ndarray:
     """Cost of every kept bank row for every target frame.
 
@@ -45,7 +45,6 @@ def unary_costs(bank: MouthBank, target: np.ndarray, pose: np.ndarray, colour: n
         target: shape = (T, 3): the target mouth parameters.
         pose: shape = (T, P): the target frames' pose shapes.
         colour: shape = (T, 3): the target frames' lower-face mean colour.
-        frames: shape = (T,): the target frames' numbers.
         scale: shape = (T,): the target faces' size in pixels (:func:`face_scale`); a bank
             face smaller than that would be blown up, and lose sharpness.
         detail: shape = (T,): the target frames' own mouth sharpness
@@ -104,9 +103,9 @@ def shortest_path(cost: np.ndarray, follows: np.ndarray, cfg: MouthConfig) -> np
 
 
 def choose(bank: MouthBank, target: np.ndarray, pose: np.ndarray, colour: np.ndarray,
-           frames: np.ndarray, cfg: MouthConfig, scale: np.ndarray | None = None,
+           cfg: MouthConfig, scale: np.ndarray | None = None,
            detail: np.ndarray | None = None) -> list[Blend | None]:
-    """The blends of one speaking window (consecutive frames ``frames``); arguments as in
+    """The blends of one speaking window (consecutive frames); arguments as in
     :func:`unary_costs`.
 
     Returns:
@@ -114,9 +113,9 @@ def choose(bank: MouthBank, target: np.ndarray, pose: np.ndarray, colour: np.nda
         enough (``max_cost``; the fallback renders those) or the bank is empty.
     """
     rows = np.flatnonzero(bank.kept)
-    if len(rows) == 0 or len(frames) == 0:
-        return [None] * len(frames)
-    cost = unary_costs(bank, target, pose, colour, frames, cfg, scale, detail)
+    if len(rows) == 0 or len(target) == 0:
+        return [None] * len(target)
+    cost = unary_costs(bank, target, pose, colour, cfg, scale, detail)
     finite = np.isfinite(cost).any(axis=1)
     cost = np.where(np.isfinite(cost), cost, 1e9)
     kept_frames = bank.frames[rows]

@@ -39,9 +39,9 @@ class PlannedFace:
     alpha: float
 
 
-def windows(frames: list[int]) -> list[np.ndarray]:
-    """Runs of consecutive frame numbers in the sorted list ``frames``."""
-    if not frames:
+def windows(frames) -> list[np.ndarray]:
+    """Runs of consecutive frame numbers in the sorted ``frames``."""
+    if not len(frames):
         return []
     f = np.asarray(frames, np.int64)
     breaks = np.flatnonzero(np.diff(f) != 1) + 1
@@ -68,9 +68,18 @@ def _faded(blend: Blend, ramp: float, row: int, bank: MouthBank) -> PlannedFace:
     return PlannedFace(Blend(tuple(weights), tuple(weights.values()), blend.cost), 1.0)
 
 
+def dubbed_frames(tracks: Tracks) -> dict[int, np.ndarray]:
+    """Track id -> the frames it is re-rendered on, for every track that is on some."""
+    from dubber.mouth.calibrate import speaking_frames
+
+    frames = {t.id: speaking_frames(tracks, t) for t in tracks.tracks}
+    return {tid: f for tid, f in frames.items() if len(f)}
+
+
 def make_plan(tracks: Tracks, banks: dict[int, MouthBank],
               dub: Callable[[object, np.ndarray], MouthTrack],
-              cfg: MouthConfig) -> dict[tuple[int, int], PlannedFace]:
+              cfg: MouthConfig, per_track: dict[int, np.ndarray] | None = None
+              ) -> dict[tuple[int, int], PlannedFace]:
     """(frame, track id) -> what that face shows, for every dubbed face the bank can draw.
 
     Args:
@@ -79,14 +88,13 @@ def make_plan(tracks: Tracks, banks: dict[int, MouthBank],
         dub: (track, frame numbers) -> the dub's mouth track at those frames for that
             actor (:meth:`dubber.mouth.target.DubMouths.for_track`).
         cfg: the mouth settings.
+        per_track: :func:`dubbed_frames` of ``tracks``, when the caller has it already.
 
     Faces absent from the plan (no mesh on that frame, no close bank frame) are left to the
     fallback renderer.
     """
-    per_track: dict[int, list[int]] = {}
-    for f in range(tracks.frame_count):
-        for tid in tracks.speakers_at(f):
-            per_track.setdefault(tid, []).append(f)
+    if per_track is None:
+        per_track = dubbed_frames(tracks)
     plan: dict[tuple[int, int], PlannedFace] = {}
     for tid, frames in per_track.items():
         bank = banks.get(tid)
@@ -103,7 +111,7 @@ def make_plan(tracks: Tracks, banks: dict[int, MouthBank],
             pose, colour = bank.pose[fill], bank.colour[fill]
             scale = face_scale(bank.points[fill].astype(np.float64))
             sub = dub(tracks.track(tid), win)
-            blends = choose(bank, actor_targets(sub, bank), pose, colour, win, cfg, scale,
+            blends = choose(bank, actor_targets(sub, bank), pose, colour, cfg, scale,
                             bank.detail[fill])
             ramp = fade_weights(len(win), cfg.fade)
             for f, blend, a, row in zip(win.tolist(), blends, ramp, rows):
@@ -133,11 +141,11 @@ def plan_run(info, tracks: Tracks, dub_path, cfg, progress=None, weights_dir=Non
     from dubber.mouth.bank import build_banks
     from dubber.mouth.target import DubMouths
 
-    ids = {t for f in range(tracks.frame_count) for t in tracks.speakers_at(f)}
-    if not ids:
+    per_track = dubbed_frames(tracks)
+    if not per_track:
         return {}, {}
     color = ColorSpec.from_names(info.color.matrix, info.color.range, info.width, info.height)
-    banks = build_banks(info, tracks, ids, cfg.mouth.bank_frames, color,
+    banks = build_banks(info, tracks, per_track, cfg.mouth.bank_frames, color,
                         chunk_frames=cfg.media.chunk_frames, progress=progress)
     mouths = DubMouths(dub_path, frame_times(info), weights_dir, track_dubs)
-    return make_plan(tracks, banks, mouths.for_track, cfg.mouth), banks
+    return make_plan(tracks, banks, mouths.for_track, cfg.mouth, per_track), banks

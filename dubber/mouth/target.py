@@ -2,11 +2,12 @@
 
 The driver (speech -> :class:`~dubber.mouth.track.MouthTrack`, :class:`DubMouths`) says
 what a mouth does for the dub (this actor's, when the analysis calibrated the driver on
-the actor's original lines); :func:`actor_targets` maps that onto the actor's own bank: the opening through the
-actor's own distribution of openings in the bank (quantile mapping: the driver's quiet
-and wide frames become this actor's closed and widest mouths), and width and rounding as
-this actor moves them with the opening (a least-squares line over the bank), shifted by
-the driver's own width and rounding. Silence closes the mouth to the actor's rest.
+the actor's original lines); :func:`actor_targets` maps that onto the actor's own bank:
+the opening through the actor's own distribution of openings in the bank (quantile
+mapping: the driver's quiet and wide frames become this actor's closed and widest
+mouths), and width and rounding as this actor moves them with the opening (a
+least-squares line over the bank), shifted by the driver's own width and rounding.
+Silence closes the mouth to the actor's rest.
 """
 
 from __future__ import annotations

@@ -21,12 +21,11 @@ frame's own YUV is the render stage's work.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import cv2
 import numpy as np
 from scipy.spatial import Delaunay
 
+from dubber.config import MouthConfig
 from dubber.faces.crop import grid_box
 from dubber.faces.landmarks import LIP_OUTER
 from dubber.media.frames import PixelLayout
@@ -37,14 +36,9 @@ _CONTROL = tuple(PINNED) + tuple(MOVING)
 _N_PINNED = len(PINNED)
 
 
-@dataclass(frozen=True)
-class WarpConfig:
-    """How the drawn region is shaped and blended (lengths in eye distances)."""
-
-    feather: float = 0.12  # the region's soft edge, inside its outline
-    below_chin: float = 0.12  # how far the region reaches below the lower chin
-    colour_sigma: float = 0.25  # blur of the colour correction
-    mouth_margin: float = 0.08  # the mouth area left out of the colour estimate, grown by
+# The mouth area left out of the colour estimate is the lips grown by this much (eye
+# distances).
+MOUTH_MARGIN = 0.08
 
 
 def destination_points(src_pts: np.ndarray, tgt_pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -64,7 +58,7 @@ def destination_points(src_pts: np.ndarray, tgt_pts: np.ndarray) -> tuple[np.nda
 
 
 def region_mask(dst_pts: np.ndarray, tgt_pts: np.ndarray, box: tuple[int, int, int, int],
-                cfg: WarpConfig) -> np.ndarray:
+                cfg: MouthConfig) -> np.ndarray:
     """The drawn region's soft weight over ``box``, shape = (h, w) float32 in [0, 1].
 
     Args:
@@ -187,7 +181,7 @@ def match_colour(warped: np.ndarray, target: np.ndarray, exclude: np.ndarray,
 
 def render_face(target: np.ndarray, box: tuple[int, int, int, int], tgt_pts: np.ndarray,
                 sources: list[tuple[np.ndarray, tuple[int, int, int, int], np.ndarray, float]],
-                cfg: WarpConfig) -> tuple[np.ndarray, np.ndarray]:
+                cfg: MouthConfig) -> tuple[np.ndarray, np.ndarray]:
     """The new lower face over ``box`` of the target frame.
 
     Args:
@@ -202,7 +196,7 @@ def render_face(target: np.ndarray, box: tuple[int, int, int, int], tgt_pts: np.
         with weight ``alpha``.
     """
     eye = eye_distance(tgt_pts)
-    grow = max(1, int(round(cfg.mouth_margin * eye)))
+    grow = max(1, int(round(MOUTH_MARGIN * eye)))
     # Several sources (a cross-fade) are warped to one shape, the weighted mean of theirs:
     # a morph, not a double exposure of two mouths.
     pairs = [destination_points(src_pts, tgt_pts) for _, _, src_pts, _ in sources]

@@ -1,9 +1,9 @@
 """Mouth stage: each planned face gets the actor's own mouth, warped and blended in place.
 
 Reads ``faces``, ``frames`` and ``color``; writes the new lower faces into ``frames`` (in
-place, inside each face's region only; everything else stays bit-exact) and removes the
-faces it drew from ``faces``, so the model stages after it (the VQ generator path) draw
-only the faces the plan had no bank frame for.
+place, inside each face's region only; everything else stays bit-exact) and moves the faces
+it drew from ``faces`` to ``rendered`` (the watermark marks them), so the model stages after
+it (the VQ generator path) draw only the faces the plan had no bank frame for.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dubber.config import Config
 from dubber.media.color import rgb_to_yuv_region, yuv_region_to_rgb
 from dubber.mouth.bank import MouthBank
 from dubber.mouth.plan import PlannedFace
-from dubber.mouth.warp import WarpConfig, render_box, render_face
+from dubber.mouth.warp import render_box, render_face
 from dubber.stages.common import color_spec
 
 
@@ -41,8 +41,6 @@ class MouthStage:
         return None if row is None else bank.points[row].astype(np.float64)
 
     def __call__(self, chunk: Chunk, models: object, cfg: Config) -> Chunk:
-        m = cfg.mouth
-        wcfg = WarpConfig(feather=m.feather, below_chin=m.below_chin, colour_sigma=m.colour_sigma)
         spec = color_spec(chunk)
         lay = chunk.frames.layout
         chunk.rendered = [[] for _ in range(len(chunk))]
@@ -52,19 +50,18 @@ class MouthStage:
             rest = []
             for face in chunk.faces[i]:
                 planned = self.plan.get((idx, face.track_id))
-                bank = self.banks.get(face.track_id)
-                row = None if bank is None else bank.row(idx)
-                if planned is None or row is None:
+                tgt_pts = self.known_points(face.track_id, idx)
+                if planned is None or tgt_pts is None:
                     rest.append(face)
                     continue
-                tgt_pts = bank.points[row].astype(np.float64)
+                bank = self.banks[face.track_id]
                 box = render_box(tgt_pts, lay)
                 target = yuv_region_to_rgb(chunk.frames, i, box, spec)
                 sources = []
                 for r, w in zip(planned.blend.rows, planned.blend.weights):
                     crop, crop_box = bank.crop(r)
                     sources.append((crop, crop_box, bank.points[r].astype(np.float64), w))
-                rgb, alpha = render_face(target, box, tgt_pts, sources, wcfg)
+                rgb, alpha = render_face(target, box, tgt_pts, sources, cfg.mouth)
                 rgb_to_yuv_region(rgb, chunk.frames, i, box, spec, alpha * planned.alpha)
                 chunk.rendered[i].append(face)
                 self.drawn += 1
