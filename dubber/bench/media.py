@@ -94,6 +94,27 @@ def make_closeup_cut(out: Path, cut_frame: int = 120) -> Path:
     return out
 
 
+def make_three_shots(out: Path) -> Path:
+    """Three shots at 640x640, 25 fps, with their own sound: man_map_844_en's first 60
+    frames, a cut to woman_glasses_524_en (50 frames), a cut back to man_map's last 65
+    frames. One actor in two shots, another actor between them."""
+    clips = SHARED_MEDIA / "clips"
+    parts = ((clips / "man_map_844_en.mp4", 0, 60), (clips / "woman_glasses_524_en.mp4", 0, 50),
+             (clips / "man_map_844_en.mp4", 60, 125))
+    args, chains = [], []
+    for k, (src, a, b) in enumerate(parts):
+        args += ["-i", str(src)]
+        chains.append(f"[{k}:v]trim=start_frame={a}:end_frame={b},setpts=PTS-STARTPTS,"
+                      f"scale=640:640,setsar=1,fps=25[v{k}];"
+                      f"[{k}:a]atrim={a / 25}:{b / 25},asetpts=PTS-STARTPTS,"
+                      f"aresample=48000,aformat=channel_layouts=mono[a{k}]")
+    graph = ";".join(chains) + ";" + "".join(f"[v{k}][a{k}]" for k in range(3)) + \
+        "concat=n=3:v=1:a=1[v][a]"
+    ffmpeg(*args, "-filter_complex", graph, "-map", "[v]", "-map", "[a]", "-c:v", "libx264",
+           "-preset", "ultrafast", "-crf", "14", "-pix_fmt", "yuv420p", "-c:a", "aac", str(out))
+    return out
+
+
 def make_steady(out: Path, frame: int = 100, seconds: float = 3.0) -> Path:
     """One frame of kim_1080p30_en held still for ``seconds``, with fresh grain on every
     frame so that the detector sees a slightly different picture each time."""

@@ -88,6 +88,17 @@ class MouthBank:
     def __len__(self) -> int:
         return int(self.kept.sum())
 
+    @property
+    def origin(self) -> np.ndarray:
+        """shape = (F,): the track each row comes from (all this one; see
+        :class:`~dubber.mouth.actors.BankPool`)."""
+        return np.full(len(self.frames), self.track_id, np.int64)
+
+    @property
+    def foreign(self) -> np.ndarray:
+        """shape = (F,) bool: rows from another shot (none in a track's own bank)."""
+        return np.zeros(len(self.frames), bool)
+
     def row(self, frame: int) -> int | None:
         """The row of ``frame`` in the per-frame arrays, or None (no mesh there)."""
         i = int(np.searchsorted(self.frames, frame))

@@ -2,8 +2,9 @@
 
 For every frame to dub, the candidates are the bank's kept frames; a candidate's cost is
 how far its mouth is from the target mouth (the driver's parameters, in the actor's units),
-how far its head pose is from the frame's, and how different its light is. Between two
-consecutive frames, moving on to the next frame of the bank (real motion) is free, holding
+how far its head pose is from the frame's, how different its light is, and whether it
+comes from another shot of the actor (:mod:`dubber.mouth.actors`: own shot first).
+Between two consecutive frames, moving on to the next frame of the bank (real motion) is free, holding
 the same bank frame costs a little, and any other jump costs ``jump``. Viterbi over the
 ``candidates`` cheapest per frame gives the path; each remaining jump is then cross-faded
 over ``crossfade`` frames (the old run continues underneath while the new one fades in;
@@ -59,6 +60,7 @@ def unary_costs(bank: MouthBank, target: np.ndarray, pose: np.ndarray, colour: n
     dq = ((pose[:, None, :] - bank.pose[rows][None]) ** 2).sum(-1)
     dc = ((colour[:, None, :] - bank.colour[rows][None]) ** 2).sum(-1)
     cost = dp + cfg.pose_weight * dq / pose.shape[1] + cfg.light_weight * dc
+    cost += cfg.other_shot * bank.foreign[rows][None]
     if scale is not None:
         own = face_scale(bank.points[rows].astype(np.float64))
         up = np.log(np.maximum(scale[:, None], 1e-6) / np.maximum(own[None], 1e-6))
@@ -120,7 +122,8 @@ def choose(bank: MouthBank, target: np.ndarray, pose: np.ndarray, colour: np.nda
     cost = np.where(np.isfinite(cost), cost, 1e9)
     kept_frames = bank.frames[rows]
     follows = np.zeros(len(rows), bool)
-    follows[:-1] = kept_frames[1:] == kept_frames[:-1] + 1
+    origin = bank.origin[rows]
+    follows[:-1] = (kept_frames[1:] == kept_frames[:-1] + 1) & (origin[1:] == origin[:-1])
     path = shortest_path(cost, follows, cfg)
     chosen = rows[path]
     out: list[Blend | None] = []

@@ -147,5 +147,10 @@ def plan_run(info, tracks: Tracks, dub_path, cfg, progress=None, weights_dir=Non
     color = ColorSpec.from_names(info.color.matrix, info.color.range, info.width, info.height)
     banks = build_banks(info, tracks, per_track, cfg.mouth.bank_frames, color,
                         chunk_frames=cfg.media.chunk_frames, progress=progress)
+    if cfg.mouth.other_shots:
+        from dubber.mouth.actors import pool_banks
+
+        banks = pool_banks(banks, cfg.mouth.link_shape, cfg.mouth.link_colour,
+                           cfg.mouth.other_frames)
     mouths = DubMouths(dub_path, frame_times(info), weights_dir, track_dubs)
     return make_plan(tracks, banks, mouths.for_track, cfg.mouth, per_track), banks
