@@ -12,11 +12,14 @@ Who is the same actor, without a face-recognition network (none ships in a wheel
 use): two tracks are linked when both their face shapes (the median
 :func:`~dubber.mouth.geometry.pose_shape` of their frames: eye corners, nose, cheeks,
 scale and roll taken out) and their lower-face colours (median chromaticity) agree within
-``MouthConfig.link_shape`` and ``link_colour``. Calibrated on the shared talking clips
-(two halves of one clip against other clips' halves): the same actor 0.003-0.047 apart in
-shape and 0.0007-0.008 in colour; different actors >= 0.019 and >= 0.010. Both must hold,
-so a link needs a face of the same build in the same tone: a wrong link is worse than
-none (another actor's mouth), a missed one only leaves a shot to its own frames.
+``MouthConfig.link_shape`` and ``link_colour``. Measured on seven shared talking clips
+(the two halves of each clip against each other and against the other clips' halves): the
+same actor 0.002-0.038 apart in shape (the higher ones where the head turns) and
+0.0007-0.008 in colour; different actors 0.014-0.096 and 0.010-0.14. Shape alone does not
+tell actors apart, colour mostly does (under one film's grade two actors can be closer);
+both must hold, so a link needs a face of the same build in the same tone: a wrong link is
+worse than none (another actor's mouth), a missed one only leaves a shot to its own frames.
+Only dubbed tracks have banks, so the pool holds the actor's other *speaking* shots.
 """
 
 from __future__ import annotations

@@ -15,7 +15,9 @@ Non-speaking frames count too: a closed mouth is a shape.
 
 On disk (``$DUBBER_CACHE/banks/KEY/``, one folder per video, tracks and settings): per
 track ``T.json`` (the index), ``T.npz`` (per-frame points, params, pose, colour) and
-``T.crops`` (the crops, raw, back to back; read through a memory map, so RAM stays flat).
+``T.crops`` (the crops, raw, back to back; each read from the file when it is drawn and
+let go after, so RAM stays flat however many frames a film's banks hold: a memory map
+would keep every page it ever touched resident).
 A bank whose files are missing or unreadable is rebuilt.
 """
 
@@ -68,7 +70,8 @@ class MouthBank:
         kept: shape = (F,), bool: whether the frame's crop is in the bank.
         boxes: shape = (F, 4), int64: (x0, y0, x1, y1) of each kept crop (zeros otherwise).
         offsets: shape = (F,), int64: byte offset of each kept crop in ``crops``.
-        crops: the raw crops (a memory map), or None when nothing is kept.
+        crops: the file of the raw crops (or the raw crops in memory), or None when
+            nothing is kept.
         dtype: uint8 or uint16 (the video's bit depth).
     """
 
@@ -82,7 +85,7 @@ class MouthBank:
     kept: np.ndarray
     boxes: np.ndarray
     offsets: np.ndarray
-    crops: np.ndarray | None
+    crops: Path | np.ndarray | None
     dtype: np.dtype
 
     def __len__(self) -> int:
@@ -110,8 +113,12 @@ class MouthBank:
             raise KeyError(f"frame {self.frames[row]} of track {self.track_id} is not kept")
         x0, y0, x1, y1 = (int(v) for v in self.boxes[row])
         n = (y1 - y0) * (x1 - x0) * 3
-        start = int(self.offsets[row]) // self.dtype.itemsize
-        raw = self.crops[start:start + n].reshape(y1 - y0, x1 - x0, 3)
+        if isinstance(self.crops, np.ndarray):
+            start = int(self.offsets[row]) // self.dtype.itemsize
+            raw = self.crops[start:start + n]
+        else:
+            raw = np.fromfile(self.crops, self.dtype, count=n, offset=int(self.offsets[row]))
+        raw = raw.reshape(y1 - y0, x1 - x0, 3)
         return raw.astype(np.float32) / float(np.iinfo(self.dtype).max), (x0, y0, x1, y1)
 
 
@@ -204,7 +211,7 @@ def load_bank(folder: Path, tid: int) -> MouthBank | None:
             a = {k: z[k] for k in z.files}
         crops_path = folder / f"{tid}.crops"
         size = crops_path.stat().st_size if crops_path.exists() else 0
-        crops = np.memmap(crops_path, dtype=dtype, mode="r") if size else None
+        crops = crops_path if size else None
         bank = MouthBank(tid, a["frames"], a["points"], a["params"], a["pose"], a["colour"],
                          a["detail"], a["kept"], a["boxes"], a["offsets"], crops, dtype)
         ends = bank.offsets[bank.kept] + np.prod(
