@@ -14,7 +14,9 @@ Data flow of the model chain (:data:`dubber.stages.model_chain.MODEL_STAGES`)::
     crop         faces, color                 -> crops
     encode       crops                        -> face_emb, pose_emb
     stems        -> stems (per-character dubs)
-    generate     crops, face_emb, pose_emb, mel (or dub, stems), tracks_ended -> mel, gen_emb
+    cues         -> cues (the driver's mouth per dubbed face, generators with cue_dims 3)
+    generate     crops, face_emb, pose_emb, mel (or dub, stems), cues, tracks_ended
+                                              -> mel, gen_emb
     decode       gen_emb                      -> generated
     restore      generated                    -> generated (GPEN's size)
     paste        crops, generated, color      -> frames (in place)
@@ -61,6 +63,10 @@ class Chunk:
         dub: the dub track (render loop), from which per-frame mel windows are cut.
         stems: per-character stems (stems stage): track id -> that face's own dub, heard
             instead of ``dub`` by the generate stage.
+        cues: (frame number, track id) -> shape (3,) float32: the dub's mouth for that
+            face from the driver (opening, width, rounding, standardised over the track's
+            dubbed frames; cue stage), told to a generator with ``cue_dims`` 3; None: the
+            generator predicts its cue from the mel.
         color: the frames' colour matrix and range (render loop, from the probe).
         crops: the selected faces cut at the models' size (crop stage).
         mel: shape = (N, n_mels, mel_steps), float32: the mel window centred on each
@@ -86,6 +92,7 @@ class Chunk:
     tracks_ended: list[Any] = field(default_factory=list)
     dub: AudioTrack | None = None
     stems: Mapping[int, AudioTrack] | None = None
+    cues: Mapping[tuple[int, int], np.ndarray] | None = None
     color: ColorSpec | None = None
     crops: FaceCrops | None = None
     mel: torch.Tensor | None = None

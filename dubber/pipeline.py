@@ -23,7 +23,7 @@ from dubber.media.audio import AudioTrack
 from dubber.media.color import ColorSpec
 from dubber.media.decode import read_chunks
 from dubber.media.encode import DEFAULT_SUFFIX, MuxPlan, VideoWriter, container_for
-from dubber.media.probe import VideoInfo, probe
+from dubber.media.probe import VideoInfo, frame_times, probe
 from dubber.stages.identity import identity
 
 log = logging.getLogger(__name__)
@@ -273,12 +273,16 @@ def dub_video(
     from dubber.faces.analyze import tracks_for_run
     from dubber.faces.select import FacesStage
     from dubber.models.build import build_models
-    from dubber.mouth.plan import plan_run
+    from dubber.mouth.plan import dubbed_frames, plan_run
+    from dubber.mouth.target import DubMouths, cue_table
+    from dubber.stages.cues import CueStage
     from dubber.stages.model_chain import MODEL_STAGES
     from dubber.stages.mouth import MouthStage
 
     faces = FacesStage()
     mouths = MouthStage({}, {}) if cfg.mouth.renderer == "bank" else None
+    g = cfg.models.generator
+    cues = CueStage() if g.aperture_cue and g.cue_dims == 3 else None
 
     def setup(info: VideoInfo):
         # Cheap input checks first (an edited tracks file for another video), then the
@@ -292,17 +296,22 @@ def dub_video(
                                           info=info)
         if adapt_tracks is not None:
             faces.tracks = adapt_tracks(faces.tracks)
+        dub_mouths = None
+        if mouths is not None or cues is not None:
+            dub_mouths = DubMouths(audio_path, frame_times(info), weights_dir, track_dubs)
         if mouths is not None:
             mouths.plan, mouths.banks = plan_run(info, faces.tracks, audio_path, cfg,
                                                  progress=bank_progress,
                                                  weights_dir=weights_dir,
-                                                 track_dubs=track_dubs)
+                                                 track_dubs=track_dubs, mouths=dub_mouths)
             faces.known = mouths.known_points  # the banks have every dubbed face's mesh
+        if cues is not None:  # the generator is told the driver's mouth of each face
+            cues.table = cue_table(dub_mouths, faces.tracks, dubbed_frames(faces.tracks))
         return models
 
     try:
         stages = (faces, *pre_stages, *([mouths] if mouths is not None else []),
-                  *MODEL_STAGES)
+                  *([cues] if cues is not None else []), *MODEL_STAGES)
         return render(input_path, audio_path, output, cfg, stages=stages, force=force,
                       progress=progress, on_start=on_start, setup=setup, **resumable)
     finally:

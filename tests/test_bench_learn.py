@@ -3,12 +3,16 @@
 import json
 import shutil
 
+import pytest
+
 from dubber.config import PRESETS_DIR
 from tests.train_fixtures import train_args
 
 
+@pytest.mark.parametrize("cue", ["aperture_cue: true",
+                                 "aperture_cue: true, cue_only: true, cue_dims: 3"])
 def test_bench_learn_reports_every_model_and_the_aperture_cue(dub, tiny_corpus, tiny_weights,
-                                                             tmp_path):
+                                                             tmp_path, cue):
     """On the tiny corpus with tiny weights (a generator with the aperture cue trained a few
     steps): every figure is there and in range. (A VQGAN trained for seconds draws no face the
     mesh can find, so its mesh figures may be NaN here.)"""
@@ -18,7 +22,7 @@ def test_bench_learn_reports_every_model_and_the_aperture_cue(dub, tiny_corpus, 
     shutil.copytree(tiny_weights, wdir)
     preset = tmp_path / "unittest.yaml"
     text = (PRESETS_DIR / "unittest.yaml").read_text()
-    preset.write_text(text.replace("res_blocks: 1}", "res_blocks: 1, aperture_cue: true}", 1))
+    preset.write_text(text.replace("res_blocks: 1}", f"res_blocks: 1, {cue}}}", 1))
     r = dub(*train_args("generator", tiny_corpus, "--steps", "4", "--batch-size", "2", "-q",
                         "--set", "val_windows=4", "--set", "sync_weight=0", weights=wdir,
                         run=tmp_path / "run", preset=preset))

@@ -123,7 +123,8 @@ def test_pose_jitter_takes_the_pose_of_nearby_frames_of_the_same_segment():
     assert pose.min() >= 0 and pose.max() < n
 
 
-@pytest.mark.parametrize("cue", ["aperture_cue: true", "aperture_cue: true, cue_only: true"])
+@pytest.mark.parametrize("cue", ["aperture_cue: true", "aperture_cue: true, cue_only: true",
+                                 "aperture_cue: true, cue_only: true, cue_dims: 3"])
 def test_generator_with_the_aperture_cue_learns_the_opening_from_the_speech(
         dub, tiny_corpus, tiny_weights, tmp_path, cue):
     """A generator with ``aperture_cue`` trains on the corpus' lip apertures: the squared
@@ -149,6 +150,8 @@ def test_generator_with_the_aperture_cue_learns_the_opening_from_the_speech(
     entry = read_manifest(wdir)["generator-unittest"]
     assert entry.dims["aperture_cue"] is True and "aperture_corr" in entry.figures
     assert entry.dims["cue_only"] is ("cue_only" in cue)
+    if "cue_dims: 3" in cue:  # taught the mouth track's three parameters from the face mesh
+        assert entry.dims["cue_dims"] == 3 and "width_corr" in entry.figures
 
 
 def test_mel_augmentation_varies_the_speech_and_keeps_the_silence_floor():

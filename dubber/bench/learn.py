@@ -191,14 +191,23 @@ def _cue_figures(trainer, vq, windows: int = 8) -> dict[str, float]:
     with torch.no_grad():
         said = net.aperture(b["mel"])
         real = vq.decode(b["target"])
-    shut, wide = faces(torch.full_like(true, -1.0)), faces(torch.full_like(true, 2.0))
+
+    def opening(value):  # a cue of this opening (width and rounding at their usual)
+        cue = torch.zeros_like(true)
+        (cue if cue.dim() == 1 else cue[:, 0]).fill_(value)
+        return cue
+
+    shut, wide = faces(opening(-1.0)), faces(opening(2.0))
     h = shut.shape[-2] // 2
-    tn = true.numpy()
+    # with cue_dims 3 the figures are of the opening (column 0); dubbing tells the driver's
+    # cue, so the read-out's guess is drawn as it is (the gain is for the 1-d read-out)
+    tn = true.numpy().reshape(len(true), -1)[:, 0]
+    guess = opening_from(said, gain) if said.dim() == 1 else said
     return {
-        "generator_aperture_from_speech_corr": corr(said.numpy(), tn),
+        "generator_aperture_from_speech_corr": corr(said.numpy().reshape(len(said), -1)[:, 0], tn),
         "generator_cue_effect_lower": round(float((wide - shut)[..., h:, :].abs().mean()) * 127.5, 3),
         "generator_mesh_told_true_corr": corr(mesh(faces(true)), tn),
-        "generator_mesh_from_speech_corr": corr(mesh(faces(opening_from(said, gain))), tn),
+        "generator_mesh_from_speech_corr": corr(mesh(faces(guess)), tn),
         "generator_mesh_vqgan_reconstruction_corr": corr(mesh(real), tn),
     }
 

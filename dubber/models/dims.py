@@ -91,6 +91,12 @@ class GeneratorDims:
     # frame's mouth, and a convolutional predictor learns a few voices by heart, while the
     # read-out generalises to new ones. Needs aperture_cue.
     cue_only: bool = False
+    # What the cue is: 1 = the face mesh's lip aperture; 3 = the mouth track's opening,
+    # width and rounding (:mod:`dubber.mouth.params`), each standardised per segment. With 3
+    # the decoder is told, when dubbing, the driver's mouth track of the dub
+    # (:mod:`dubber.mouth.driver`, through the actor's calibration), the same track the bank
+    # renderer follows; the mel read-out predicts all three only where no track is given.
+    cue_dims: int = 1
 
 
 @dataclass(frozen=True)

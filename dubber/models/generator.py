@@ -19,7 +19,10 @@ aperture. A caller that knows the true aperture (training) passes it; otherwise 
 predicted one is used. With ``cue_only`` the decoder is conditioned on the aperture's
 embedding alone, and the aperture is predicted by :class:`BandReadout`, a linear map of
 the window's mel band energies (no speech encoder): the mouth then depends on the speech
-only through how far it opens.
+only through how far it opens. With ``cue_dims`` 3 the cue is the mouth track's opening,
+width and rounding (:mod:`dubber.mouth.params`), so the decoder can draw a rounded or a
+spread mouth too, and when dubbing it is told the driver's track of the dub
+(:mod:`dubber.mouth.driver`), not the read-out's guess.
 """
 
 from __future__ import annotations
@@ -53,22 +56,23 @@ class BandReadout(nn.Module):
     """Mel window -> one scalar, linear in its band energies: the 80 log-mel bins averaged
     into ``bands`` bands and the window into ``blocks`` time blocks, plus the window's mean,
     standardised (batch norm without affine) and mapped by one linear layer.
-    ``(B, n_mels, steps) -> (B,)``."""
+    ``(B, n_mels, steps) -> (B,)``, or ``(B, outputs)`` when ``outputs`` > 1."""
 
-    def __init__(self, n_mels: int, bands: int = 10, blocks: int = 4):
+    def __init__(self, n_mels: int, bands: int = 10, blocks: int = 4, outputs: int = 1):
         super().__init__()
         if n_mels % bands:
             raise ValueError(f"n_mels {n_mels} is not a multiple of {bands} bands")
         self.bands, self.blocks = bands, blocks
         self.norm = nn.BatchNorm1d(bands * blocks + 1, affine=False)
-        self.out = nn.Linear(bands * blocks + 1, 1)
+        self.out = nn.Linear(bands * blocks + 1, outputs)
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         b, n, t = mel.shape
         x = mel.float().view(b, self.bands, n // self.bands, t).mean(2)
         x = nn.functional.adaptive_avg_pool1d(x, self.blocks).flatten(1)
         x = torch.cat([x, mel.float().mean(dim=(1, 2))[:, None]], dim=1)
-        return self.out(self.norm(x)).squeeze(1)
+        y = self.out(self.norm(x))
+        return y.squeeze(1) if y.shape[1] == 1 else y
 
 
 class LipSyncGenerator(nn.Module):
@@ -112,12 +116,17 @@ class LipSyncGenerator(nn.Module):
         self.aperture_head = self.aperture_embed = None
         if dims.cue_only and not dims.aperture_cue:
             raise ValueError("cue_only needs aperture_cue")
+        if dims.cue_dims not in (1, 3) or (dims.cue_dims != 1 and not dims.aperture_cue):
+            raise ValueError(f"cue_dims must be 1 or 3 (3 needs aperture_cue), "
+                             f"got {dims.cue_dims}")
         if dims.aperture_cue:
+            c = dims.cue_dims
             self.aperture_head = (
-                BandReadout(dims.n_mels) if dims.cue_only else nn.Linear(dims.audio_dim, 1)
+                BandReadout(dims.n_mels, outputs=c) if dims.cue_only
+                else nn.Linear(dims.audio_dim, c)
             )
             self.aperture_embed = nn.Sequential(
-                nn.Linear(1, 32), nn.ReLU(), nn.Linear(32, dims.audio_dim)
+                nn.Linear(c, 32), nn.ReLU(), nn.Linear(32, dims.audio_dim)
             )
         self.head = nn.Sequential(ConvBNReLU(2 * fc[0], fc[0]), nn.Conv2d(fc[0], dims.embed_dim, 1))
         if dims.residual:
@@ -125,8 +134,9 @@ class LipSyncGenerator(nn.Module):
             nn.init.zeros_(self.head[1].bias)
 
     def aperture(self, mel: torch.Tensor) -> torch.Tensor:
-        """Predicted mouth opening per mel window, (B, n_mels, mel_steps) -> (B,) float
-        (standardised lip aperture: 0 a typical opening of the speaker, + wider)."""
+        """Predicted mouth cue per mel window, (B, n_mels, mel_steps) -> (B,) float
+        (standardised lip aperture: 0 a typical opening of the speaker, + wider), or
+        (B, 3) with ``cue_dims`` 3 (standardised opening, width, rounding)."""
         if self.aperture_head is None:
             raise ValueError("this generator has no aperture cue (dims.aperture_cue is off)")
         if self.dims.cue_only:
@@ -134,7 +144,13 @@ class LipSyncGenerator(nn.Module):
         return self._aperture(self.speech_encoder(mel))
 
     def _aperture(self, speech: torch.Tensor) -> torch.Tensor:
-        return self.aperture_head(torch.relu(speech)).squeeze(1)
+        y = self.aperture_head(torch.relu(speech))
+        return y.squeeze(1) if y.shape[1] == 1 else y
+
+    def _cue(self, cue: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """The cue's embedding; ``cue`` (B,) or (B, cue_dims)."""
+        cue = cue.to(dtype)
+        return self.aperture_embed(cue[:, None] if cue.dim() == 1 else cue)
 
     def forward(
         self,
@@ -151,8 +167,9 @@ class LipSyncGenerator(nn.Module):
                 reference frame (identity and texture).
             mel: shape = (B, n_mels, mel_steps), float log-mel window centred on the target
                 frame's timestamp.
-            aperture: shape = (B,), float: the mouth opening to draw (``aperture_cue``
-                only); None: the one predicted from ``mel``.
+            aperture: shape = (B,), float: the mouth opening to draw, or (B, 3): the
+                mouth's opening, width and rounding with ``cue_dims`` 3 (``aperture_cue``
+                only; standardised); None: the cue predicted from ``mel``.
 
         Returns:
             shape = (B, embed_dim, G, G), float, not yet quantized.
@@ -175,12 +192,12 @@ class LipSyncGenerator(nn.Module):
         if d.cue_only:  # the speech reaches the decoder as the opening alone
             if aperture is None:
                 aperture = self.aperture(mel)
-            speech = self.aperture_embed(aperture.to(face.dtype)[:, None])
+            speech = self._cue(aperture, face.dtype)
         elif self.aperture_embed is not None:
             speech = self.speech_encoder(mel)  # (B, audio_dim)
             if aperture is None:
                 aperture = self._aperture(speech)
-            speech = speech + self.aperture_embed(aperture.to(speech.dtype)[:, None])
+            speech = speech + self._cue(aperture, speech.dtype)
         elif aperture is None:
             speech = self.speech_encoder(mel)
         else:

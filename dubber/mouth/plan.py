@@ -123,7 +123,8 @@ def make_plan(tracks: Tracks, banks: dict[int, MouthBank],
 
 
 def plan_run(info, tracks: Tracks, dub_path, cfg, progress=None, weights_dir=None,
-             track_dubs=None) -> tuple[dict[tuple[int, int], PlannedFace], dict[int, MouthBank]]:
+             track_dubs=None, mouths=None
+             ) -> tuple[dict[tuple[int, int], PlannedFace], dict[int, MouthBank]]:
     """Banks and plan of one render: the dubbed tracks' banks (cached), the dub's mouth
     track at every frame's own timestamp, and :func:`make_plan`.
 
@@ -135,6 +136,8 @@ def plan_run(info, tracks: Tracks, dub_path, cfg, progress=None, weights_dir=Non
         progress: called with frames done while the banks are built.
         weights_dir: where the driver's weights are (default: the weights folder).
         track_dubs: track id -> that character's own dub (stems), instead of ``dub_path``.
+        mouths: the run's :class:`~dubber.mouth.target.DubMouths` when the caller has one
+            (the dub is then recognised once for the plan and the generator's cues).
     """
     from dubber.media.color import ColorSpec
     from dubber.media.probe import frame_times
@@ -152,5 +155,6 @@ def plan_run(info, tracks: Tracks, dub_path, cfg, progress=None, weights_dir=Non
 
         banks = pool_banks(banks, cfg.mouth.link_shape, cfg.mouth.link_colour,
                            cfg.mouth.other_frames)
-    mouths = DubMouths(dub_path, frame_times(info), weights_dir, track_dubs)
+    if mouths is None:
+        mouths = DubMouths(dub_path, frame_times(info), weights_dir, track_dubs)
     return make_plan(tracks, banks, mouths.for_track, cfg.mouth, per_track), banks

@@ -101,3 +101,29 @@ def actor_targets(track: MouthTrack, bank: MouthBank) -> np.ndarray:
                                     if track.speech.any() else 0.0)
         out[:, j] = icept + slope * mapped + np.where(track.speech, dev, 0.0)
     return out
+
+
+def cue_table(mouths: DubMouths, tracks, per_track: Mapping[int, np.ndarray]
+              ) -> dict[tuple[int, int], np.ndarray]:
+    """The generator's mouth cue for every dubbed face: (frame, track id) -> (3,) float32.
+
+    The driver's mouth track of the dub at the track's dubbed frames (through the actor's
+    calibration), each parameter standardised over those frames as the generator's
+    training standardises the face mesh's over a segment
+    (:func:`dubber.train.apertures.standardise`): the generator is told how this mouth
+    moves against its usual.
+
+    Args:
+        mouths: the dub's mouths (:class:`DubMouths`).
+        tracks: the analysis (:class:`~dubber.faces.tracks_file.Tracks`).
+        per_track: track id -> its dubbed frames (:func:`dubber.mouth.plan.dubbed_frames`).
+    """
+    from dubber.train.apertures import standardise
+
+    out: dict[tuple[int, int], np.ndarray] = {}
+    for tid, frames in per_track.items():
+        params = mouths.for_track(tracks.track(tid), frames).params
+        z = np.stack([standardise(c) for c in np.asarray(params, np.float64).T], 1)
+        for f, row in zip(np.asarray(frames).tolist(), z.astype(np.float32)):
+            out[(int(f), tid)] = row
+    return out

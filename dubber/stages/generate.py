@@ -44,14 +44,31 @@ def opening_from(predicted: torch.Tensor, gain: float) -> torch.Tensor:
     return (predicted.float() * gain).clamp(-APERTURE_CLIP, APERTURE_CLIP)
 
 
+def told_cues(chunk: Chunk) -> torch.Tensor | None:
+    """Each face's mouth cue from ``chunk.cues``, (M, 3) float32 (NaN rows: none given),
+    or None when the chunk has no cues at all."""
+    if not chunk.cues:
+        return None
+    crops = chunk.crops
+    rows = [chunk.cues.get((int(chunk.frame_indices[f]), int(t)))
+            for f, t in zip(crops.frame, crops.track_id)]
+    out = torch.full((len(rows), 3), float("nan"))
+    for m, r in enumerate(rows):
+        if r is not None:
+            out[m] = torch.as_tensor(r, dtype=torch.float32)
+    return out
+
+
 def generate_faces(chunk: Chunk, models: Models, cfg: Config) -> Chunk:
-    """Reads ``crops``, ``face_emb``, ``pose_emb``, ``mel`` (or ``dub``) and ``tracks_ended``;
-    writes ``mel`` and ``gen_emb`` (M, embed_dim, G, G) float32 on ``models.device``: the
+    """Reads ``crops``, ``face_emb``, ``pose_emb``, ``mel`` (or ``dub``), ``cues`` and
+    ``tracks_ended``; writes ``mel`` and ``gen_emb`` (M, embed_dim, G, G) float32 on ``models.device``: the
     generator's prediction for each face, snapped to the Face-VQGAN codebook.
 
     Needs ``mel``: shape = (N, n_mels, mel_steps), the mel window centred on each
     frame's presentation time (one row per chunk frame); when it is absent it is made from
-    the render loop's ``dub`` (the dub's :class:`~dubber.media.audio.AudioTrack`).
+    the render loop's ``dub`` (the dub's :class:`~dubber.media.audio.AudioTrack`). A
+    generator with ``cue_dims`` 3 is told each face's mouth from ``cues`` (the driver's),
+    and guesses it from the mel only for faces without one.
     """
     g = cfg.models.generator
     crops = chunk.crops
@@ -75,18 +92,25 @@ def generate_faces(chunk: Chunk, models: Models, cfg: Config) -> Chunk:
         own = face_mel_windows(chunk, crops.track_id, crops.frame, g.mel_steps)
         mels = mels if own is None else own.to(torch.float32)
 
-    def gen(p: torch.Tensor, r: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    told = told_cues(chunk) if g.aperture_cue and g.cue_dims == 3 else None
+
+    def gen(p: torch.Tensor, r: torch.Tensor, a: torch.Tensor,
+            c: torch.Tensor | None = None) -> torch.Tensor:
         a = a.to(models.device, non_blocking=True)
         with models.autocast():
             opening = None
-            if g.aperture_cue and cfg.models.aperture_gain != 1.0:
+            if c is not None:  # the driver's mouth; the mel's guess where there is none
+                c = c.to(models.device)
+                opening = torch.where(torch.isnan(c), models.generator.aperture(a).float(), c)
+            elif g.aperture_cue and cfg.models.aperture_gain != 1.0:
                 opening = opening_from(models.generator.aperture(a), cfg.models.aperture_gain)
             pred = models.generator(p, r, a, opening)
         return models.face_vqgan.quantize_embeddings(pred)[1]
 
     with torch.inference_mode():
         ref = reference_embeddings(chunk, models, cfg)
-        out = batched(gen, cfg.models.batch_size, pose, ref, mels)
+        args = (pose, ref, mels) if told is None else (pose, ref, mels, told)
+        out = batched(gen, cfg.models.batch_size, *args)
     chunk.gen_emb = out
     forget_ended_tracks(chunk, models)
     return chunk

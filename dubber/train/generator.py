@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from dubber.errors import WeightsError
 from dubber.models.registry import KINDS, build_random, load_model
 from dubber.models.syncnet import sync_probability
-from dubber.train.apertures import corpus_apertures
+from dubber.train.apertures import corpus_apertures, corpus_mouths
 from dubber.train.codes import FrozenCodes, corpus_codes
 from dubber.train.frames import FrameIndex
 from dubber.train.hparams import LoopConfig
@@ -87,7 +87,8 @@ class GeneratorWindows:
 
         pose, ref, target: (M, C, G, G) float32; target_codes: (M, G, G) int64;
         mel: (M, 80, mel_steps); window_mel: (B, 80, expert_steps); with apertures,
-        aperture: (M,) float32, each frame's standardised lip aperture.
+        aperture: (M,) float32, each frame's standardised lip aperture, or (M, 3): its
+        standardised mouth parameters (``cue_dims`` 3).
 
         With ``pose_jitter`` k each frame takes the pose of a frame up to k frames away in its
         segment. The upper face of a few thousand frames tells the generator which frame it
@@ -188,7 +189,10 @@ class GeneratorTrainer(Trainer):
             faster = {hp.aperture_lr_scale: list(self.net.aperture_head.parameters())}
         self.opt = adam(list(self.net.parameters()), hp.lr, faster)
         self.table = self.face.table.to(device)
-        self.apertures = corpus_apertures(corpus) if self.dims.aperture_cue else None
+        self.apertures = None
+        if self.dims.aperture_cue:  # the cue: lip aperture (N,) or mouth parameters (N, 3)
+            self.apertures = (corpus_mouths(corpus) if self.dims.cue_dims == 3
+                              else corpus_apertures(corpus))
         self.train_windows = GeneratorWindows(
             corpus.segments("train"),
             self.face,
@@ -308,7 +312,10 @@ class GeneratorTrainer(Trainer):
         if a_true:  # how well the speech alone tells the mouth opening of unseen frames
             t, q = torch.cat(a_true), torch.cat(a_pred)
             out["aperture_mse"] = float((q - t).pow(2).mean())
-            out["aperture_corr"] = float(torch.corrcoef(torch.stack([q, t]))[0, 1].nan_to_num())
+            t, q = t.reshape(len(t), -1), q.reshape(len(q), -1)  # column 0: the opening
+            for k, name in enumerate(("aperture_corr", "width_corr", "rounding_corr")[:t.shape[1]]):
+                pair = torch.stack([q[:, k], t[:, k]])
+                out[name] = float(torch.corrcoef(pair)[0, 1].nan_to_num())
             out["l1_mouth_cued"] = sum(mouth_cued) / n
         if self.expert is not None:
             out.update(p_sync_generated=sum(p_gen) / n, p_sync_real=sum(p_real) / n)
