@@ -47,6 +47,10 @@ class CheckSettings:
     # talking clips of the test set sit -2 .. +2 frames off by this model's measure.
     max_offset: int = 2
     min_share: float = 0.5  # share of speech frames in sync for the overall verdict
+    # the confidence's minimum must also stand out of its curve (OffsetScore.sharpness):
+    # a segment of a few dozen windows of unrelated speech can dip deep by chance, at 1.5
+    # times the curve's spread or less on the calibration videos; lips in sync 1.9 and up
+    min_sharpness: float = 1.7
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,7 @@ class SegmentResult:
         offset_frames: the audio's lag behind the lips in the video's own frames.
         offset_ms: the same in milliseconds (negative: the audio is early).
         confidence, distance: LSE-C- and LSE-D-style figures of the speaker.
+        sharpness: how far that confidence stands out of the curve's spread.
         speech_frames: video frames of the segment on which the audio speaks.
         verdict: ``in sync``, ``out of sync``, ``no speech`` or ``no face``.
     """
@@ -74,6 +79,7 @@ class SegmentResult:
     distance: float | None
     speech_frames: int
     verdict: str
+    sharpness: float | None = None
 
 
 @dataclass(frozen=True)
@@ -162,7 +168,8 @@ def judge_segment(scores: dict[int, OffsetScore], speech: int, s: CheckSettings)
     if not scores:
         return None, None, "no face"
     tid, sc = max(scores.items(), key=lambda kv: kv[1].confidence)
-    ok = sc.confidence >= s.min_confidence and abs(sc.offset) <= s.max_offset
+    ok = (sc.confidence >= s.min_confidence and sc.sharpness >= s.min_sharpness
+          and abs(sc.offset) <= s.max_offset)
     return tid, sc, "in sync" if ok else "out of sync"
 
 
@@ -200,7 +207,7 @@ def report_from_curves(video: str, audio: str, fps: float, times: np.ndarray, sh
             None if sc is None else sc.offset_ms,
             None if sc is None else sc.confidence,
             None if sc is None else sc.distance,
-            sp_frames, verdict))
+            sp_frames, verdict, None if sc is None else sc.sharpness))
     if n_speech:
         verdict = "in sync" if n_sync / n_speech >= s.min_share else "out of sync"
     elif any(r.verdict == "no face" for r in results):

@@ -51,6 +51,14 @@ class SyncModelTrainConfig:
     val_every: int = 500  # steps between validations
     seed: int = 0
     augment: bool = True
+    # speed perturbation: each run is played 1 +- up to this much faster or slower, picture
+    # and sound together (both timelines resampled), so that speaking rates the training
+    # speakers do not have are seen
+    speed: float = 0.0
+    # two rounds: train, measure each training video's own audio offset with that model,
+    # advance or delay its sound by it where it is ALIGN_MIN frames or more (a corpus video
+    # whose sound sits off its picture teaches a wrong timing), and train again from scratch
+    align: bool = False
 
 
 @dataclass
@@ -59,6 +67,7 @@ class TrainReport:
     seconds: float
     last_loss: float
     val: dict[str, float] = field(default_factory=dict)
+    offsets: dict[str, int] = field(default_factory=dict)  # training sound shifts (align)
 
 
 class _Runs:
@@ -138,6 +147,41 @@ def _augment_mel(m: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return m.astype(np.float32)
 
 
+def _stretched_lips(s, k: int, n: int, half: int, rate: float):
+    """``n`` lip frames from ``k - half`` of ``s`` played ``rate`` times as fast (time
+    stretched about frame ``k``, linear interpolation); None when that needs frames
+    outside the sequence or unreadable ones."""
+    if rate == 1.0:
+        return s.feats[k - half: k - half + n]
+    src = k + (np.arange(n) - half) * rate
+    lo = np.floor(src).astype(int)
+    if lo[0] < 0 or lo[-1] + 1 >= len(s) or not s.readable[lo[0]: lo[-1] + 2].all():
+        return None
+    w = (src - lo)[:, None].astype(np.float32)
+    return (1 - w) * s.feats[lo] + w * s.feats[lo + 1]
+
+
+def _stretched_mel(mel: np.ndarray, c0: int, n: int, anchor: int, rate: float) -> np.ndarray:
+    """Mel columns ``c0 .. c0 + n - 1`` of a timeline played ``rate`` times as fast about
+    column ``anchor`` (silence outside the track)."""
+    if rate == 1.0:
+        out = np.full((mel.shape[0], n), SILENCE, np.float32)
+        a, b = max(c0, 0), min(c0 + n, mel.shape[1])
+        if b > a:
+            out[:, a - c0: b - c0] = mel[:, a:b]
+        return out
+    src = anchor + (c0 + np.arange(n) - anchor) * rate
+    lo = np.floor(src).astype(int)
+    w = (src - lo).astype(np.float32)
+    pad = np.full((mel.shape[0], 1), SILENCE, np.float32)
+
+    def col(i):
+        inside = (i >= 0) & (i < mel.shape[1])
+        return np.where(inside, mel[:, np.clip(i, 0, mel.shape[1] - 1)], pad)
+
+    return ((1 - w) * col(lo) + w * col(lo + 1)).astype(np.float32)
+
+
 def make_batch(runs: _Runs, cfg: SyncModelTrainConfig, dims: LipSyncDims,
                rng: np.random.Generator, augment: bool):
     """(lips (C*L, T, D), mel windows (C*(L+2M), n_mels, 4T), weights (C*L,))."""
@@ -146,7 +190,13 @@ def make_batch(runs: _Runs, cfg: SyncModelTrainConfig, dims: LipSyncDims,
     lips, mels, weights = [], [], []
     for _ in range(cfg.clips):
         v, s, k = runs.sample(rng)
-        f = s.feats[k - half: k + L + half]
+        rate = 1.0
+        if augment and cfg.speed > 0:
+            rate = float(np.exp(rng.uniform(-1, 1) * math.log1p(cfg.speed)))
+        f = _stretched_lips(s, k, L + 2 * half, half, rate)
+        if f is None:  # the stretched run would leave the readable frames
+            rate = 1.0
+            f = s.feats[k - half: k + L + half]
         if augment:
             f = _augment_lips(f, rng)
         idx = np.arange(L)[:, None] + np.arange(T)
@@ -154,16 +204,13 @@ def make_batch(runs: _Runs, cfg: SyncModelTrainConfig, dims: LipSyncDims,
         g0 = s.start + k - M  # grid frame of speech window 0
         c0 = MEL_PER_FRAME * g0 - MEL_PER_FRAME * T // 2
         n_cols = MEL_PER_FRAME * (L + 2 * M - 1) + MEL_PER_FRAME * T
-        mel = np.full((v.mel.shape[0], n_cols), SILENCE, np.float32)
-        a, b = max(c0, 0), min(c0 + n_cols, v.mel.shape[1])
-        if b > a:
-            mel[:, a - c0: b - c0] = v.mel[:, a:b]
+        mel = _stretched_mel(v.mel, c0, n_cols, MEL_PER_FRAME * (s.start + k), rate)
         if augment:
             mel = _augment_mel(mel, rng)
         cols = MEL_PER_FRAME * np.arange(L + 2 * M)[:, None] + np.arange(MEL_PER_FRAME * T)
         mels.append(mel[:, cols].transpose(1, 0, 2))
         sp = runs.speech(v)
-        g = np.clip(s.start + k + np.arange(L), 0, len(sp) - 1)
+        g = np.clip(s.start + k + np.round(np.arange(L) * rate).astype(int), 0, len(sp) - 1)
         weights.append(np.where(sp[g], 1.0, cfg.silent_weight))
     return (torch.from_numpy(np.concatenate(lips)), torch.from_numpy(np.concatenate(mels)),
             torch.from_numpy(np.concatenate(weights)).float())
@@ -242,9 +289,59 @@ class _MelAudio:
         return torch.from_numpy(out)
 
 
+ALIGN_MIN = 2  # grid frames: a training video found this far off is re-aligned
+
+
+def video_offset(model: LipSyncNet, v: VideoData) -> int:
+    """The offset (grid frames) of a video's sound against all its tracks' lips: the
+    minimum of the distance over offsets, averaged over every readable speech window."""
+    total, n = None, 0
+    for s in v.seqs:
+        c = track_curves(model, s, _MelAudio(v.mel))
+        keep = c.valid & c.speech
+        if keep.any():
+            d = c.dist[keep].sum(0)
+            total = d if total is None else total + d
+            n += int(keep.sum())
+    return 0 if total is None else int(np.argmin(total)) - MAX_OFFSET
+
+
+def shift_mel(mel: np.ndarray, frames: int) -> np.ndarray:
+    """``mel`` with its sound advanced by ``frames`` grid frames (delayed when negative),
+    silence filled in: a video whose sound lags its lips by ``frames`` is then in sync."""
+    c = MEL_PER_FRAME * frames
+    out = np.full_like(mel, SILENCE)
+    if c >= 0:
+        out[:, : mel.shape[1] - c] = mel[:, c:]
+    else:
+        out[:, -c:] = mel[:, : mel.shape[1] + c]
+    return out
+
+
 def train_model(dims: LipSyncDims, train: list[VideoData], val_videos: list[VideoData],
                 cfg: SyncModelTrainConfig, progress=None) -> tuple[LipSyncNet, TrainReport]:
-    """Train a :class:`LipSyncNet` from scratch; the returned model is in eval mode."""
+    """Train a :class:`LipSyncNet` from scratch; the returned model is in eval mode.
+
+    With ``cfg.align``, two rounds (see :class:`SyncModelTrainConfig`); the report's
+    ``val`` then holds ``offsets``: the training videos' sound shifts (grid frames).
+    """
+    import dataclasses
+
+    if not cfg.align:
+        return _train_once(dims, train, val_videos, cfg, progress)
+    first, _ = _train_once(dims, train, [], dataclasses.replace(cfg, align=False), progress)
+    offsets = {v.name: video_offset(first, v) for v in train}
+    log.info("training videos' own offsets (grid frames): %s", offsets)
+    shifted = [VideoData(v.name, v.seqs, shift_mel(v.mel, offsets[v.name]))
+               if abs(offsets[v.name]) >= ALIGN_MIN else v for v in train]
+    model, report = _train_once(dims, shifted, val_videos, dataclasses.replace(cfg, align=False),
+                                progress)
+    report.offsets = {k: o for k, o in offsets.items() if abs(o) >= ALIGN_MIN}
+    return model, report
+
+
+def _train_once(dims: LipSyncDims, train: list[VideoData], val_videos: list[VideoData],
+                cfg: SyncModelTrainConfig, progress=None) -> tuple[LipSyncNet, TrainReport]:
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     model = LipSyncNet(dims)
