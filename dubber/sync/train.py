@@ -54,11 +54,11 @@ class SyncModelTrainConfig:
     # speed perturbation: each run is played 1 +- up to this much faster or slower, picture
     # and sound together (both timelines resampled), so that speaking rates the training
     # speakers do not have are seen
-    speed: float = 0.0
+    speed: float = 0.15
     # two rounds: train, measure each training video's own audio offset with that model,
     # advance or delay its sound by it where it is ALIGN_MIN frames or more (a corpus video
     # whose sound sits off its picture teaches a wrong timing), and train again from scratch
-    align: bool = False
+    align: bool = True
 
 
 @dataclass
@@ -329,13 +329,20 @@ def train_model(dims: LipSyncDims, train: list[VideoData], val_videos: list[Vide
 
     if not cfg.align:
         return _train_once(dims, train, val_videos, cfg, progress)
-    first, _ = _train_once(dims, train, [], dataclasses.replace(cfg, align=False), progress)
+    once = dataclasses.replace(cfg, align=False)
+
+    def rounds(second: int):  # one progress bar over both rounds
+        if progress is None:
+            return None
+        return lambda step, total, info: progress(second * total + step, 2 * total, info)
+
+    first, r1 = _train_once(dims, train, [], once, rounds(0))
     offsets = {v.name: video_offset(first, v) for v in train}
     log.info("training videos' own offsets (grid frames): %s", offsets)
     shifted = [VideoData(v.name, v.seqs, shift_mel(v.mel, offsets[v.name]))
                if abs(offsets[v.name]) >= ALIGN_MIN else v for v in train]
-    model, report = _train_once(dims, shifted, val_videos, dataclasses.replace(cfg, align=False),
-                                progress)
+    model, report = _train_once(dims, shifted, val_videos, once, rounds(1))
+    report.seconds += r1.seconds
     report.offsets = {k: o for k, o in offsets.items() if abs(o) >= ALIGN_MIN}
     return model, report
 
@@ -471,6 +478,10 @@ def train_sync_model(folder, cfg, settings: dict, weights_dir=None, publish: boo
                       f"{', '.join(p.stem for p in train_v)}); validated on "
                       f"{', '.join(p.stem for p in val_v)}; {report.steps} steps of "
                       f"{hp.clips} x {hp.clip_frames} windows"
+                      + ("; the sound of " + ", ".join(f"{k} advanced by {o} frames"
+                                                       for k, o in report.offsets.items())
+                         + " for the second round (found off by the first)"
+                         if report.offsets else "")
                       + (f"; command: {command}" if command else ""))
         name = cfg.models.weights.lip_sync or "lip-sync"
         entry = publish_weights(model, "lip_sync", name, wdir, trained_on, figures, dtype)
