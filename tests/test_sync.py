@@ -192,17 +192,17 @@ def test_a_part_of_a_shot_is_in_sync_only_when_its_track_is_over_the_shot():
 
 def test_training_aligns_a_video_whose_sound_lags_and_stretches_both_timelines():
     from dubber.sync.features import LipSequence
-    from dubber.sync.train import _stretched_lips, _stretched_mel, shift_mel
+    from dubber.sync.augment import shift_mel, stretched_lips, stretched_mel
 
     mel = np.full((4, 40), -5.0, np.float32)
     mel[:, 20:24] = 1.0  # a sound at grid frame 5
     late = np.roll(mel, 8, axis=1)  # the same sound 2 frames late
     np.testing.assert_array_equal(shift_mel(late, 2)[:, :32], mel[:, :32])
     # played 1.25 times as fast about column 0: the sound comes at column 16, not 20
-    fast = _stretched_mel(mel, 0, 40, 0, 1.25)
+    fast = stretched_mel(mel, 0, 40, 0, 1.25)
     assert abs(int(np.argmax(fast[0])) - 16) <= 1 and fast[0].max() == 1.0
     feats = np.arange(50, dtype=np.float32)[:, None] * np.ones((1, 2), np.float32)
     seq = LipSequence(0, feats, np.ones(50, bool))
-    np.testing.assert_allclose(_stretched_lips(seq, 20, 5, 2, 1.5)[:, 0], [17, 18.5, 20, 21.5, 23])
+    np.testing.assert_allclose(stretched_lips(seq, 20, 5, 2, 1.5)[:, 0], [17, 18.5, 20, 21.5, 23])
     seq_hole = LipSequence(0, feats, np.r_[np.ones(24, bool), np.zeros(26, bool)])
-    assert _stretched_lips(seq_hole, 20, 5, 2, 1.5) is None  # would read unreadable frames
+    assert stretched_lips(seq_hole, 20, 5, 2, 1.5) is None  # would read unreadable frames

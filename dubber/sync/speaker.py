@@ -32,7 +32,7 @@ import numpy as np
 
 from dubber.faces.speaker import _triangle, window_starts
 from dubber.sync.features import RATE, LipSequence, track_sequence
-from dubber.sync.score import SyncCurves, loud_level, sharpness, span_score, track_curves
+from dubber.sync.score import SyncCurves, loud_level, span_score, track_curves
 
 log = logging.getLogger(__name__)
 
@@ -147,11 +147,16 @@ def grid_scores(curves: SyncCurves, span: int) -> np.ndarray:
 def frame_scores(curves: SyncCurves, times: np.ndarray, span: int) -> np.ndarray:
     """:func:`grid_scores` at the video frames shown at ``times`` (seconds), nearest
     grid frame; 0 outside the sequence."""
-    g = grid_scores(curves, span)
-    k = np.round(np.asarray(times) * RATE).astype(np.int64) - curves.start
-    inside = (k >= 0) & (k < len(g))
+    return _at_frames(grid_scores(curves, span), curves.start, times)
+
+
+def _at_frames(grid: np.ndarray, start: int, times: np.ndarray) -> np.ndarray:
+    """Per-grid-row values (row 0 = grid frame ``start``) at the video frames shown at
+    ``times`` (seconds), nearest grid frame; 0 outside."""
+    k = np.round(np.asarray(times) * RATE).astype(np.int64) - start
+    inside = (k >= 0) & (k < len(grid))
     out = np.zeros(len(k))
-    out[inside] = g[k[inside]]
+    out[inside] = grid[k[inside]]
     return out
 
 
@@ -162,14 +167,9 @@ def shot_hold(curves: SyncCurves, span: int, min_sync: float) -> np.ndarray:
     from scipy.ndimage import uniform_filter1d
 
     n = len(curves.dist)
-    keep = curves.valid & curves.speech
-    if n == 0 or not keep.any():
-        return np.zeros(n)
-    mean = curves.dist[keep].mean(0)
-    j = int(np.argmin(mean))
-    conf = float(np.median(mean) - mean[j])
-    if (conf < SHOT_MIN_CONFIDENCE or abs(j - curves.max_offset) > SHOT_MAX_OFFSET
-            or sharpness(mean) < SHOT_MIN_SHARPNESS):
+    whole = span_score(curves)  # a track lies inside one shot
+    if (whole is None or whole.confidence < SHOT_MIN_CONFIDENCE
+            or abs(whole.offset) > SHOT_MAX_OFFSET or whole.sharpness < SHOT_MIN_SHARPNESS):
         return np.zeros(n)
     near = uniform_filter1d(curves.speech.astype(np.float64), max(1, span), mode="constant")
     rows = np.flatnonzero(curves.valid)
@@ -178,17 +178,13 @@ def shot_hold(curves: SyncCurves, span: int, min_sync: float) -> np.ndarray:
     readable = curves.valid.copy()
     readable[max(rows[0] - EDGE, 0): rows[0]] = True
     readable[rows[-1] + 1: rows[-1] + 1 + EDGE] = True
-    return np.where(readable & (near >= MIN_SPAN_COVER), max(conf, min_sync), 0.0)
+    held = max(whole.confidence, min_sync)
+    return np.where(readable & (near >= MIN_SPAN_COVER), held, 0.0)
 
 
 def frame_hold(curves: SyncCurves, times: np.ndarray, span: int, min_sync: float) -> np.ndarray:
     """:func:`shot_hold` at the video frames shown at ``times`` (nearest grid frame)."""
-    g = shot_hold(curves, span, min_sync)
-    k = np.round(np.asarray(times) * RATE).astype(np.int64) - curves.start
-    inside = (k >= 0) & (k < len(g))
-    out = np.zeros(len(k))
-    out[inside] = g[k[inside]]
-    return out
+    return _at_frames(shot_hold(curves, span, min_sync), curves.start, times)
 
 
 def hold_speaker(scores: dict[int, np.ndarray], holds: dict[int, np.ndarray]) -> dict:
