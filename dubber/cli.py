@@ -417,7 +417,8 @@ def check_sync_command(input_path, audio_path, as_json, sheet, preset, weights_d
                 figs = ""
             else:
                 figs = (f"offset {seg.offset_frames:+d} frames ({seg.offset_ms:+.0f} ms), "
-                        f"confidence {seg.confidence:.3f}, distance {seg.distance:.3f}: ")
+                        f"confidence {seg.confidence:.3f} (sharpness {seg.sharpness:.1f}), "
+                        f"distance {seg.distance:.3f}: ")
             click.echo(f"shot {seg.shot} frames {seg.start}-{seg.end}: {who}, {figs}"
                        f"{seg.verdict}")
         click.echo(report.line())

@@ -95,7 +95,9 @@ def test_two_stems_each_move_their_own_face_only(dub, split, tmp_path):
     left, right = changed_sides(src, out)
     assert len(left) > 40 and len(right) > 80
     # Within a second of its window: the speaker windows in the original come from the sync
-    # model, whose handover on this clip is 0.84 s off (issue 13's figures).
+    # model, and both men's mouths move until 9.3 s (tests/data/two_faces_speakers.json), so
+    # the model may hand over to the left face before this stem's window opens at 5.32 s
+    # (it does at 4.48 s; 0.5 s of slack is too little for that).
     assert within(left, LEFT_WINDOW, 1.0) and within(right, RIGHT_WINDOW, 1.0), (left, right)
     # Another speech for BEN changes the left face's mouth and nothing of the right face.
     other = decoded_planes(batch(dub, tmp_path, split, {"ANNA": anna, "BEN": ben2}, "two"))

@@ -173,3 +173,36 @@ def test_check_sync_no_face_one_line_exit_2(dub, tmp_path):
     assert r.code == 2, r
     assert "no face" in r.err and r.err.count("\n") == 1
     assert r.out == ""
+
+
+def test_a_part_of_a_shot_is_in_sync_only_when_its_track_is_over_the_shot():
+    from dubber.sync.check import CheckSettings, judge_segment
+    from dubber.sync.score import OffsetScore
+
+    part = OffsetScore(-2, 0.08, 1.2, 120, 2.3)  # a 5 s part that matches by chance
+    s = CheckSettings()
+    assert judge_segment({0: part}, 120, s)[2] == "in sync"
+    assert judge_segment({0: part}, 120, s, {0: OffsetScore(-13, 0.05, 1.3, 240, 1.7)})[2] \
+        == "out of sync"
+    assert judge_segment({0: part}, 120, s, {0: OffsetScore(-1, 0.1, 1.2, 240, 2.1)})[2] \
+        == "in sync"
+    # a deep minimum that does not stand out of a noisy curve is not a match
+    assert judge_segment({0: OffsetScore(0, 0.13, 1.2, 40, 1.5)}, 40, s)[2] == "out of sync"
+
+
+def test_training_aligns_a_video_whose_sound_lags_and_stretches_both_timelines():
+    from dubber.sync.features import LipSequence
+    from dubber.sync.augment import shift_mel, stretched_lips, stretched_mel
+
+    mel = np.full((4, 40), -5.0, np.float32)
+    mel[:, 20:24] = 1.0  # a sound at grid frame 5
+    late = np.roll(mel, 8, axis=1)  # the same sound 2 frames late
+    np.testing.assert_array_equal(shift_mel(late, 2)[:, :32], mel[:, :32])
+    # played 1.25 times as fast about column 0: the sound comes at column 16, not 20
+    fast = stretched_mel(mel, 0, 40, 0, 1.25)
+    assert abs(int(np.argmax(fast[0])) - 16) <= 1 and fast[0].max() == 1.0
+    feats = np.arange(50, dtype=np.float32)[:, None] * np.ones((1, 2), np.float32)
+    seq = LipSequence(0, feats, np.ones(50, bool))
+    np.testing.assert_allclose(stretched_lips(seq, 20, 5, 2, 1.5)[:, 0], [17, 18.5, 20, 21.5, 23])
+    seq_hole = LipSequence(0, feats, np.r_[np.ones(24, bool), np.zeros(26, bool)])
+    assert stretched_lips(seq_hole, 20, 5, 2, 1.5) is None  # would read unreadable frames

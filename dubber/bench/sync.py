@@ -174,7 +174,9 @@ def two_faces_match(tracks, fixture: dict) -> dict:
     ["left"] | ["right"] | ["left", "right"]}, ...]}`` (seconds; a list: any of these faces
     speaks there, never none). Frames outside the segments, and within
     ``fixture["tolerance"]`` s of a segment's edge, are not scored. Handover: for each
-    labelled change of speaker set, how far (s) the nearest change of the selected face is."""
+    labelled change of speaker set, how long (s) after it the selected face first belongs
+    to the new set (0 when it already does; a face chosen early is allowed only where the
+    segment before accepts it, which the match counts)."""
     fps = float(tracks.frame_rate)
     n = tracks.frame_count
     truth: list = [None] * n
@@ -192,9 +194,14 @@ def two_faces_match(tracks, fixture: dict) -> dict:
         got.append(side_of(tracks, spk[0]) if spk else None)
     scored = [f for f in range(n) if truth[f] is not None and not edge[f]]
     agree = [got[f] in truth[f] for f in scored]
-    changes = [int(round(s["start"] * fps)) for s in fixture["segments"][1:]]
-    got_changes = [f for f in range(1, n) if got[f] != got[f - 1]]
-    offs = [min(abs(g - c) for g in got_changes) / fps for c in changes if got_changes]
+    offs = []
+    segs = fixture["segments"]
+    for prev, seg in zip(segs[:-1], segs[1:]):
+        if set(seg["speaker"]) == set(prev["speaker"]):
+            continue
+        a, b = int(round(seg["start"] * fps)), min(n, int(round(seg["end"] * fps)))
+        late = next((f for f in range(a, b) if got[f] in seg["speaker"]), b)
+        offs.append((late - a) / fps)
     return {"two_faces_match": float(np.mean(agree)) if agree else 0.0,
             "two_faces_handover_s": [round(o, 2) for o in offs]}
 

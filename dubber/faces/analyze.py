@@ -288,14 +288,24 @@ def _sync_scores(in_shot: list[Track], curves: dict, times: np.ndarray, start: i
     from dubber.sync.features import RATE
 
     span = max(8, round(cfg.speaker_window * RATE))
-    out = {}
+    local, holds = {}, {}
     for t in in_shot:
-        sc = np.zeros(end - start + 1)
+        sc, hold = np.zeros(end - start + 1), np.zeros(end - start + 1)
         if t.id in curves:
+            tt = times[t.first: t.last + 1]
             sc[t.first - start: t.last - start + 1] = sync_speaker.frame_scores(
-                curves[t.id], times[t.first: t.last + 1], span)
-        out[t.id] = sc * speaker.lips_active(t.aperture, t.first, start, end, min_run)
-    return out
+                curves[t.id], tt, span)
+            hold[t.first - start: t.last - start + 1] = sync_speaker.frame_hold(
+                curves[t.id], tt, span, cfg.speaker_min_sync)
+        local[t.id], holds[t.id] = sc, hold
+    # a face in sync over its whole shot keeps the role where its span score dips
+    held = sync_speaker.hold_speaker(local, holds)
+    # between faces, the one whose lips are shut for half that long does not speak there
+    moving = {t.id: speaker.lips_active(t.aperture, t.first, start, end, max(1, min_run // 2))
+              for t in in_shot}
+    held = sync_speaker.prefer_moving(held, moving)
+    return {t.id: held[t.id] * speaker.lips_active(t.aperture, t.first, start, end, min_run)
+            for t in in_shot}
 
 
 def apply_face_choice(tracks: Tracks, face: str) -> Tracks:

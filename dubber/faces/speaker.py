@@ -211,6 +211,13 @@ def lips_active(aperture: np.ndarray, first: int, start: int, end: int, span: in
                           SMOOTH_FRAMES)
     size = max(1, span)
     rng = maximum_filter1d(a, size, mode="nearest") - minimum_filter1d(a, size, mode="nearest")
+    # the first and last half spans see only half a span of lips (the rest is padding): they
+    # take the range of the nearest whole span, so a track's first half second is not
+    # called still for lack of frames
+    lo_c, hi_c = size // 2, len(a) - 1 - (size - 1 - size // 2)
+    if lo_c <= hi_c:
+        rng[:lo_c] = rng[lo_c]
+        rng[hi_c + 1:] = rng[hi_c]
     # a frame whose surrounding span is still marks that whole span still
     still = maximum_filter1d((rng < MIN_LOCAL_RANGE).astype(np.uint8), size, mode="constant") > 0
     lo, hi = max(start, first), min(end, first + len(a) - 1)
@@ -225,8 +232,10 @@ def speaking_runs(
     """Who speaks when: (first, last, track) runs from per-frame scores.
 
     The best-scoring track above ``min_corr`` speaks on each frame (else nobody); runs
-    shorter than ``min_run`` frames are merged into their longer neighbour, but never onto
-    frames where the receiving track scored 0; runs still shorter than ``min_run`` go.
+    shorter than ``min_run`` frames are merged into their longer neighbour, or the other
+    one when the longer one's track scored 0 on some of its frames (a shut mouth is never
+    handed speech), and are kept when neither can take them; runs of a track still shorter
+    than ``min_run`` go.
     """
     if not scores:
         return []
@@ -234,25 +243,34 @@ def speaking_runs(
     mat = np.stack([scores[i] for i in ids])
     best = mat.argmax(axis=0)
     label = np.where(mat.max(axis=0) >= min_corr, np.array(ids)[best], -1)
+    row_of = {tid: r for r, tid in enumerate(ids)}
+
+    def takes(run, a, b):  # can this neighbour run's track take frames a..b?
+        return run[2] < 0 or bool((mat[row_of[run[2]], a: b + 1] > 0).all())
+
     runs = _runs(label)
+    kept: set[tuple[int, int]] = set()
     while len(runs) > 1:
-        lengths = [b - a + 1 for a, b, _ in runs]
+        lengths = [b - a + 1 if (a, b) not in kept else min_run for a, b, _ in runs]
         k = int(np.argmin(lengths))
         if lengths[k] >= min_run:
             break
-        if k == 0:
-            nb = 1
-        elif k == len(runs) - 1:
-            nb = k - 1
-        else:
-            nb = k - 1 if lengths[k - 1] >= lengths[k + 1] else k + 1
-        label[runs[k][0]: runs[k][1] + 1] = runs[nb][2]
+        a, b, _ = runs[k]
+        near = [j for j in (k - 1, k + 1) if 0 <= j < len(runs)]
+        near.sort(key=lambda j: -(runs[j][1] - runs[j][0]))
+        near = [j for j in near if takes(runs[j], a, b)]
+        if not near:
+            kept.add((a, b))
+            continue
+        label[a: b + 1] = runs[near[0]][2]
         runs = _runs(label)
+        kept = {r[:2] for r in runs if r[:2] in kept}
     # merging never hands a track frames where its lips were still (score 0)
     for row, tid in enumerate(ids):
         label[(label == tid) & (mat[row] <= 0)] = -1
     runs = _runs(label)
-    return [(start + a, start + b, int(v)) for a, b, v in runs if v >= 0 and b - a + 1 >= min_run]
+    return [(start + a, start + b, int(v)) for a, b, v in runs
+            if v >= 0 and (b - a + 1 >= min_run or (a, b) in kept)]
 
 
 def _runs(label: np.ndarray) -> list[tuple[int, int, int]]:

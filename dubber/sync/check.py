@@ -6,8 +6,11 @@ sync model, and judges each *segment*: a shot, or a part of at most
 :data:`SEGMENT_SECONDS` of a longer one. In a segment with speech, the speaker is the
 track whose lips match the audio best (highest confidence at any offset); the segment is
 
-- ``in sync`` when that confidence reaches ``min_confidence`` at an offset within
-  ``max_offset`` frames (25 fps) of 0;
+- ``in sync`` when that confidence reaches ``min_confidence`` (with a minimum that stands
+  out of its curve: ``min_sharpness``) at an offset within ``max_offset`` frames (25 fps)
+  of 0, and the same holds for that track over its whole shot (a file's sound sits at one
+  offset for a whole shot: a part of a shot that matches while the shot as a whole does
+  not is a chance match of a few seconds of lips with another voice);
 - ``out of sync`` when it is confident at another offset (the audio is shifted), or no
   face follows the audio at all (another voice, another language's timing);
 - ``no speech`` when the audio is silent there; ``no face`` when no face is readable.
@@ -47,6 +50,10 @@ class CheckSettings:
     # talking clips of the test set sit -2 .. +2 frames off by this model's measure.
     max_offset: int = 2
     min_share: float = 0.5  # share of speech frames in sync for the overall verdict
+    # the confidence's minimum must also stand out of its curve (OffsetScore.sharpness):
+    # a segment of a few dozen windows of unrelated speech can dip deep by chance, at 1.5
+    # times the curve's spread or less on the calibration videos; lips in sync 1.9 and up
+    min_sharpness: float = 1.7
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,7 @@ class SegmentResult:
         offset_frames: the audio's lag behind the lips in the video's own frames.
         offset_ms: the same in milliseconds (negative: the audio is early).
         confidence, distance: LSE-C- and LSE-D-style figures of the speaker.
+        sharpness: how far that confidence stands out of the curve's spread.
         speech_frames: video frames of the segment on which the audio speaks.
         verdict: ``in sync``, ``out of sync``, ``no speech`` or ``no face``.
     """
@@ -74,6 +82,7 @@ class SegmentResult:
     distance: float | None
     speech_frames: int
     verdict: str
+    sharpness: float | None = None
 
 
 @dataclass(frozen=True)
@@ -155,14 +164,21 @@ def _rows(curves: SyncCurves, t0: float, t1: float) -> slice:
     return slice(max(a, 0), max(min(b + 1, len(curves.dist)), 0))
 
 
-def judge_segment(scores: dict[int, OffsetScore], speech: int, s: CheckSettings):
-    """(track, score, verdict) of one segment from its tracks' scores."""
+def _synced(sc: OffsetScore | None, s: CheckSettings) -> bool:
+    return (sc is not None and sc.confidence >= s.min_confidence
+            and sc.sharpness >= s.min_sharpness and abs(sc.offset) <= s.max_offset)
+
+
+def judge_segment(scores: dict[int, OffsetScore], speech: int, s: CheckSettings,
+                  whole: dict[int, OffsetScore | None] | None = None):
+    """(track, score, verdict) of one segment from its tracks' scores (and, when given,
+    each track's score over its whole shot)."""
     if speech == 0:
         return None, None, "no speech"
     if not scores:
         return None, None, "no face"
     tid, sc = max(scores.items(), key=lambda kv: kv[1].confidence)
-    ok = sc.confidence >= s.min_confidence and abs(sc.offset) <= s.max_offset
+    ok = _synced(sc, s) and (whole is None or _synced(whole.get(tid), s))
     return tid, sc, "in sync" if ok else "out of sync"
 
 
@@ -177,6 +193,7 @@ def report_from_curves(video: str, audio: str, fps: float, times: np.ndarray, sh
     """
     results = []
     n_speech = n_sync = 0
+    whole = {tid: span_score(c) for tid, c in curves.items()}  # a track lies in one shot
     for shot_i, a, b in segments_of(shots, fps):
         t0, t1 = times[a], times[b]
         g = np.round(times[a: b + 1] * RATE).astype(int)
@@ -190,7 +207,7 @@ def report_from_curves(video: str, audio: str, fps: float, times: np.ndarray, sh
             sc = span_score(c, _rows(c, t0, t1))
             if sc is not None and sc.windows >= MIN_WINDOWS:
                 scores[t.id] = sc
-        tid, sc, verdict = judge_segment(scores, sp_frames, s)
+        tid, sc, verdict = judge_segment(scores, sp_frames, s, whole)
         if verdict in ("in sync", "out of sync"):
             n_speech += sp_frames
             n_sync += sp_frames if verdict == "in sync" else 0
@@ -200,7 +217,7 @@ def report_from_curves(video: str, audio: str, fps: float, times: np.ndarray, sh
             None if sc is None else sc.offset_ms,
             None if sc is None else sc.confidence,
             None if sc is None else sc.distance,
-            sp_frames, verdict))
+            sp_frames, verdict, None if sc is None else sc.sharpness))
     if n_speech:
         verdict = "in sync" if n_sync / n_speech >= s.min_share else "out of sync"
     elif any(r.verdict == "no face" for r in results):

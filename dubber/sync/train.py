@@ -7,11 +7,10 @@ similarity times a learnt scale) with the speech windows of its own run at offse
 speakers, other sentences); the loss is the cross-entropy of picking offset 0. Windows
 whose audio is silent weigh ``silent_weight`` (they carry little timing).
 
-Augmentation, so that the model carries to speakers it never saw: lips get a random
-per-clip linear distortion of their movement (mouth wider / taller, slight rotation, larger
-or smaller), a random error in the neutral mouth, and mesh-like jitter; speech gets a random
-spectral tilt, a vocal-tract-like stretch of the mel axis, background noise, and masked mel
-bands.
+Augmentation (:mod:`dubber.sync.augment`), so that the model carries to speakers it never
+saw: of the lips, of the speech, and of both together (speed). With ``align`` it trains
+twice, re-aligning the sound of training videos the first model finds off (see
+:class:`SyncModelTrainConfig`).
 """
 
 from __future__ import annotations
@@ -27,14 +26,14 @@ import torch
 from torch.nn import functional as F
 
 from dubber.models.dims import LipSyncDims
+from dubber.sync.augment import (SILENCE, augment_lips, augment_mel, shift_mel,
+                                  stretched_lips, stretched_mel)
 from dubber.sync.data import VideoData
-from dubber.sync.features import MEL_PER_FRAME, N_MOVING
+from dubber.sync.features import MEL_PER_FRAME
 from dubber.sync.model import LipSyncNet
 from dubber.sync.score import MAX_OFFSET, span_score, speech_frames, track_curves
 
 log = logging.getLogger(__name__)
-
-SILENCE = -5.0  # log10 mel of silence (dubber.media.audio.SILENCE_LOG_MEL)
 
 
 @dataclass(frozen=True)
@@ -51,6 +50,14 @@ class SyncModelTrainConfig:
     val_every: int = 500  # steps between validations
     seed: int = 0
     augment: bool = True
+    # speed perturbation: each run is played 1 +- up to this much faster or slower, picture
+    # and sound together (both timelines resampled), so that speaking rates the training
+    # speakers do not have are seen
+    speed: float = 0.15
+    # two rounds: train, measure each training video's own audio offset with that model,
+    # advance or delay its sound by it where it is ALIGN_MIN frames or more (a corpus video
+    # whose sound sits off its picture teaches a wrong timing), and train again from scratch
+    align: bool = True
 
 
 @dataclass
@@ -59,6 +66,7 @@ class TrainReport:
     seconds: float
     last_loss: float
     val: dict[str, float] = field(default_factory=dict)
+    offsets: dict[str, int] = field(default_factory=dict)  # training sound shifts (align)
 
 
 class _Runs:
@@ -101,43 +109,6 @@ class _Runs:
         return v, s, int(starts[rng.choice(len(starts), p=w / w.sum())])
 
 
-def _augment_lips(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """x: shape (L, D) displacements of one run -> distorted copy."""
-    pts = x.reshape(len(x), N_MOVING, 2)
-    sx, sy = np.exp(rng.uniform(-0.35, 0.35, 2))
-    amp = np.exp(rng.uniform(-0.4, 0.4))
-    th = rng.uniform(-0.15, 0.15)
-    rot = np.array([[math.cos(th), -math.sin(th)], [math.sin(th), math.cos(th)]])
-    m = amp * rot @ np.diag([sx, sy])
-    pts = pts @ m.T
-    pts = pts + rng.normal(0, 0.01, (1, N_MOVING, 2))  # neutral-mouth error
-    pts = pts + rng.normal(0, 0.004, pts.shape)  # mesh jitter
-    return pts.reshape(len(x), -1).astype(np.float32)
-
-
-def _augment_mel(m: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """m: shape (n_mels, steps) log10 mel of one run -> augmented copy."""
-    n_mels = m.shape[0]
-    bins = np.arange(n_mels, dtype=np.float64)
-    warp = np.exp(rng.uniform(-0.12, 0.12))
-    src = np.clip(bins / warp, 0, n_mels - 1)
-    lo = np.floor(src).astype(int)
-    hi = np.minimum(lo + 1, n_mels - 1)
-    f = (src - lo)[:, None]
-    m = (1 - f) * m[lo] + f * m[hi]
-    m = m + rng.uniform(-0.6, 0.6) * np.linspace(-1, 1, n_mels)[:, None]  # tilt
-    if rng.random() < 0.5:  # background noise, 10 .. 40 dB below the run's loud level
-        level = np.percentile(m, 95) - rng.uniform(1.0, 4.0)
-        shape = rng.normal(0, 0.3, (n_mels, 1))
-        noise = level + shape + rng.normal(0, 0.2, m.shape)
-        m = np.log10(10.0 ** m + 10.0 ** noise)
-    for _ in range(rng.integers(0, 3)):  # masked bands
-        w = rng.integers(1, 8)
-        a = rng.integers(0, n_mels - w)
-        m[a: a + w] = m[a: a + w].mean()
-    return m.astype(np.float32)
-
-
 def make_batch(runs: _Runs, cfg: SyncModelTrainConfig, dims: LipSyncDims,
                rng: np.random.Generator, augment: bool):
     """(lips (C*L, T, D), mel windows (C*(L+2M), n_mels, 4T), weights (C*L,))."""
@@ -146,24 +117,27 @@ def make_batch(runs: _Runs, cfg: SyncModelTrainConfig, dims: LipSyncDims,
     lips, mels, weights = [], [], []
     for _ in range(cfg.clips):
         v, s, k = runs.sample(rng)
-        f = s.feats[k - half: k + L + half]
+        rate = 1.0
+        if augment and cfg.speed > 0:
+            rate = float(np.exp(rng.uniform(-1, 1) * math.log1p(cfg.speed)))
+        f = stretched_lips(s, k, L + 2 * half, half, rate)
+        if f is None:  # the stretched run would leave the readable frames
+            rate = 1.0
+            f = s.feats[k - half: k + L + half]
         if augment:
-            f = _augment_lips(f, rng)
+            f = augment_lips(f, rng)
         idx = np.arange(L)[:, None] + np.arange(T)
         lips.append(f[idx])
         g0 = s.start + k - M  # grid frame of speech window 0
         c0 = MEL_PER_FRAME * g0 - MEL_PER_FRAME * T // 2
         n_cols = MEL_PER_FRAME * (L + 2 * M - 1) + MEL_PER_FRAME * T
-        mel = np.full((v.mel.shape[0], n_cols), SILENCE, np.float32)
-        a, b = max(c0, 0), min(c0 + n_cols, v.mel.shape[1])
-        if b > a:
-            mel[:, a - c0: b - c0] = v.mel[:, a:b]
+        mel = stretched_mel(v.mel, c0, n_cols, MEL_PER_FRAME * (s.start + k), rate)
         if augment:
-            mel = _augment_mel(mel, rng)
+            mel = augment_mel(mel, rng)
         cols = MEL_PER_FRAME * np.arange(L + 2 * M)[:, None] + np.arange(MEL_PER_FRAME * T)
         mels.append(mel[:, cols].transpose(1, 0, 2))
         sp = runs.speech(v)
-        g = np.clip(s.start + k + np.arange(L), 0, len(sp) - 1)
+        g = np.clip(s.start + k + np.round(np.arange(L) * rate).astype(int), 0, len(sp) - 1)
         weights.append(np.where(sp[g], 1.0, cfg.silent_weight))
     return (torch.from_numpy(np.concatenate(lips)), torch.from_numpy(np.concatenate(mels)),
             torch.from_numpy(np.concatenate(weights)).float())
@@ -242,9 +216,54 @@ class _MelAudio:
         return torch.from_numpy(out)
 
 
+ALIGN_MIN = 2  # grid frames: a training video found this far off is re-aligned
+
+
+def video_offset(model: LipSyncNet, v: VideoData) -> int:
+    """The offset (grid frames) of a video's sound against all its tracks' lips: the
+    minimum of the distance over offsets, averaged over every readable speech window."""
+    total, n = None, 0
+    for s in v.seqs:
+        c = track_curves(model, s, _MelAudio(v.mel))
+        keep = c.valid & c.speech
+        if keep.any():
+            d = c.dist[keep].sum(0)
+            total = d if total is None else total + d
+            n += int(keep.sum())
+    return 0 if total is None else int(np.argmin(total)) - MAX_OFFSET
+
+
 def train_model(dims: LipSyncDims, train: list[VideoData], val_videos: list[VideoData],
                 cfg: SyncModelTrainConfig, progress=None) -> tuple[LipSyncNet, TrainReport]:
-    """Train a :class:`LipSyncNet` from scratch; the returned model is in eval mode."""
+    """Train a :class:`LipSyncNet` from scratch; the returned model is in eval mode.
+
+    With ``cfg.align``, two rounds (see :class:`SyncModelTrainConfig`); the report's
+    ``val`` then holds ``offsets``: the training videos' sound shifts (grid frames).
+    """
+    import dataclasses
+
+    if not cfg.align:
+        return _train_once(dims, train, val_videos, cfg, progress)
+    once = dataclasses.replace(cfg, align=False)
+
+    def rounds(second: int):  # one progress bar over both rounds
+        if progress is None:
+            return None
+        return lambda step, total, info: progress(second * total + step, 2 * total, info)
+
+    first, r1 = _train_once(dims, train, [], once, rounds(0))
+    offsets = {v.name: video_offset(first, v) for v in train}
+    log.info("training videos' own offsets (grid frames): %s", offsets)
+    shifted = [VideoData(v.name, v.seqs, shift_mel(v.mel, offsets[v.name]))
+               if abs(offsets[v.name]) >= ALIGN_MIN else v for v in train]
+    model, report = _train_once(dims, shifted, val_videos, once, rounds(1))
+    report.seconds += r1.seconds
+    report.offsets = {k: o for k, o in offsets.items() if abs(o) >= ALIGN_MIN}
+    return model, report
+
+
+def _train_once(dims: LipSyncDims, train: list[VideoData], val_videos: list[VideoData],
+                cfg: SyncModelTrainConfig, progress=None) -> tuple[LipSyncNet, TrainReport]:
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     model = LipSyncNet(dims)
@@ -374,6 +393,10 @@ def train_sync_model(folder, cfg, settings: dict, weights_dir=None, publish: boo
                       f"{', '.join(p.stem for p in train_v)}); validated on "
                       f"{', '.join(p.stem for p in val_v)}; {report.steps} steps of "
                       f"{hp.clips} x {hp.clip_frames} windows"
+                      + ("; the sound of " + ", ".join(f"{k} advanced by {o} frames"
+                                                       for k, o in report.offsets.items())
+                         + " for the second round (found off by the first)"
+                         if report.offsets else "")
                       + (f"; command: {command}" if command else ""))
         name = cfg.models.weights.lip_sync or "lip-sync"
         entry = publish_weights(model, "lip_sync", name, wdir, trained_on, figures, dtype)
