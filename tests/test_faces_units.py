@@ -171,6 +171,27 @@ def test_cache_key_follows_content_and_settings(tmp_path):
     assert cache.load_cached("0" * 64, tmp_path / "c") is None
 
 
+def test_new_sync_or_driver_weights_make_a_new_analysis(tmp_path, monkeypatch):
+    """The analysis chooses speakers with the sync model and calibrates them with the mouth
+    driver: weights of another content (a new training) must not reuse a stale analysis."""
+    import shutil
+
+    from dubber.config import load_config
+    from dubber.faces.analyze import analysis_models
+    from dubber.models.registry import REPO_WEIGHTS_DIR
+
+    cfg = load_config("fast")
+    shipped = analysis_models(cfg)
+    assert set(shipped) == {"lip-sync", "mouth-driver"}
+    w = tmp_path / "w"
+    shutil.copytree(REPO_WEIGHTS_DIR, w)
+    text = (w / "manifest.yaml").read_text()
+    (w / "manifest.yaml").write_text(text.replace(shipped["lip-sync"], "f" * 64))
+    monkeypatch.setenv("DUBBER_WEIGHTS", str(w))
+    other = analysis_models(cfg)
+    assert other["lip-sync"] == "f" * 64 and other["mouth-driver"] == shipped["mouth-driver"]
+
+
 # -- S3FD ----------------------------------------------------------------------------------
 
 def test_s3fd_without_its_weights_names_the_file_and_folder(tmp_path, monkeypatch):

@@ -343,6 +343,26 @@ def settings_of(cfg: FacesConfig) -> dict:
     return d
 
 
+def analysis_models(cfg: Config) -> dict[str, str]:
+    """The sha256 of each weight the analysis runs (the sync model chooses the speakers,
+    the mouth driver calibrates them), from the weights folder they load from: new weights
+    make a new analysis, not a stale cached one."""
+    from dubber.models.registry import REPO_WEIGHTS_DIR, read_manifest, resolve_weights_dir
+    from dubber.mouth.driver import WEIGHTS_NAME
+
+    out: dict[str, str] = {}
+    for folder in (resolve_weights_dir(None), REPO_WEIGHTS_DIR):
+        try:
+            manifest = read_manifest(folder)
+        except Exception:  # noqa: BLE001 - a folder without a manifest adds nothing
+            continue
+        for name in (cfg.models.weights.lip_sync, WEIGHTS_NAME):
+            entry = manifest.get(name)
+            if entry is not None and name not in out and (folder / entry.file).is_file():
+                out[name] = entry.sha256
+    return out
+
+
 def analyze(
     video: str | Path,
     cfg: Config,
@@ -367,7 +387,8 @@ def analyze(
 
     if info is None:
         info = probe(video)  # first: a bad input gets the media layer's message
-    key = cache.cache_key(video, settings_of(cfg.faces), audio_path)
+    key = cache.cache_key(video, {**settings_of(cfg.faces), "models": analysis_models(cfg)},
+                          audio_path)
     cached = cache.load_cached(key, cache_dir)
     if cached is not None:
         log.info("reusing the cached analysis %s", key[:12])

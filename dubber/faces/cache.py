@@ -24,8 +24,9 @@ from dubber.faces.tracks_file import SCHEMA, Tracks
 log = logging.getLogger(__name__)
 
 # Bumped whenever the analysis code changes what it finds for the same input and settings.
-ANALYSIS_VERSION = 3  # 2: mesh points for the sync model; 3: mouth parameters and
-# calibrations (the driver)
+ANALYSIS_VERSION = 4  # 2: mesh points for the sync model; 3: mouth parameters and
+# calibrations (the driver); 4: the sync model's speaker choice holds a shot's speaker
+# (the weights the analysis runs are in the key too: dubber.faces.analyze.analysis_models)
 
 _WHOLE = 256 << 20
 _BLOCK = 1 << 20
