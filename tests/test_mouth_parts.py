@@ -96,3 +96,29 @@ def test_the_recogniser_never_loses_its_search():
         longest = max(p.end - p.start for p in phones if p.phone != "SIL")
         assert longest < 1.0, (name, longest)
         assert len(phones) > 5 * len(x) / 16000, name  # at least 5 phones a second
+
+
+@needs_speech
+def test_worker_processes_give_the_same_phones_and_a_dead_worker_is_replaced_here():
+    """Two recogniser workers decode the pieces of long audio while this process measures
+    the acoustics; the phones are those of the in-process decoder, also when a worker dies
+    mid-job (its pieces are then decoded here)."""
+    import os
+    import signal
+
+    x = load_audio(SPEECH / "hi_news_22s.wav")  # 22 s: three pieces
+    here = PhoneRecogniser(workers=0).phones(x)
+    rec = PhoneRecogniser(workers=2)
+    try:
+        pending = rec.submit(x)
+        a = ac.acoustics(x)  # meanwhile
+        assert rec.phones(x[:16000]) is not None and len(a) == ac.n_steps(len(x))
+        assert pending.result() == here
+        pids = rec.worker_pids()
+        assert len(pids) == 2 and os.getpid() not in pids
+        os.kill(pids[0], signal.SIGKILL)
+        assert rec.phones(x) == here
+        assert len(rec.worker_pids()) == 1
+    finally:
+        rec.close()
+    assert rec.worker_pids() == []

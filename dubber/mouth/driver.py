@@ -24,7 +24,7 @@ from dubber.errors import WeightsError
 from dubber.mouth import rules
 from dubber.mouth.acoustics import STEPS_PER_SECOND, Acoustics, acoustics
 from dubber.mouth.features import CONTEXT_OFFSETS, CONTEXT_WIDTH, frame_features, step_features
-from dubber.mouth.phones import Phone, PhoneRecogniser, phone_steps
+from dubber.mouth.phones import Phone, PhoneRecogniser, default_workers, phone_steps
 from dubber.mouth.track import VISEMES, MouthTrack
 
 log = logging.getLogger(__name__)
@@ -122,12 +122,33 @@ class MouthDriver:
         weights_dir: where ``mouth-driver.safetensors`` is (default: the weights folder).
         regressor: a :class:`~dubber.mouth.regressor.MouthRegressor` to use instead
             (fitting and tests).
+        workers: processes that run the phone recogniser while this one measures the
+            acoustics (default :func:`~dubber.mouth.phones.default_workers`; 0: none).
+            They start on the first analysis; :meth:`close` (or the end of a ``with``
+            block) stops them.
     """
 
-    def __init__(self, weights_dir: str | os.PathLike | None = None, regressor=None) -> None:
+    def __init__(self, weights_dir: str | os.PathLike | None = None, regressor=None,
+                 workers: int | None = None) -> None:
         self.regressor = regressor if regressor is not None else load_regressor(weights_dir)
         self.regressor = self.regressor.float().eval()
+        self.workers = default_workers() if workers is None else int(workers)
         self._recogniser: PhoneRecogniser | None = None
+
+    def close(self) -> None:
+        """Stop the recogniser's worker processes, if any."""
+        if self._recogniser is not None:
+            self._recogniser.close()
+
+    def worker_pids(self) -> list[int]:
+        """Process ids of the recogniser's running workers."""
+        return self._recogniser.worker_pids() if self._recogniser is not None else []
+
+    def __enter__(self) -> "MouthDriver":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     @property
     def rest(self) -> np.ndarray:
@@ -137,11 +158,12 @@ class MouthDriver:
     def analyse(self, samples: np.ndarray) -> SpeechAnalysis:
         """Steps 1-4 for 16 kHz mono speech (shape = (S,), float32)."""
         if self._recogniser is None:
-            self._recogniser = PhoneRecogniser()
+            self._recogniser = PhoneRecogniser(self.workers)
         samples = np.asarray(samples, np.float32)
         duration = len(samples) / SAMPLE_RATE
+        pending = self._recogniser.submit(samples)  # decoded by the workers meanwhile
         ac = acoustics(samples)
-        phones = self._recogniser.phones(samples)
+        phones = pending.result()
         ids = phone_steps(phones, len(ac))
         speech = speech_steps(ac)
         shapes = rules.timeline(phones, pauses(speech), duration)
