@@ -122,3 +122,39 @@ def test_worker_processes_give_the_same_phones_and_a_dead_worker_is_replaced_her
     finally:
         rec.close()
     assert rec.worker_pids() == []
+
+
+@needs_speech
+def test_the_recogniser_listens_only_where_someone_may_speak(speech):
+    """Speech, 3 s of room-quiet silence, speech: the long pause is not decoded and comes
+    back as one silence; the phones still cover the whole signal, end to end."""
+    from dubber.mouth.driver import listen_regions
+
+    rng = np.random.default_rng(0)
+    quiet = (rng.standard_normal(48000) * 1e-4).astype(np.float32)
+    x = np.concatenate([speech[:128000], quiet, speech[:128000]])
+    regions = listen_regions(*ac.voice_activity(x))
+    heard = sum(b - a for a, b in regions)
+    assert 0.6 * len(x) < heard < len(x) - 32000  # at least 2 s of the pause is skipped
+    phones = PhoneRecogniser().submit(x, regions).result()
+    assert phones[0].start == 0 and abs(phones[-1].end - len(x) / 16000) < 1e-6
+    assert all(abs(a.end - b.start) < 1e-6 for a, b in zip(phones, phones[1:]))
+    pause = [p for p in phones if p.end > 8.5 and p.start < 10.5]
+    assert [p.phone for p in pause] == ["SIL"]
+    assert sum(p.phone in VOWELS for p in phones if p.start > 11.0) > 15
+
+
+@pytest.mark.skipif(not CLIPS.is_dir(), reason="../shared/media is not present")
+def test_the_speakers_profile_ratio_sees_the_head_turn(tmp_path):
+    """The bench's frontal-frames truth: profile_turn_224_en turns from frontal to profile
+    at its end; kim_1080p30_en faces the camera throughout."""
+    from dubber.mouth.truth import FRONTAL, speaker_profile
+
+    turn = speaker_profile(CLIPS / "profile_turn_224_en.mp4", tmp_path)
+    assert len(turn) == 128 and np.isfinite(turn).mean() > 0.9
+    assert np.nanmedian(turn[:40]) < 0.7 and np.nanmedian(turn[-16:]) > 0.85
+    assert 0.1 < np.mean(turn <= FRONTAL) < 0.6
+    assert np.array_equal(speaker_profile(CLIPS / "profile_turn_224_en.mp4", tmp_path), turn,
+                          equal_nan=True)  # from the cache
+    kim = speaker_profile(CLIPS / "kim_1080p30_en.mp4", tmp_path)
+    assert np.mean(kim <= FRONTAL) > 0.95

@@ -10,7 +10,11 @@ face's face-mesh parameters, frame by frame:
 - ``zero-shot``: no calibration, lag 0; ``lag2``: the best single lag within +-2 frames
   per clip (reported apart, never mixed into the lag-0 figure);
 - ``calibrated``: calibrated on the first half of the clip (:mod:`dubber.mouth.calibrate`),
-  measured on the second half.
+  measured on the second half;
+- ``frontal``: the same two opening figures on the frames where the speaking face is
+  frontal (the sync module's profile ratio <= :data:`dubber.mouth.truth.FRONTAL`): the
+  mesh's lips are unreliable on a face turned towards profile. ``frontal_share``: the
+  share of frames kept. Reported beside the figures on every frame, never instead.
 
 Then: speed (audio seconds per second of driver time, everything from samples to track,
 the recogniser and VAD loaded beforehand; wall clock, and the process's CPU time, which is
@@ -68,14 +72,19 @@ def clip_figures(name: str, driver, cache: str | None) -> dict:
     """Zero-shot and calibrated r of one clip."""
     from dubber.mouth.calibrate import calibrate
     from dubber.mouth.fit import prepare
+    from dubber.mouth.truth import FRONTAL, speaker_profile
 
     c = prepare(_video(name), driver, cache)
     track = driver.track(c.analysis, c.times)
     y = c.truth
+    profile = speaker_profile(_video(name), cache)[:len(y)]
+    frontal = np.where((profile <= FRONTAL)[:, None], y, np.nan)  # NaN: not compared
     out = {"clip": name, "frames": int(np.all(np.isfinite(y), 1).sum()),
-           "seconds": round(c.analysis.duration, 1)}
+           "seconds": round(c.analysis.duration, 1),
+           "frontal_share": round(float(np.mean(profile <= FRONTAL)), 2)}
     for i, p in enumerate(("opening", "width", "rounding")):
         out[f"zero_shot_{p}"] = round(_corr(track.params[:, i], y[:, i]), 3)
+    out["frontal_zero_shot_opening"] = round(_corr(track.opening, frontal[:, 0]), 3)
     r, lag = _lagged(track.opening, y[:, 0])
     out["lag2_opening"], out["lag2_frames"] = round(r, 3), lag
     h = len(y) // 2
@@ -84,6 +93,7 @@ def clip_figures(name: str, driver, cache: str | None) -> dict:
         test = driver.track(c.analysis, c.times[h:], calibration=cal)
         for i, p in enumerate(("opening", "width", "rounding")):
             out[f"calibrated_{p}"] = round(_corr(test.params[:, i], y[h:, i]), 3)
+        out["frontal_calibrated_opening"] = round(_corr(test.opening, frontal[h:, 0]), 3)
         plain = driver.track(c.analysis, c.times[h:])
         out["second_half_zero_shot_opening"] = round(_corr(plain.opening, y[h:, 0]), 3)
         out["calibration_shift_ms"] = round(cal.shift * 1000)
@@ -185,13 +195,15 @@ def main(argv: list[str] | None = None) -> int:
     rows = [clip_figures(n, driver, a.cache) for n in a.clips]
     cols = ["zero_shot_opening", "lag2_opening", "lag2_frames", "zero_shot_width",
             "zero_shot_rounding", "second_half_zero_shot_opening", "calibrated_opening",
-            "calibrated_width", "calibrated_rounding", "calibration_shift_ms"]
+            "calibrated_width", "calibrated_rounding", "calibration_shift_ms",
+            "frontal_share", "frontal_zero_shot_opening", "frontal_calibrated_opening"]
     report = Report("driver", a.json)
     for r in rows:  # the per-clip table
         for c in cols:
             report.figure(f"{r['clip']} {c}", r.get(c, float("nan")),
-                          "ms" if c.endswith("_ms") else "frames" if c.endswith("frames") else "r")
-    for c in cols[:2] + cols[3:9]:
+                          "ms" if c.endswith("_ms") else "frames" if c.endswith("frames")
+                          else "share" if c.endswith("share") else "r")
+    for c in cols[:2] + cols[3:9] + cols[11:]:
         v = float(np.nanmean([r.get(c, np.nan) for r in rows]))
         report.figure(f"mean {c}", v, "r")
     files = [_video(n) for n in a.clips] + [MEDIA / "speech" / f for f in OTHER_LANGUAGES]
@@ -199,12 +211,15 @@ def main(argv: list[str] | None = None) -> int:
     report.figure("driver speed", sp["x_real_time"], "x real time (wall)", ">= 20")
     report.figure("driver speed, CPU time", sp["x_real_time_cpu"], "x real time (CPU)",
                   ">= 20")
+    report.figure("driver speed, load average", sp["load_average"],
+                  f"runnable processes ({sp['cores']} cores, {sp['workers']} recogniser workers)")
     for k, v in other_languages(driver).items():
         report.figure(f"voiced frames called speech, {k}", v, "share", ">= 0.9")
     sc = silence_and_closures(driver)
     report.figure("shut after silence", sc["shut_after_silence_ms"], "ms", "<= 150")
     report.figure("bilabials closed", f"{sc['bilabials_closed']} of {sc['bilabials']}")
     report.close()
+    driver.close()
     return 0
 
 

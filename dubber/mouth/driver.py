@@ -22,7 +22,7 @@ import numpy as np
 
 from dubber.errors import WeightsError
 from dubber.mouth import rules
-from dubber.mouth.acoustics import STEPS_PER_SECOND, Acoustics, acoustics
+from dubber.mouth.acoustics import HOP, STEPS_PER_SECOND, Acoustics, acoustics, voice_activity
 from dubber.mouth.features import CONTEXT_OFFSETS, CONTEXT_WIDTH, frame_features, step_features
 from dubber.mouth.phones import Phone, PhoneRecogniser, default_workers, phone_steps
 from dubber.mouth.track import VISEMES, MouthTrack
@@ -34,6 +34,8 @@ SAMPLE_RATE = 16000
 VAD_ON, VAD_OFF = 0.5, 0.35  # Silero probability that starts / ends speech (hysteresis)
 SILENCE_DB = -55.0  # dBFS: quieter than this is silence whatever the VAD says
 MIN_SPEECH = 0.06  # s: shorter bursts of "speech" are noise
+LISTEN_MARGIN = 0.3  # s of audio the recogniser hears around what may be speech
+LISTEN_GAP = 0.5  # s: shorter gaps between such parts are heard too
 RELAX = 1.0  # share of the predicted opening (above rest) a pause's relaxed shape keeps: on
 # the corpus, mouths in short pauses are not measurably more shut than in speech (the
 # relaxed shape changes the viseme only)
@@ -72,6 +74,27 @@ def speech_steps(ac: Acoustics) -> np.ndarray:
         state = (p >= VAD_OFF if state else p >= VAD_ON) and db > SILENCE_DB
         on[i] = state
     return _drop_short(on, int(round(MIN_SPEECH * STEPS_PER_SECOND)))
+
+
+def listen_regions(level: np.ndarray, vad: np.ndarray) -> list[tuple[int, int]]:
+    """Where the recogniser listens: the steps the voice activity may call speech (Silero
+    at least ``VAD_OFF``, louder than ``SILENCE_DB``), widened by ``LISTEN_MARGIN`` each
+    side, gaps under ``LISTEN_GAP`` bridged. Elsewhere the phones are silence (the rules
+    shut the mouth there anyway), which saves the decoding of every pause.
+
+    Returns:
+        sorted [start, stop) sample ranges.
+    """
+    maybe = (np.asarray(vad) >= VAD_OFF) & (np.asarray(level) > SILENCE_DB)
+    margin = int(round(LISTEN_MARGIN * STEPS_PER_SECOND))
+    out: list[list[int]] = []
+    for a, b in _runs(maybe, True):
+        a, b = max(a - margin, 0), min(b + margin, len(maybe))
+        if out and a - out[-1][1] < LISTEN_GAP * STEPS_PER_SECOND:
+            out[-1][1] = b
+        else:
+            out.append([a, b])
+    return [(a * HOP, b * HOP) for a, b in out]
 
 
 def _runs(flags: np.ndarray, value: bool) -> list[tuple[int, int]]:
@@ -161,8 +184,10 @@ class MouthDriver:
             self._recogniser = PhoneRecogniser(self.workers)
         samples = np.asarray(samples, np.float32)
         duration = len(samples) / SAMPLE_RATE
-        pending = self._recogniser.submit(samples)  # decoded by the workers meanwhile
-        ac = acoustics(samples)
+        activity = voice_activity(samples)
+        # the phones of the speech, decoded by the workers while this process measures
+        pending = self._recogniser.submit(samples, listen_regions(*activity))
+        ac = acoustics(samples, activity)
         phones = pending.result()
         ids = phone_steps(phones, len(ac))
         speech = speech_steps(ac)

@@ -94,14 +94,25 @@ class PhoneRecogniser:
         """
         return self.submit(samples).result()
 
-    def submit(self, samples: np.ndarray) -> "PendingPhones":
-        """Start recognising ``samples`` (as :meth:`phones`); the result comes later."""
+    def submit(self, samples: np.ndarray, regions: list[tuple[int, int]] | None = None
+               ) -> "PendingPhones":
+        """Start recognising ``samples`` (as :meth:`phones`); the result comes later.
+
+        Args:
+            samples: shape = (S,), float32 in [-1, 1], 16 kHz mono.
+            regions: [start, stop) sample ranges to listen to, sorted and apart (default:
+                everything); the rest is silence (``SIL``) without decoding.
+        """
         from dubber.mouth.acoustics import blocks
 
         samples = np.asarray(samples, np.float32)
-        pieces = [(a / SAMPLE_RATE, _pcm(samples[a:b]))
-                  for a, b in blocks(samples, PIECE_SECONDS)]
-        return PendingPhones(self, pieces, self._started_workers())
+        pieces = []
+        for a, b in regions if regions is not None else [(0, len(samples))]:
+            a, b = max(int(a), 0), min(int(b), len(samples))
+            pieces += [((a + c) / SAMPLE_RATE, _pcm(samples[a + c: a + d]))
+                       for c, d in blocks(samples[a:b], PIECE_SECONDS) if d > c]
+        return PendingPhones(self, pieces, self._started_workers(),
+                             len(samples) / SAMPLE_RATE)
 
     def close(self) -> None:
         """Stop the worker processes (a later call starts them again)."""
@@ -151,8 +162,8 @@ class PendingPhones:
     feeds it pieces and reads back their phones (the threads wait on pipes, not the GIL)."""
 
     def __init__(self, owner: PhoneRecogniser, pieces: list[tuple[float, bytes]],
-                 workers: list["_Worker"]) -> None:
-        self._owner, self._pieces = owner, pieces
+                 workers: list["_Worker"], duration: float) -> None:
+        self._owner, self._pieces, self._duration = owner, pieces, duration
         self._decoded: list[list[Phone] | None] = [None] * len(pieces)
         self._todo = list(range(len(pieces)))
         self._todo_lock = threading.Lock()
@@ -180,16 +191,27 @@ class PendingPhones:
         for t in self._threads:
             t.join()
         out: list[Phone] = []
+
+        def add(p: Phone) -> None:
+            if p.end <= p.start:
+                return
+            if out and out[-1].phone == p.phone == "SIL":
+                out[-1] = Phone("SIL", out[-1].start, p.end)
+            else:
+                out.append(p)
+
         for i, (t0, pcm) in enumerate(self._pieces):
             phones = self._decoded[i]
             if phones is None:
                 phones = self._owner._decode(pcm)
+            end = out[-1].end if out else 0.0
+            if t0 > end + 1e-9:  # not listened to: silence
+                add(Phone("SIL", end, t0))
             for p in phones:
-                p = Phone(p.phone, p.start + t0, p.end + t0)
-                if out and out[-1].phone == p.phone == "SIL":
-                    out[-1] = Phone("SIL", out[-1].start, p.end)
-                else:
-                    out.append(p)
+                add(Phone(p.phone, p.start + t0, p.end + t0))
+        end = out[-1].end if out else 0.0
+        if self._duration > end + 1e-9:
+            add(Phone("SIL", end, self._duration))
         return out
 
 
