@@ -102,23 +102,27 @@ def test_the_recogniser_never_loses_its_search():
 def test_worker_processes_give_the_same_phones_and_a_dead_worker_is_replaced_here():
     """Two recogniser workers decode the pieces of long audio while this process measures
     the acoustics; the phones are those of the in-process decoder, also when a worker dies
-    mid-job (its pieces are then decoded here)."""
+    mid-job (its pieces are then decoded here). Short audio starts no worker."""
     import os
     import signal
 
-    x = load_audio(SPEECH / "hi_news_22s.wav")  # 22 s: three pieces
-    here = PhoneRecogniser(workers=0).phones(x)
+    x = load_audio(SPEECH / "hi_news_22s.wav")
+    long = np.concatenate([x, x])  # 44 s: six pieces, enough to start the workers
+    here = PhoneRecogniser(workers=0).phones(long)
     rec = PhoneRecogniser(workers=2)
     try:
-        pending = rec.submit(x)
+        rec.phones(x)
+        assert rec.worker_pids() == []  # 22 s: decoded here
+        pending = rec.submit(long)
         a = ac.acoustics(x)  # meanwhile
-        assert rec.phones(x[:16000]) is not None and len(a) == ac.n_steps(len(x))
+        assert len(a) == ac.n_steps(len(x))
         assert pending.result() == here
         pids = rec.worker_pids()
         assert len(pids) == 2 and os.getpid() not in pids
         os.kill(pids[0], signal.SIGKILL)
-        assert rec.phones(x) == here
+        assert rec.phones(long) == here
         assert len(rec.worker_pids()) == 1
+        assert rec.phones(x[:16000]) is not None  # short audio uses the running worker
     finally:
         rec.close()
     assert rec.worker_pids() == []

@@ -55,6 +55,9 @@ class Phone:
     end: float  # seconds, exclusive
 
 
+WORKERS_FROM_SECONDS = 30.0  # speech shorter than this is decoded here until the workers
+# run: starting one costs about 0.5 s (an interpreter, numpy, the decoder), as much as
+# decoding 12 s of speech
 PIECE_SECONDS = 8.0  # audio is decoded in pieces of at most this, cut at quiet points
 # (:func:`dubber.mouth.acoustics.blocks`), so that worker processes share long audio; the
 # pieces are the same whatever the number of workers, so the phones are too
@@ -72,8 +75,8 @@ class PhoneRecogniser:
 
     PocketSphinx holds the GIL while it decodes (three quarters of the driver's time), so
     with ``workers > 0`` the pieces of the audio are decoded by that many worker processes
-    (``python -c`` children of this interpreter, each with its own decoder, started on
-    first use) while the caller does the rest of its work: :meth:`submit` returns at once,
+    (``python -c`` children of this interpreter, each with its own decoder, started by the
+    first call with at least ``WORKERS_FROM_SECONDS`` of speech) while the caller does the rest of its work: :meth:`submit` returns at once,
     :meth:`PendingPhones.result` waits. A worker that fails is dropped and its pieces are
     decoded in this process: the phones are the same either way.
 
@@ -115,8 +118,11 @@ class PhoneRecogniser:
             a, b = max(int(a), 0), min(int(b), len(samples))
             pieces += [((a + c) / SAMPLE_RATE, _pcm(samples[a + c: a + d]))
                        for c, d in blocks(samples[a:b], PIECE_SECONDS) if d > c]
-        return PendingPhones(self, pieces, self._started_workers(),
-                             len(samples) / SAMPLE_RATE)
+        heard = sum(len(pcm) for _, pcm in pieces) / (2 * SAMPLE_RATE)
+        with self._lock:
+            running = bool(self._procs)
+        workers = self._started_workers() if running or heard >= WORKERS_FROM_SECONDS else []
+        return PendingPhones(self, pieces, workers, len(samples) / SAMPLE_RATE)
 
     def close(self) -> None:
         """Stop the worker processes (a later call starts them again)."""
