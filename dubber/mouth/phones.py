@@ -76,8 +76,8 @@ class PhoneRecogniser:
     PocketSphinx holds the GIL while it decodes (three quarters of the driver's time), so
     with ``workers > 0`` the pieces of the audio are decoded by that many worker processes
     (``python -c`` children of this interpreter, each with its own decoder, started by the
-    first call with at least ``WORKERS_FROM_SECONDS`` of speech) while the caller does the rest of its work: :meth:`submit` returns at once,
-    :meth:`PendingPhones.result` waits. A worker that fails is dropped and its pieces are
+    first call with at least ``WORKERS_FROM_SECONDS`` of speech) while the caller does the
+    rest of its work: :meth:`submit` returns at once, :meth:`PendingPhones.result` waits. A worker that fails is dropped and its pieces are
     decoded in this process: the phones are the same either way.
 
     Args:
