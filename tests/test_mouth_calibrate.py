@@ -23,7 +23,8 @@ needs_speech = pytest.mark.skipif(not SPEECH.is_dir(), reason="../shared/media i
 
 @pytest.fixture(scope="module")
 def driver():
-    return MouthDriver()
+    with MouthDriver() as d:  # its recogniser workers stop at the end
+        yield d
 
 
 @pytest.fixture(scope="module")

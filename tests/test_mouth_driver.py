@@ -19,7 +19,8 @@ X, A = VISEMES.index("X"), VISEMES.index("A")
 
 @pytest.fixture(scope="module")
 def driver():
-    return MouthDriver()
+    with MouthDriver() as d:  # its recogniser workers stop at the end
+        yield d
 
 
 @pytest.fixture(scope="module")

@@ -96,3 +96,69 @@ def test_the_recogniser_never_loses_its_search():
         longest = max(p.end - p.start for p in phones if p.phone != "SIL")
         assert longest < 1.0, (name, longest)
         assert len(phones) > 5 * len(x) / 16000, name  # at least 5 phones a second
+
+
+@needs_speech
+def test_worker_processes_give_the_same_phones_and_a_dead_worker_is_replaced_here():
+    """Two recogniser workers decode the pieces of long audio while this process measures
+    the acoustics; the phones are those of the in-process decoder, also when a worker dies
+    mid-job (its pieces are then decoded here). Short audio starts no worker."""
+    import os
+    import signal
+
+    x = load_audio(SPEECH / "hi_news_22s.wav")
+    long = np.concatenate([x, x])  # 44 s: six pieces, enough to start the workers
+    here = PhoneRecogniser(workers=0).phones(long)
+    rec = PhoneRecogniser(workers=2)
+    try:
+        rec.phones(x)
+        assert rec.worker_pids() == []  # 22 s: decoded here
+        pending = rec.submit(long)
+        a = ac.acoustics(x)  # meanwhile
+        assert len(a) == ac.n_steps(len(x))
+        assert pending.result() == here
+        pids = rec.worker_pids()
+        assert len(pids) == 2 and os.getpid() not in pids
+        os.kill(pids[0], signal.SIGKILL)
+        assert rec.phones(long) == here
+        assert len(rec.worker_pids()) == 1
+        assert rec.phones(x[:16000]) is not None  # short audio uses the running worker
+    finally:
+        rec.close()
+    assert rec.worker_pids() == []
+
+
+@needs_speech
+def test_the_recogniser_listens_only_where_someone_may_speak(speech):
+    """Speech, 3 s of room-quiet silence, speech: the long pause is not decoded and comes
+    back as one silence; the phones still cover the whole signal, end to end."""
+    from dubber.mouth.driver import listen_regions
+
+    rng = np.random.default_rng(0)
+    quiet = (rng.standard_normal(48000) * 1e-4).astype(np.float32)
+    x = np.concatenate([speech[:128000], quiet, speech[:128000]])
+    regions = listen_regions(*ac.voice_activity(x))
+    heard = sum(b - a for a, b in regions)
+    assert 0.6 * len(x) < heard < len(x) - 32000  # at least 2 s of the pause is skipped
+    phones = PhoneRecogniser().submit(x, regions).result()
+    assert phones[0].start == 0 and abs(phones[-1].end - len(x) / 16000) < 1e-6
+    assert all(abs(a.end - b.start) < 1e-6 for a, b in zip(phones, phones[1:]))
+    pause = [p for p in phones if p.end > 8.5 and p.start < 10.5]
+    assert [p.phone for p in pause] == ["SIL"]
+    assert sum(p.phone in VOWELS for p in phones if p.start > 11.0) > 15
+
+
+@pytest.mark.skipif(not CLIPS.is_dir(), reason="../shared/media is not present")
+def test_the_speakers_profile_ratio_sees_the_head_turn(tmp_path):
+    """The bench's frontal-frames truth: profile_turn_224_en turns from frontal to profile
+    at its end; kim_1080p30_en faces the camera throughout."""
+    from dubber.mouth.truth import FRONTAL, speaker_profile
+
+    turn = speaker_profile(CLIPS / "profile_turn_224_en.mp4", tmp_path)
+    assert len(turn) == 128 and np.isfinite(turn).mean() > 0.9
+    assert np.nanmedian(turn[:40]) < 0.7 and np.nanmedian(turn[-16:]) > 0.85
+    assert 0.1 < np.mean(turn <= FRONTAL) < 0.6
+    assert np.array_equal(speaker_profile(CLIPS / "profile_turn_224_en.mp4", tmp_path), turn,
+                          equal_nan=True)  # from the cache
+    kim = speaker_profile(CLIPS / "kim_1080p30_en.mp4", tmp_path)
+    assert np.mean(kim <= FRONTAL) > 0.95

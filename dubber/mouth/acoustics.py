@@ -189,6 +189,40 @@ def blocks(samples: np.ndarray, seconds: float | None = None) -> list[tuple[int,
     return out
 
 
+def _per_block(samples: np.ndarray, fn) -> list[np.ndarray]:
+    """``fn(block, n_steps(len(block)))`` (a tuple of per-step arrays) over the blocks of
+    ``samples``, joined: memory does not grow with the audio's length."""
+    steps = n_steps(len(samples))
+    parts: list[list[np.ndarray]] = []
+    for a, b in blocks(samples):
+        m = n_steps(b - a) if b == len(samples) else (b - a) // HOP
+        block = samples[a:b]
+        for k, v in enumerate(fn(block, n_steps(len(block)))):
+            if k == len(parts):
+                parts.append([])
+            parts[k].append(v[:m])
+    return [np.concatenate(p)[:steps] for p in parts]
+
+
+def voice_activity(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Loudness (dBFS) and Silero's speech probability per step (the cheap part, which
+    says where the recogniser need not listen).
+
+    Returns:
+        (level, vad), each shape = (n_steps(len(samples)),), float32.
+    """
+    level = loudness_db(samples, n_steps(len(samples)))
+    (vad,) = _per_block(samples, lambda x, n: (speech_probability(x, n),))
+    return level, vad
+
+
+def formant_tracks(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """F1, F2 and pitch (Hz) per step, NaN where Praat has none (:func:`formants_and_pitch`
+    block by block)."""
+    f1, f2, hz = _per_block(samples, formants_and_pitch)
+    return f1, f2, hz
+
+
 def measure(samples: np.ndarray):
     """Loudness (dBFS), voice activity, F1, F2 and pitch (Hz) per step, not normalised;
     block by block, so memory does not grow with the audio's length.
@@ -196,26 +230,19 @@ def measure(samples: np.ndarray):
     Returns:
         (level, vad, f1, f2, hz), each shape = (n_steps(len(samples)),).
     """
-    steps = n_steps(len(samples))
-    level = loudness_db(samples, steps)
-    parts = [[], [], [], []]
-    for a, b in blocks(samples):
-        m = n_steps(b - a) if b == len(samples) else (b - a) // HOP
-        block = samples[a:b]
-        parts[0].append(speech_probability(block, n_steps(len(block)))[:m])
-        for k, v in enumerate(formants_and_pitch(block, n_steps(len(block)))):
-            parts[k + 1].append(v[:m])
-    vad, f1, f2, hz = (np.concatenate(p)[:steps] for p in parts)
-    return level, vad, f1, f2, hz
+    return (*voice_activity(samples), *formant_tracks(samples))
 
 
-def acoustics(samples: np.ndarray) -> Acoustics:
+def acoustics(samples: np.ndarray, activity: tuple[np.ndarray, np.ndarray] | None = None
+              ) -> Acoustics:
     """Every acoustic feature of 16 kHz mono speech, normalised per voice.
 
     Args:
         samples: shape = (S,), float32, 16 kHz mono.
+        activity: :func:`voice_activity` of ``samples`` when the caller has it.
     """
-    loud, vad, f1, f2, hz = measure(samples)
+    loud, vad = activity if activity is not None else voice_activity(samples)
+    f1, f2, hz = formant_tracks(samples)
     voiced = np.isfinite(hz) & (loud > LOUDNESS_FLOOR_DB + 1)
     speech = (vad > 0.5) & (loud > LOUDNESS_FLOOR_DB + 1)
     ref = np.percentile(loud[speech], 95) if speech.sum() >= 5 else float(loud.max())

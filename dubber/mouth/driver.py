@@ -22,9 +22,9 @@ import numpy as np
 
 from dubber.errors import WeightsError
 from dubber.mouth import rules
-from dubber.mouth.acoustics import STEPS_PER_SECOND, Acoustics, acoustics
+from dubber.mouth.acoustics import HOP, STEPS_PER_SECOND, Acoustics, acoustics, voice_activity
 from dubber.mouth.features import CONTEXT_OFFSETS, CONTEXT_WIDTH, frame_features, step_features
-from dubber.mouth.phones import Phone, PhoneRecogniser, phone_steps
+from dubber.mouth.phones import Phone, PhoneRecogniser, default_workers, phone_steps
 from dubber.mouth.track import VISEMES, MouthTrack
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,8 @@ SAMPLE_RATE = 16000
 VAD_ON, VAD_OFF = 0.5, 0.35  # Silero probability that starts / ends speech (hysteresis)
 SILENCE_DB = -55.0  # dBFS: quieter than this is silence whatever the VAD says
 MIN_SPEECH = 0.06  # s: shorter bursts of "speech" are noise
+LISTEN_MARGIN = 0.3  # s of audio the recogniser hears around what may be speech
+LISTEN_GAP = 0.5  # s: shorter gaps between such parts are heard too
 RELAX = 1.0  # share of the predicted opening (above rest) a pause's relaxed shape keeps: on
 # the corpus, mouths in short pauses are not measurably more shut than in speech (the
 # relaxed shape changes the viseme only)
@@ -72,6 +74,27 @@ def speech_steps(ac: Acoustics) -> np.ndarray:
         state = (p >= VAD_OFF if state else p >= VAD_ON) and db > SILENCE_DB
         on[i] = state
     return _drop_short(on, int(round(MIN_SPEECH * STEPS_PER_SECOND)))
+
+
+def listen_regions(level: np.ndarray, vad: np.ndarray) -> list[tuple[int, int]]:
+    """Where the recogniser listens: the steps the voice activity may call speech (Silero
+    at least ``VAD_OFF``, louder than ``SILENCE_DB``), widened by ``LISTEN_MARGIN`` each
+    side, gaps under ``LISTEN_GAP`` bridged. Elsewhere the phones are silence (the rules
+    shut the mouth there anyway), which saves the decoding of every pause.
+
+    Returns:
+        sorted [start, stop) sample ranges.
+    """
+    maybe = (np.asarray(vad) >= VAD_OFF) & (np.asarray(level) > SILENCE_DB)
+    margin = int(round(LISTEN_MARGIN * STEPS_PER_SECOND))
+    out: list[list[int]] = []
+    for a, b in _runs(maybe, True):
+        a, b = max(a - margin, 0), min(b + margin, len(maybe))
+        if out and a - out[-1][1] < LISTEN_GAP * STEPS_PER_SECOND:
+            out[-1][1] = b
+        else:
+            out.append([a, b])
+    return [(a * HOP, b * HOP) for a, b in out]
 
 
 def _runs(flags: np.ndarray, value: bool) -> list[tuple[int, int]]:
@@ -122,12 +145,33 @@ class MouthDriver:
         weights_dir: where ``mouth-driver.safetensors`` is (default: the weights folder).
         regressor: a :class:`~dubber.mouth.regressor.MouthRegressor` to use instead
             (fitting and tests).
+        workers: processes that run the phone recogniser while this one measures the
+            acoustics (default :func:`~dubber.mouth.phones.default_workers`; 0: none).
+            They start on the first analysis; :meth:`close` (or the end of a ``with``
+            block) stops them.
     """
 
-    def __init__(self, weights_dir: str | os.PathLike | None = None, regressor=None) -> None:
+    def __init__(self, weights_dir: str | os.PathLike | None = None, regressor=None,
+                 workers: int | None = None) -> None:
         self.regressor = regressor if regressor is not None else load_regressor(weights_dir)
         self.regressor = self.regressor.float().eval()
+        self.workers = default_workers() if workers is None else int(workers)
         self._recogniser: PhoneRecogniser | None = None
+
+    def close(self) -> None:
+        """Stop the recogniser's worker processes, if any."""
+        if self._recogniser is not None:
+            self._recogniser.close()
+
+    def worker_pids(self) -> list[int]:
+        """Process ids of the recogniser's running workers."""
+        return self._recogniser.worker_pids() if self._recogniser is not None else []
+
+    def __enter__(self) -> "MouthDriver":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     @property
     def rest(self) -> np.ndarray:
@@ -137,11 +181,14 @@ class MouthDriver:
     def analyse(self, samples: np.ndarray) -> SpeechAnalysis:
         """Steps 1-4 for 16 kHz mono speech (shape = (S,), float32)."""
         if self._recogniser is None:
-            self._recogniser = PhoneRecogniser()
+            self._recogniser = PhoneRecogniser(self.workers)
         samples = np.asarray(samples, np.float32)
         duration = len(samples) / SAMPLE_RATE
-        ac = acoustics(samples)
-        phones = self._recogniser.phones(samples)
+        activity = voice_activity(samples)
+        # the phones of the speech, decoded by the workers while this process measures
+        pending = self._recogniser.submit(samples, listen_regions(*activity))
+        ac = acoustics(samples, activity)
+        phones = pending.result()
         ids = phone_steps(phones, len(ac))
         speech = speech_steps(ac)
         shapes = rules.timeline(phones, pauses(speech), duration)
