@@ -18,10 +18,9 @@ from pathlib import Path
 
 import yaml
 
+from dubber.bench.media import SHARED_MEDIA as MEDIA
 from dubber.bench.report import Report, add_json_flag
 
-ROOT = Path(__file__).resolve().parents[1]
-MEDIA = ROOT.parent / "shared" / "media"
 EPISODES = [("ep01", "clips/man_map_844_en.mp4", "speech/hi_news_22s.wav"),
             ("ep02", "clips/woman_glasses_524_en.mp4", "speech/en_kimk_8s.mp3")]
 
