@@ -143,10 +143,12 @@ def test_dub_ends_with_the_sync_check_and_writes_the_report(dub, tmp_path):
     assert r.out.strip().splitlines()[-1].startswith("wrote ") and "sync:" not in r.out
 
 
-def test_media_folder_layout_is_what_the_benchmark_expects():
-    from dubber.bench import sync as bench_sync
+@pytest.mark.parametrize("name", ["sync", "batch"])
+def test_media_folder_layout_is_what_the_benchmark_expects(name):
+    import importlib
 
-    assert bench_sync.MEDIA.resolve() == MEDIA.resolve()
+    bench = importlib.import_module(f"dubber.bench.{name}")
+    assert bench.MEDIA.resolve() == MEDIA.resolve()
 
 
 def test_prepare_says_how_many_frames_it_kept_and_why_it_dropped_the_rest(tiny_corpus):
