@@ -281,8 +281,7 @@ def dub_video(
 
     faces = FacesStage()
     mouths = MouthStage({}, {}) if cfg.mouth.renderer == "bank" else None
-    g = cfg.models.generator
-    cues = CueStage() if g.aperture_cue and g.cue_dims == 3 else None
+    cues = CueStage() if cfg.models.generator.told_mouth_track else None
 
     def setup(info: VideoInfo):
         # Cheap input checks first (an edited tracks file for another video), then the

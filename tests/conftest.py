@@ -65,3 +65,12 @@ def tone_3s(gen) -> Path:
 @pytest.fixture(scope="session")
 def tone_half(gen) -> Path:
     return make_tone(gen / "tone_half.wav", 0.5)
+
+
+@pytest.fixture(scope="module")
+def driver():
+    """One mouth driver per test module; its recogniser workers stop at the end."""
+    from dubber.mouth.driver import MouthDriver
+
+    with MouthDriver() as d:
+        yield d

@@ -17,6 +17,7 @@ CLIPS = MEDIA / "clips"
 SPEECH = MEDIA / "speech"
 
 needs_media = pytest.mark.skipif(not CLIPS.is_dir(), reason="../shared/media is not present")
+needs_speech = pytest.mark.skipif(not SPEECH.is_dir(), reason="../shared/media is not present")
 
 
 def media_clips() -> list[Path]:

@@ -17,9 +17,13 @@ from dubber.mouth.warp import blend_layers
 from tests.helpers import SPEECH, needs_media
 
 
-def _bank(tid: int, params: np.ndarray, first: int, colour=0.5, pose=0.0) -> MouthBank:
+def _bank(tid: int, params: np.ndarray, first: int, colour=0.5, pose=0.0,
+          folder=None) -> MouthBank:
     n = len(params)
-    crops = np.full(n * 2 * 2 * 3, tid * 10, np.uint8)  # 2x2 crops, filled with tid*10
+    crops = None
+    if folder is not None:  # 2x2 crops, filled with tid*10
+        crops = folder / f"{tid}.crops"
+        np.full(n * 2 * 2 * 3, tid * 10, np.uint8).tofile(crops)
     return MouthBank(track_id=tid, frames=np.arange(first, first + n, dtype=np.int64),
                      points=np.full((n, 478, 2), float(tid), np.float32),
                      params=np.asarray(params, np.float32),
@@ -42,9 +46,9 @@ def _wide(n: int) -> np.ndarray:
     return p
 
 
-def test_a_pool_reads_like_the_own_bank_and_takes_other_shots_crops_from_their_bank():
-    own = _bank(3, _shut(10), first=100)
-    other = _bank(1, _wide(6), first=0)
+def test_a_pool_reads_like_the_own_bank_and_takes_other_shots_crops_from_their_bank(tmp_path):
+    own = _bank(3, _shut(10), first=100, folder=tmp_path)
+    other = _bank(1, _wide(6), first=0, folder=tmp_path)
     pool = BankPool(own, [other], max_rows=4)
     # the own rows are unchanged: same row of a frame, same mesh, same parameters
     assert pool.row(105) == own.row(105) == 5 and pool.row(2) is None

@@ -14,17 +14,8 @@ from dubber.errors import InputError
 from dubber.faces.tracks_file import Shot, Track, Tracks, Window
 from dubber.media.audio import load_audio
 from dubber.mouth.calibrate import Calibration, calibrate, calibrate_tracks, track_calibration
-from dubber.mouth.driver import MouthDriver
 from dubber.mouth.track import VISEMES
-from tests.helpers import CLIPS, SPEECH
-
-needs_speech = pytest.mark.skipif(not SPEECH.is_dir(), reason="../shared/media is not present")
-
-
-@pytest.fixture(scope="module")
-def driver():
-    with MouthDriver() as d:  # its recogniser workers stop at the end
-        yield d
+from tests.helpers import CLIPS, SPEECH, needs_speech
 
 
 @pytest.fixture(scope="module")

@@ -5,11 +5,8 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pytest
 
-from tests.helpers import SPEECH, ffmpeg, make_clip
-
-needs_speech = pytest.mark.skipif(not SPEECH.is_dir(), reason="../shared/media is not present")
+from tests.helpers import SPEECH, ffmpeg, make_clip, needs_speech
 
 
 def one_line_error(r, *words):

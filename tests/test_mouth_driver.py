@@ -11,16 +11,9 @@ from dubber.media.audio import load_audio
 from dubber.mouth.driver import MouthDriver
 from dubber.mouth.phones import BILABIALS
 from dubber.mouth.track import VISEMES
-from tests.helpers import SPEECH
+from tests.helpers import SPEECH, needs_speech
 
-needs_speech = pytest.mark.skipif(not SPEECH.is_dir(), reason="../shared/media is not present")
 X, A = VISEMES.index("X"), VISEMES.index("A")
-
-
-@pytest.fixture(scope="module")
-def driver():
-    with MouthDriver() as d:  # its recogniser workers stop at the end
-        yield d
 
 
 @pytest.fixture(scope="module")

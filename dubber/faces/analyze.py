@@ -345,21 +345,21 @@ def settings_of(cfg: FacesConfig) -> dict:
 
 def analysis_models(cfg: Config) -> dict[str, str]:
     """The sha256 of each weight the analysis runs (the sync model chooses the speakers,
-    the mouth driver calibrates them), from the weights folder they load from: new weights
-    make a new analysis, not a stale cached one."""
-    from dubber.models.registry import REPO_WEIGHTS_DIR, read_manifest, resolve_weights_dir
+    the mouth driver calibrates them), from the folders they load from: new weights make a
+    new analysis, not a stale cached one."""
+    from dubber.models.registry import read_manifest, resolve_weights_dir
     from dubber.mouth.driver import WEIGHTS_NAME
+    from dubber.sync.speaker import sync_weights_folder
 
     out: dict[str, str] = {}
-    for folder in (resolve_weights_dir(None), REPO_WEIGHTS_DIR):
+    for name, folder in ((cfg.models.weights.lip_sync, sync_weights_folder(cfg)),
+                         (WEIGHTS_NAME, resolve_weights_dir(None))):
         try:
-            manifest = read_manifest(folder)
-        except Exception:  # noqa: BLE001 - a folder without a manifest adds nothing
-            continue
-        for name in (cfg.models.weights.lip_sync, WEIGHTS_NAME):
-            entry = manifest.get(name)
-            if entry is not None and name not in out and (folder / entry.file).is_file():
-                out[name] = entry.sha256
+            entry = read_manifest(folder).get(name)
+        except Exception:  # noqa: BLE001 - loading the model reports the real problem
+            entry = None
+        if entry is not None:
+            out[name] = entry.sha256
     return out
 
 

@@ -98,6 +98,11 @@ class GeneratorDims:
     # renderer follows; the mel read-out predicts all three only where no track is given.
     cue_dims: int = 1
 
+    @property
+    def told_mouth_track(self) -> bool:
+        """Whether dubbing tells this generator the driver's mouth track (``cue_dims`` 3)."""
+        return self.aperture_cue and self.cue_dims == 3
+
 
 @dataclass(frozen=True)
 class LipSyncDims:

@@ -2,7 +2,7 @@
 
 A dubbed line often sits in a short shot whose own frames hold few mouth shapes, while the
 same actor speaks in other shots of the film. :func:`pool_banks` finds, among the dubbed
-tracks' banks, those of the same actor (:func:`same_actor`) and gives each track a
+tracks' banks, those of the same actor (:func:`actor_distance`) and gives each track a
 :class:`BankPool`: its own bank's rows first, unchanged, then the kept frames of the
 others. The path (:mod:`dubber.mouth.choose`) pays ``MouthConfig.other_shot`` for a frame
 from another shot, so the track's own shot is used first; the warp and the colour match
@@ -48,15 +48,6 @@ def actor_distance(a: tuple[np.ndarray, np.ndarray],
     """(shape, colour) distances of two :func:`descriptor`\\ s: the RMS difference of the
     face shapes in eye distances, the Euclidean one of the chromaticities."""
     return (float(np.sqrt(np.mean((a[0] - b[0]) ** 2))), float(np.linalg.norm(a[1] - b[1])))
-
-
-def same_actor(a: MouthBank, b: MouthBank, link_shape: float, link_colour: float) -> bool:
-    """Whether two tracks' banks show the same actor (see the module docstring)."""
-    da, db = descriptor(a), descriptor(b)
-    if da is None or db is None:
-        return False
-    shape, colour = actor_distance(da, db)
-    return shape <= link_shape and colour <= link_colour
 
 
 class _Rows:
@@ -126,7 +117,8 @@ def pool_banks(banks: Mapping[int, MouthBank], link_shape: float, link_colour: f
 
     Args:
         banks: track id -> its bank (the dubbed tracks).
-        link_shape, link_colour: :func:`same_actor`'s thresholds.
+        link_shape, link_colour: the most shape and colour distance
+            (:func:`actor_distance`) between two tracks of one actor.
         max_rows: most rows taken from other tracks per pool (nearest actors first).
 
     Returns:

@@ -70,8 +70,7 @@ class MouthBank:
         kept: shape = (F,), bool: whether the frame's crop is in the bank.
         boxes: shape = (F, 4), int64: (x0, y0, x1, y1) of each kept crop (zeros otherwise).
         offsets: shape = (F,), int64: byte offset of each kept crop in ``crops``.
-        crops: the file of the raw crops (or the raw crops in memory), or None when
-            nothing is kept.
+        crops: the file of the raw crops, or None when nothing is kept.
         dtype: uint8 or uint16 (the video's bit depth).
     """
 
@@ -85,7 +84,7 @@ class MouthBank:
     kept: np.ndarray
     boxes: np.ndarray
     offsets: np.ndarray
-    crops: Path | np.ndarray | None
+    crops: Path | None
     dtype: np.dtype
 
     def __len__(self) -> int:
@@ -113,11 +112,7 @@ class MouthBank:
             raise KeyError(f"frame {self.frames[row]} of track {self.track_id} is not kept")
         x0, y0, x1, y1 = (int(v) for v in self.boxes[row])
         n = (y1 - y0) * (x1 - x0) * 3
-        if isinstance(self.crops, np.ndarray):
-            start = int(self.offsets[row]) // self.dtype.itemsize
-            raw = self.crops[start:start + n]
-        else:
-            raw = np.fromfile(self.crops, self.dtype, count=n, offset=int(self.offsets[row]))
+        raw = np.fromfile(self.crops, self.dtype, count=n, offset=int(self.offsets[row]))
         raw = raw.reshape(y1 - y0, x1 - x0, 3)
         return raw.astype(np.float32) / float(np.iinfo(self.dtype).max), (x0, y0, x1, y1)
 

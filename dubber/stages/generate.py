@@ -92,7 +92,7 @@ def generate_faces(chunk: Chunk, models: Models, cfg: Config) -> Chunk:
         own = face_mel_windows(chunk, crops.track_id, crops.frame, g.mel_steps)
         mels = mels if own is None else own.to(torch.float32)
 
-    told = told_cues(chunk) if g.aperture_cue and g.cue_dims == 3 else None
+    told = told_cues(chunk) if g.told_mouth_track else None
 
     def gen(p: torch.Tensor, r: torch.Tensor, a: torch.Tensor,
             c: torch.Tensor | None = None) -> torch.Tensor:

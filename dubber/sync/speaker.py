@@ -59,29 +59,36 @@ def _load(name: str, dims, weights_dir: str):
     return load_model("lip_sync", name, dims, Path(weights_dir))
 
 
+def sync_weights_folder(cfg=None, weights_dir=None) -> Path:
+    """The folder the sync model loads from: ``weights_dir`` (default ``$DUBBER_WEIGHTS``,
+    else ``weights/``), or the repository's when that folder has no sync model (an older
+    weights folder)."""
+    from dubber.config import ModelsConfig
+    from dubber.models.registry import REPO_WEIGHTS_DIR, read_manifest, resolve_weights_dir
+
+    m = cfg.models if cfg is not None else ModelsConfig()
+    wdir = resolve_weights_dir(weights_dir)
+    try:
+        entry = read_manifest(wdir).get(m.weights.lip_sync)
+        if entry is None or not (wdir / entry.file).is_file():
+            return REPO_WEIGHTS_DIR
+    except Exception:  # noqa: BLE001 - load_model reports the real problem
+        return REPO_WEIGHTS_DIR
+    return wdir
+
+
 def load_sync_model(cfg=None, weights_dir=None):
     """The shipped sync model (loaded once per process), checked like every weight.
 
     Args:
         cfg: a :class:`~dubber.config.Config` (``models.lip_sync`` dims and
             ``models.weights.lip_sync`` name); None = the defaults.
-        weights_dir: ``--weights`` folder (default ``$DUBBER_WEIGHTS``, else ``weights/``).
+        weights_dir: ``--weights`` folder (see :func:`sync_weights_folder`).
     """
     from dubber.config import ModelsConfig
-    from dubber.models.registry import resolve_weights_dir
 
     m = cfg.models if cfg is not None else ModelsConfig()
-    wdir = resolve_weights_dir(weights_dir)
-    # a folder without the sync model (an older weights folder) falls back to the repository's
-    from dubber.models.registry import REPO_WEIGHTS_DIR, read_manifest
-
-    try:
-        entry = read_manifest(wdir).get(m.weights.lip_sync)
-        if entry is None or not (wdir / entry.file).is_file():
-            wdir = REPO_WEIGHTS_DIR
-    except Exception:  # noqa: BLE001 - load_model below reports the real problem
-        wdir = REPO_WEIGHTS_DIR
-    return _load(m.weights.lip_sync, m.lip_sync, str(wdir))
+    return _load(m.weights.lip_sync, m.lip_sync, str(sync_weights_folder(cfg, weights_dir)))
 
 
 def sequences(tracks, times: np.ndarray) -> dict[int, LipSequence]:

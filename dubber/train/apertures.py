@@ -71,7 +71,7 @@ def mesh_mouths(crops: np.ndarray) -> np.ndarray:
     one face, shape = (N, 3) (NaN where the mesh finds none)."""
     from dubber.mouth.params import mouth_params
 
-    return _mesh_measure(crops, lambda p: mouth_params(np.asarray(p)[:478]), 3)
+    return _mesh_measure(crops, mouth_params, 3)
 
 
 def corpus_apertures(corpus: Corpus) -> dict[str, np.ndarray]:
