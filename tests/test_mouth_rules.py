@@ -64,14 +64,24 @@ def test_no_shape_shorter_than_the_minimum():
 
 
 def test_silence_shuts_the_mouth_within_150_ms_and_short_gaps_hold():
-    phones = seq(("AA", 0.3), ("SIL", 0.06), ("AE", 0.3), ("SIL", 1.0), ("OW", 0.3))
-    shapes = rules.timeline(phones, [(0.66, 1.66)], 1.96)
+    phones = seq(("AA", 0.3), ("SIL", 0.06), ("AE", 0.3), ("SIL", 1.2), ("OW", 0.3))
+    shapes = rules.timeline(phones, [(0.66, 1.86)], 2.16)
     for t in (0.305, 0.33, 0.355):  # a 60 ms gap between words: no rest, no relaxing
         assert shape_at(shapes, t).viseme in "CD" and not shape_at(shapes, t).relaxed
-    for t in np.arange(0.66 + rules.CLOSE_AFTER, 1.66, 0.01):
+    for t in np.arange(0.66 + rules.CLOSE_AFTER, 1.86, 0.01):
         assert shape_at(shapes, t).viseme == "X", t
     relaxed = shape_at(shapes, 0.7)
     assert relaxed.relaxed and relaxed.viseme == "B"  # AE (C) relaxes to B first
+
+
+def test_a_silent_gap_shuts_sooner_than_a_pause_with_breath_in_it():
+    phones = seq(("AA", 0.3), ("SIL", 0.6), ("AA", 0.3))
+    breath = rules.timeline(phones, [(0.3, 0.9)], 1.2, quiet=[False])
+    silent = rules.timeline(phones, [(0.3, 0.9)], 1.2, quiet=[True])
+    assert all(s.viseme != "X" for s in breath if 0.3 <= s.start < 0.9)
+    assert shape_at(breath, 0.6).relaxed  # the mouth relaxes, the regressor says how much
+    for t in np.arange(0.3 + rules.CLOSE_AFTER, 0.895, 0.01):
+        assert shape_at(silent, t).viseme == "X", t
 
 
 def test_a_pause_shorter_than_a_silence_relaxes_without_shutting():

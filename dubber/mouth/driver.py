@@ -2,7 +2,8 @@
 
 Steps: (1) phones (PocketSphinx allphone, :mod:`dubber.mouth.phones`); (2) acoustics per
 voice (loudness, Silero voice activity, Praat formants and pitch,
-:mod:`dubber.mouth.acoustics`); (3) the speech flag and the pauses; (4) the viseme
+:mod:`dubber.mouth.acoustics`) and every phone's posterior from PocketSphinx's acoustic
+model (:mod:`dubber.mouth.posteriors`); (3) the speech flag and the pauses; (4) the viseme
 timeline by our timing rules (:mod:`dubber.mouth.rules`); (5) the continuous parameters
 from the learnt regressor (:mod:`dubber.mouth.regressor`, fitted on the corpus's face-mesh
 lips); (6) the rules laid over them: closures and silences shut the mouth.
@@ -23,8 +24,10 @@ import numpy as np
 from dubber.errors import WeightsError
 from dubber.mouth import rules
 from dubber.mouth.acoustics import HOP, STEPS_PER_SECOND, Acoustics, acoustics, voice_activity
-from dubber.mouth.features import CONTEXT_OFFSETS, CONTEXT_WIDTH, frame_features, step_features
-from dubber.mouth.phones import Phone, PhoneRecogniser, default_workers, phone_steps
+from dubber.mouth.features import (CONTEXT_OFFSETS, CONTEXT_WIDTH, N_FEATURES, N_POSTERIORS,
+                                   SILENCE_PHONE, frame_features, step_features)
+from dubber.mouth.phones import Phone, PhoneRecogniser, default_workers
+from dubber.mouth.posteriors import one_blas_thread, phone_model
 from dubber.mouth.track import VISEMES, MouthTrack
 
 log = logging.getLogger(__name__)
@@ -33,6 +36,9 @@ WEIGHTS_NAME = "mouth-driver"  # the manifest entry of the regressor
 SAMPLE_RATE = 16000
 VAD_ON, VAD_OFF = 0.5, 0.35  # Silero probability that starts / ends speech (hysteresis)
 SILENCE_DB = -55.0  # dBFS: quieter than this is silence whatever the VAD says
+QUIET_DB = -70.0  # dBFS: a pause this quiet has no sound in it (digital silence, a gated
+# or quiet stem between lines); room tone and breath are louder
+QUIET_SHARE = 0.9  # ... on this share of its steps
 MIN_SPEECH = 0.06  # s: shorter bursts of "speech" are noise
 LISTEN_MARGIN = 0.3  # s of audio the recogniser hears around what may be speech
 LISTEN_GAP = 0.5  # s: shorter gaps between such parts are heard too
@@ -120,6 +126,27 @@ def pauses(speech: np.ndarray) -> list[tuple[float, float]]:
     return [(a / STEPS_PER_SECOND, b / STEPS_PER_SECOND) for a, b in _runs(speech, False)]
 
 
+def _phone_model():
+    """The wheel's acoustic model, checked against the regressor's feature layout."""
+    model = phone_model()
+    if (len(model.phones), model.silence) != (N_POSTERIORS, SILENCE_PHONE):
+        raise WeightsError(f"PocketSphinx's acoustic model has {len(model.phones)} phones "
+                           f"(silence {model.silence}), the driver's features expect "
+                           f"{N_POSTERIORS} (silence {SILENCE_PHONE}): install "
+                           "pocketsphinx 5 as pinned in constraints.txt")
+    return model
+
+
+def quiet_pauses(spans: list[tuple[float, float]], level: np.ndarray) -> list[bool]:
+    """Per pause (seconds), whether it has no sound in it: nearly all of its steps
+    (``QUIET_SHARE``) quieter than ``QUIET_DB``."""
+    out = []
+    for a, b in spans:
+        seg = level[int(round(a * STEPS_PER_SECOND)):int(round(b * STEPS_PER_SECOND))]
+        out.append(bool(len(seg)) and float(np.mean(seg <= QUIET_DB)) >= QUIET_SHARE)
+    return out
+
+
 def load_regressor(weights_dir: str | os.PathLike | None = None):
     """The shipped regressor (manifest entry :data:`WEIGHTS_NAME`), checked by sha256."""
     from dubber.models.dims import MouthDriverDims, dims_from_mapping
@@ -132,7 +159,8 @@ def load_regressor(weights_dir: str | os.PathLike | None = None):
         raise WeightsError(f"no {WEIGHTS_NAME!r} in {manifest_path(folder)}; make it with "
                            "`python -m dubber.mouth.fit`")
     dims = dims_from_mapping(MouthDriverDims, entry.dims)
-    if (tuple(dims.context_offsets), dims.context_width) != (CONTEXT_OFFSETS, CONTEXT_WIDTH):
+    if ((tuple(dims.context_offsets), dims.context_width, dims.n_features)
+            != (CONTEXT_OFFSETS, CONTEXT_WIDTH, N_FEATURES)):
         raise WeightsError(f"{entry.file} was fitted on another feature layout; refit it with "
                            "`python -m dubber.mouth.fit`")
     return load_model("mouth_driver", WEIGHTS_NAME, dims, folder)
@@ -180,6 +208,10 @@ class MouthDriver:
 
     def analyse(self, samples: np.ndarray) -> SpeechAnalysis:
         """Steps 1-4 for 16 kHz mono speech (shape = (S,), float32)."""
+        with one_blas_thread():
+            return self._analyse(samples)
+
+    def _analyse(self, samples: np.ndarray) -> SpeechAnalysis:
         if self._recogniser is None:
             self._recogniser = PhoneRecogniser(self.workers)
         samples = np.asarray(samples, np.float32)
@@ -188,13 +220,14 @@ class MouthDriver:
         # the phones of the speech, decoded by the workers while this process measures
         pending = self._recogniser.submit(samples, listen_regions(*activity))
         ac = acoustics(samples, activity)
-        phones = pending.result()
-        ids = phone_steps(phones, len(ac))
         speech = speech_steps(ac)
-        shapes = rules.timeline(phones, pauses(speech), duration)
+        posteriors = _phone_model().posteriors(samples, speech)
+        phones = pending.result()
+        silent = pauses(speech)
+        shapes = rules.timeline(phones, silent, duration, quiet_pauses(silent, ac.level))
         visemes = rules.sample(shapes, np.arange(len(ac)) / STEPS_PER_SECOND)[0]
-        return SpeechAnalysis(duration, phones, ac, step_features(ids, ac, visemes), speech,
-                              shapes)
+        return SpeechAnalysis(duration, phones, ac, step_features(posteriors, ac, visemes),
+                              speech, shapes)
 
     def features(self, analysis: SpeechAnalysis, times: np.ndarray) -> np.ndarray:
         """The regressor's inputs at each frame time, shape = (N, N_FEATURES)."""

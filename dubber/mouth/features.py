@@ -1,14 +1,16 @@
 """The regressor's inputs: speaker- and language-independent features per 10 ms step,
 with their temporal context, read at any frame's own presentation time.
 
-Per step: the recognised phone (one-hot over :data:`~dubber.mouth.phones.PHONES`), the
-per-voice normalised acoustics (loudness, voice activity, F1, F2, voicing, pitch, the
-loudness's rise), and the viseme the timing rules show (one-hot over
-:data:`~dubber.mouth.track.VISEMES`: it carries the rules' coarticulation, closures and
-anticipation; on the corpus it adds about 0.02 to the opening's r, held-out and
-cross-validated alike). Context: each of these averaged over ``CONTEXT_WIDTH`` steps at each of
-``CONTEXT_OFFSETS`` (the lips move before the sound, so the future counts as much as the
-past).
+Per step: the posterior of each of PocketSphinx's 42 base phones
+(:mod:`dubber.mouth.posteriors`: every phone's share, not the recogniser's one best
+guess; it replaced the recognised phone's one-hot on 2026-11-30, leave-one-video-out
+opening r 0.351 -> 0.416), the per-voice normalised acoustics (loudness, voice activity,
+F1, F2, voicing, pitch, the loudness's rise), and the viseme the timing rules show
+(one-hot over :data:`~dubber.mouth.track.VISEMES`: it carries the rules' coarticulation,
+closures and anticipation; on the corpus it adds about 0.02 to the opening's r, held-out
+and cross-validated alike). Context: each of these averaged over ``CONTEXT_WIDTH`` steps
+at each of ``CONTEXT_OFFSETS`` (the lips move before the sound, so the future counts as
+much as the past).
 """
 
 from __future__ import annotations
@@ -16,21 +18,23 @@ from __future__ import annotations
 import numpy as np
 
 from dubber.mouth.acoustics import STEPS_PER_SECOND, Acoustics
-from dubber.mouth.phones import PHONES
 from dubber.mouth.track import VISEMES
 
 CONTEXT_OFFSETS = (-15, -10, -5, 0, 5, 10, 15, 20, 25, 30)  # steps (10 ms) from the frame
 CONTEXT_WIDTH = 5  # steps averaged at each offset
 ACOUSTIC_NAMES = ("loudness", "vad", "f1", "f2", "voiced", "pitch", "rise")
-N_BASE = len(PHONES) + len(ACOUSTIC_NAMES) + len(VISEMES)
+N_POSTERIORS = 42  # base phones of PocketSphinx's en-us model (dubber.mouth.posteriors)
+SILENCE_PHONE = 32  # its silence phone, SIL
+N_BASE = N_POSTERIORS + len(ACOUSTIC_NAMES) + len(VISEMES)
 N_FEATURES = N_BASE * len(CONTEXT_OFFSETS) + 1  # + a constant 1
 
 
-def step_features(phone_ids: np.ndarray, ac: Acoustics, visemes: np.ndarray) -> np.ndarray:
+def step_features(posteriors: np.ndarray, ac: Acoustics, visemes: np.ndarray) -> np.ndarray:
     """Features of every step without context.
 
     Args:
-        phone_ids: shape = (n,), int: phone per step (:func:`~dubber.mouth.phones.phone_steps`).
+        posteriors: shape = (n, N_POSTERIORS): the phones' posteriors per step
+            (:meth:`~dubber.mouth.posteriors.PhoneModel.posteriors`).
         ac: the voice's acoustics, n steps.
         visemes: shape = (n,), int: the rules' viseme per step (index into VISEMES).
 
@@ -38,15 +42,16 @@ def step_features(phone_ids: np.ndarray, ac: Acoustics, visemes: np.ndarray) -> 
         shape = (n, N_BASE), float32.
     """
     n = len(ac)
-    onehot = np.zeros((n, len(PHONES)), np.float32)
-    onehot[np.arange(n), np.asarray(phone_ids[:n], np.int64)] = 1.0
+    post = np.asarray(posteriors, np.float32)[:n]
+    if post.shape != (n, N_POSTERIORS):
+        raise ValueError(f"posteriors of shape {post.shape}, expected {(n, N_POSTERIORS)}")
     loud = np.clip(ac.loudness / 20.0, -4.0, 0.5)
     rise = np.gradient(np.convolve(loud, np.ones(3) / 3, mode="same")) * 5.0
     acoustic = np.stack([loud, ac.vad, ac.f1 * ac.voiced, ac.f2 * ac.voiced, ac.voiced,
                          ac.pitch * ac.voiced, np.clip(rise, -3, 3)], 1)
     shapes = np.zeros((n, len(VISEMES)), np.float32)
     shapes[np.arange(n), np.asarray(visemes[:n], np.int64)] = 1.0
-    return np.concatenate([onehot, acoustic.astype(np.float32), shapes], 1)
+    return np.concatenate([post, acoustic.astype(np.float32), shapes], 1)
 
 
 def frame_features(steps: np.ndarray, times: np.ndarray,
@@ -64,9 +69,9 @@ def frame_features(steps: np.ndarray, times: np.ndarray,
     """
     n = len(steps)
     silence = np.zeros(steps.shape[1], np.float32)
-    silence[0] = 1.0  # SIL
-    silence[len(PHONES)] = -4.0  # loudness floor
-    silence[len(PHONES) + len(ACOUSTIC_NAMES) + VISEMES.index("X")] = 1.0
+    silence[SILENCE_PHONE] = 1.0
+    silence[N_POSTERIORS] = -4.0  # loudness floor
+    silence[N_POSTERIORS + len(ACOUSTIC_NAMES) + VISEMES.index("X")] = 1.0
     half = width // 2
     reach = max(abs(o) for o in offsets) + half + 1  # beyond this, every window is silence
     pad = 2 * reach

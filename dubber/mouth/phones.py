@@ -333,16 +333,3 @@ def _decode_pcm(d, pcm: bytes) -> list[Phone]:
             out.append(Phone(name, start, end))
     return out
 
-
-def phone_steps(phones: list[Phone], n_steps: int) -> np.ndarray:
-    """The phone id (index into :data:`PHONES`) of every 10 ms step.
-
-    Returns:
-        shape = (n_steps,), int16; steps no phone covers are SIL (0).
-    """
-    ids = np.zeros(n_steps, np.int16)
-    for p in phones:
-        a = int(round(p.start * STEPS_PER_SECOND))
-        b = int(round(p.end * STEPS_PER_SECOND))
-        ids[max(a, 0):max(min(b, n_steps), 0)] = PHONE_INDEX[p.phone]
-    return ids

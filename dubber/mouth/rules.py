@@ -14,9 +14,11 @@ Our rules (after reading Rhubarb Lip Sync's, ``animationRules.cpp``, ``roughAnim
 3. **Vowels are anticipated.** A vowel's shape starts up to 60 ms early, over at most half
    of a preceding consonant that does not fix the lips itself (not A, not G).
 4. **Pauses.** A pause shorter than ``HOLD`` (100 ms) keeps the shape before it; a longer
-   one relaxes it (D/E -> C, C/F/H -> B). Silence of ``SHUT_PAUSE`` or more (a pause in
-   the voice activity, not a gap between words) shuts the mouth (X) from ``CLOSE_AFTER``
-   (150 ms) into it: silence closes the mouth within 150 ms. (A P/B/M the recogniser
+   one relaxes it (D/E -> C, C/F/H -> B). Silence (a pause in the voice activity, not a
+   gap between words) shuts the mouth (X) from ``CLOSE_AFTER`` (150 ms) into it: a silent
+   pause (no sound: the dub's digital silence or a quiet stem) of ``SHUT_SILENCE``
+   (350 ms, Rhubarb's relax limit) or more, a pause with sound in it (breath, room tone)
+   of ``SHUT_PAUSE`` (1 s) or more: silence closes the mouth within 150 ms. (A P/B/M the recogniser
    hears wholly inside such a silence is noise and gets no closure.)
 5. **No flutter.** No shape lasts less than ``MIN_SHAPE`` (60 ms): a shorter one is merged
    into the neighbour it resembles (a closure A is lengthened instead, so every P/B/M
@@ -35,7 +37,12 @@ from dubber.mouth.track import VISEMES
 MIN_SHAPE = 0.06  # s
 HOLD = 0.10  # s: shorter pauses keep the shape
 CLOSE_AFTER = 0.15  # s: the mouth is shut this long into a silence
-SHUT_PAUSE = 0.35  # s: pauses at least this long are silences (Rhubarb's relax limit)
+SHUT_SILENCE = 0.35  # s: a silent pause at least this long shuts (Rhubarb's relax limit)
+SHUT_PAUSE = 1.0  # s: a pause with sound in it at least this long shuts. Shorter, the
+# mouth relaxes and the regressor says how open it stays: talkers breathe through open
+# lips. Chosen by leave-one-video-out on the corpus (full track, opening r, 2026-11-30, no
+# pause told silent): 0.35 s 0.374, 0.8 s 0.392, 1 s 0.400, 1.5 s 0.399, 2 s 0.398, never
+# 0.394; with silent pauses told apart (the driver's QUIET_DB) 0.390
 ANTICIPATE = 0.06  # s
 CLOSURE_MIN, CLOSURE_MAX, BURST_CLOSED = 0.04, 0.12, 0.03  # s
 DIPHTHONG_SPLIT = 0.6
@@ -151,10 +158,13 @@ def anticipate(shapes: list[Shape]) -> list[Shape]:
     return [s for s in shapes if s.length > 1e-6]
 
 
-def apply_pauses(shapes: list[Shape], silent: list[tuple[float, float]]) -> list[Shape]:
-    """Rule 4 over pauses: silent intervals (from the phones and the voice activity)."""
+def apply_pauses(shapes: list[Shape], silent: list[tuple[float, float]],
+                 quiet: list[bool] | None = None) -> list[Shape]:
+    """Rule 4 over pauses: silent intervals (from the phones and the voice activity);
+    ``quiet[k]``: pause k has no sound in it (default: every pause has some)."""
     out = list(shapes)
-    for a, b in silent:
+    quiet = list(quiet) if quiet is not None else [False] * len(silent)
+    for (a, b), hushed in zip(silent, quiet):
         if b - a < HOLD:
             continue
         before = _shape_at(out, a - 1e-3)
@@ -162,7 +172,8 @@ def apply_pauses(shapes: list[Shape], silent: list[tuple[float, float]]) -> list
             before.viseme if before.relaxed else _RELAX.get(before.viseme, before.viseme))
         if relaxed == "A":
             relaxed = "X"
-        shut = min(a + CLOSE_AFTER, b) if b - a >= SHUT_PAUSE else b
+        limit = SHUT_SILENCE if hushed else SHUT_PAUSE
+        shut = min(a + CLOSE_AFTER, b) if b - a >= limit else b
         if shut < b:
             # a P/B/M heard inside silence is noise, not speech: no closure for it
             out = [s for s in out if not (s.closure and s.start >= a and s.end <= b)]
@@ -258,7 +269,7 @@ def merge_short(shapes: list[Shape]) -> list[Shape]:
 
 
 def timeline(phones: list[Phone], silent: list[tuple[float, float]],
-             duration: float) -> list[Shape]:
+             duration: float, quiet: list[bool] | None = None) -> list[Shape]:
     """Every rule, in order: phones and pauses -> consecutive shapes over ``0 .. duration``.
 
     Args:
@@ -279,7 +290,7 @@ def timeline(phones: list[Phone], silent: list[tuple[float, float]],
         shapes.insert(0, Shape("X", 0.0, shapes[0].start if shapes else duration))
     if shapes[-1].end < duration:
         shapes.append(Shape("X", shapes[-1].end, duration))
-    shapes = apply_pauses(shapes, silent)
+    shapes = apply_pauses(shapes, silent, quiet)
     return merge_short(shapes)
 
 
