@@ -18,8 +18,8 @@ Our rules (after reading Rhubarb Lip Sync's, ``animationRules.cpp``, ``roughAnim
    gap between words) shuts the mouth (X) from ``CLOSE_AFTER`` (150 ms) into it: a silent
    pause (no sound: the dub's digital silence or a quiet stem) of ``SHUT_SILENCE``
    (350 ms, Rhubarb's relax limit) or more, a pause with sound in it (breath, room tone)
-   of ``SHUT_PAUSE`` (1 s) or more: silence closes the mouth within 150 ms. (A P/B/M the recogniser
-   hears wholly inside such a silence is noise and gets no closure.)
+   of ``SHUT_PAUSE`` (1 s) or more: silence closes the mouth within 150 ms. (A P/B/M the
+   recogniser hears wholly inside such a silence is noise and gets no closure.)
 5. **No flutter.** No shape lasts less than ``MIN_SHAPE`` (60 ms): a shorter one is merged
    into the neighbour it resembles (a closure A is lengthened instead, so every P/B/M
    still closes the lips).
