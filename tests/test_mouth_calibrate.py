@@ -142,3 +142,28 @@ def test_calibrated_on_the_first_half_of_a_real_clip_tracks_the_second(driver, t
     assert r0 > 0.3 and r1 > 0.4, (r0, r1)  # measured 0.41 and 0.57
     # in the actor's own range
     assert abs(np.median(test.opening) - np.median(c.truth[h:, 0])) < 0.03
+
+
+@needs_speech
+def test_the_dub_is_not_shifted_by_the_lag_found_on_the_original_audio(driver, radio):
+    """The lag holds the original file's muxing offset; the dub is timed to the picture."""
+    from types import SimpleNamespace
+
+    from dubber.mouth.target import DubMouths
+
+    times = np.arange(0, radio.duration, 1 / 25)
+    cal = Calibration(np.array([2.0, 1.0, 1.0]), np.array([0.01, 0.0, 0.0]),
+                      np.array([0.02, 0.4, 0.1]), shift=0.12)
+    mouths = DubMouths(SPEECH / "en_radio_8s.wav", times)
+    mouths.driver = driver
+    frames = np.arange(len(times))
+    lagged = mouths.for_track(SimpleNamespace(id=1, calibration=cal.to_json()), frames)
+    unlagged = mouths.for_track(
+        SimpleNamespace(id=1, calibration=dataclasses.replace(cal, shift=0.0).to_json()), frames)
+    assert np.array_equal(lagged.params, unlagged.params)
+    assert np.array_equal(lagged.viseme, unlagged.viseme)
+    # on the film's own audio the lag is applied: the same actor, read 3 frames later
+    own = driver.track(radio, times, calibration=cal)
+    later = driver.track(radio, times + 0.12, calibration=cal.for_dub())
+    assert not np.array_equal(own.params, unlagged.params)
+    assert np.allclose(own.params, later.params)

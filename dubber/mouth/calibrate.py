@@ -14,8 +14,9 @@ face-mesh mouth parameters. :func:`calibrate` fits there, per actor:
 - ``rest``: this actor's shut mouth (opening: their 5th percentile) and their width and
   rounding at rest (silence).
 
-Use it with the dub: ``MouthDriver.track(dub, times, calibration=cal)`` (everything), or
-``cal.apply(track)`` on a track already made (shift, range and rest; not ``delta``). It is
+Use it with the dub: ``MouthDriver.track(dub, times, calibration=cal.for_dub())``
+(everything but the lag: see :meth:`Calibration.for_dub`), or ``cal.apply(track)`` on a
+track of the film's own audio already made (shift, range and rest; not ``delta``). It is
 stored with the tracks (``Track.calibration``, JSON, editable: a post-production user may
 change a gain or the rest).
 """
@@ -72,6 +73,17 @@ class Calibration:
         p[track.viseme == _A, 0] = self.rest[0]
         p[:, 0] = np.maximum(p[:, 0], self.rest[0])
         return dataclasses.replace(track, params=p.astype(np.float32))
+
+    def for_dub(self) -> "Calibration":
+        """This calibration for another sound than the one it was fitted on (the dub):
+        without ``shift``. The lag was found between the film's OWN audio and the actor's
+        lips, so it holds the file's muxing offset as well as the actor's lead (the sync
+        model finds the same offsets: katie_512_mpeg4_en +2 frames, its calibration +80 ms).
+        A dub is timed to the picture, not to the original sound, and the regressor was
+        fitted on aligned sound, so its timing is the lips' own: carried over, katie's lag
+        put the dubbed mouth 3 frames off hi_news_22s (check-sync: out of sync,
+        confidence 0.24 at +3); without it, in sync at +1."""
+        return dataclasses.replace(self, shift=0.0)
 
     def apply(self, track: MouthTrack) -> MouthTrack:
         """This actor's version of a plain driver track: shifted (interpolated in time),

@@ -60,8 +60,9 @@ class DubMouths:
 
         own = self.track_dubs.get(track.id)
         path = self.dub_path if own is None else getattr(own, "path", own)
+        cal = track_calibration(track)
         return self.driver.track(self._analysis(path), self.times[np.asarray(frames)],
-                                 calibration=track_calibration(track))
+                                 calibration=cal.for_dub() if cal is not None else None)
 
 
 def actor_targets(track: MouthTrack, bank: MouthBank) -> np.ndarray:
