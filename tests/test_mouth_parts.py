@@ -48,6 +48,8 @@ def test_acoustics_are_per_voice_and_restore_torch_threads(speech):
     assert a.voiced[talk].mean() > 0.3 and a.voiced[quiet].max() == 0
     voiced = a.voiced > 0
     assert abs(np.mean(a.f1[voiced])) < 0.5 and 0.5 < np.std(a.f1[voiced]) < 1.5  # z-scores
+    assert 900 < a.f2_median < 2500  # Hz: the voice's vocal tract (the posteriors' warp)
+    assert np.isnan(ac.acoustics(np.zeros(16000, np.float32)).f2_median)
     # the same voice twice as loud has the same normalised features
     b = ac.acoustics(speech * 0.5)
     heard = a.level > -60  # (the absolute floor clips the quietest steps)

@@ -11,8 +11,9 @@ from dubber.errors import WeightsError
 from dubber.media.audio import load_audio
 from dubber.mouth.features import N_POSTERIORS, SILENCE_PHONE
 from dubber.mouth.phones import BILABIALS, VOWELS, PhoneRecogniser
-from dubber.mouth.posteriors import PhoneModel, model_folder, phone_model
-from tests.helpers import SPEECH
+from dubber.mouth.posteriors import (F2_REFERENCE, WARP_RANGE, PhoneModel, mfcc, model_folder,
+                                     phone_model, sphinx_features, voice_warp)
+from tests.helpers import CLIPS, SPEECH
 
 needs_speech = pytest.mark.skipif(not SPEECH.is_dir(), reason="../shared/media is not present")
 
@@ -82,3 +83,32 @@ def test_a_broken_model_folder_is_a_clear_error(tmp_path):
     (folder / "means").write_bytes(b"s3\nendhdr\n")
     with pytest.raises(WeightsError, match="acoustic model"):
         PhoneModel(folder)
+
+
+def test_the_warp_follows_the_voices_median_f2_within_its_range():
+    assert voice_warp(float("nan")) == 1.0 and voice_warp(0.0) == 1.0
+    assert voice_warp(F2_REFERENCE) == 1.0
+    assert voice_warp(1.1 * F2_REFERENCE) == pytest.approx(1.1)
+    assert voice_warp(3000.0) == WARP_RANGE[1] and voice_warp(900.0) == WARP_RANGE[0]
+
+
+@pytest.mark.skipif(not CLIPS.is_dir(), reason="../shared/media is not present")
+def test_a_high_voice_warped_by_its_f2_fits_the_model_better():
+    """Vocal tract length normalisation: katie's formants sit high (median F2 ~1850 Hz); her
+    filterbank stretched by the warp, the en-us model explains her frames better."""
+    from dubber.mouth.acoustics import acoustics
+    from dubber.mouth.driver import speech_steps
+
+    x = load_audio(CLIPS / "katie_512_mpeg4_en.mp4")
+    ac = acoustics(x)
+    speech = speech_steps(ac)
+    warp = voice_warp(ac.f2_median)
+    assert warp > 1.1
+    m = phone_model()
+
+    def fit(w):
+        feats = sphinx_features(mfcc(x, w), speech)[speech]
+        return float(m.log_likelihoods(feats).max(1).mean())
+
+    assert fit(warp) > fit(1.0) + 0.5
+    assert not np.allclose(m.posteriors(x, speech, warp=warp), m.posteriors(x, speech))

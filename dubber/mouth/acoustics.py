@@ -23,6 +23,7 @@ HOP = SAMPLE_RATE // STEPS_PER_SECOND  # 160 samples
 VAD_WINDOW = 512  # samples: Silero's window at 16 kHz (32 ms)
 FORMANT_STEP = 0.02  # s: Praat's formant and pitch analyses run at 50 steps/s
 LOUDNESS_FLOOR_DB = -80.0
+MIN_VOICED = 20  # voiced steps with an F2 below which a voice has no median F2
 
 _vad_lock = threading.Lock()
 _vad_model = None
@@ -41,6 +42,8 @@ class Acoustics:
         voiced: 1 where Praat finds a pitch, else 0.
         pitch: pitch z-scored in semitones over voiced steps (0 where unvoiced).
         level: RMS level in dB of full scale (absolute; -80 for digital silence).
+        f2_median: the voice's median F2 in Hz over its voiced steps (NaN when Praat found
+            fewer than ``MIN_VOICED`` of them): a measure of the vocal tract's length.
     """
 
     loudness: np.ndarray
@@ -50,6 +53,7 @@ class Acoustics:
     voiced: np.ndarray
     pitch: np.ndarray
     level: np.ndarray
+    f2_median: float = float("nan")
 
     def __len__(self) -> int:
         return len(self.loudness)
@@ -248,6 +252,8 @@ def acoustics(samples: np.ndarray, activity: tuple[np.ndarray, np.ndarray] | Non
     ref = np.percentile(loud[speech], 95) if speech.sum() >= 5 else float(loud.max())
     loud_rel = np.maximum(loud - ref, LOUDNESS_FLOOR_DB).astype(np.float32)
     semis = 12 * np.log2(np.where(voiced, hz, 100.0) / 100.0)
+    with_f2 = voiced & np.isfinite(f2)
+    f2_median = float(np.median(f2[with_f2])) if with_f2.sum() >= MIN_VOICED else float("nan")
     return Acoustics(
         loudness=loud_rel,
         vad=vad,
@@ -256,4 +262,5 @@ def acoustics(samples: np.ndarray, activity: tuple[np.ndarray, np.ndarray] | Non
         voiced=voiced.astype(np.float32),
         pitch=_zscore(semis, voiced),
         level=loud,
+        f2_median=f2_median,
     )

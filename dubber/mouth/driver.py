@@ -27,7 +27,7 @@ from dubber.mouth.acoustics import HOP, STEPS_PER_SECOND, Acoustics, acoustics, 
 from dubber.mouth.features import (CONTEXT_OFFSETS, CONTEXT_WIDTH, N_FEATURES, N_POSTERIORS,
                                    SILENCE_PHONE, frame_features, step_features)
 from dubber.mouth.phones import Phone, PhoneRecogniser, default_workers
-from dubber.mouth.posteriors import one_blas_thread, phone_model
+from dubber.mouth.posteriors import one_blas_thread, phone_model, voice_warp
 from dubber.mouth.track import VISEMES, MouthTrack
 
 log = logging.getLogger(__name__)
@@ -221,7 +221,7 @@ class MouthDriver:
         pending = self._recogniser.submit(samples, listen_regions(*activity))
         ac = acoustics(samples, activity)
         speech = speech_steps(ac)
-        posteriors = _phone_model().posteriors(samples, speech)
+        posteriors = _phone_model().posteriors(samples, speech, warp=voice_warp(ac.f2_median))
         phones = pending.result()
         silent = pauses(speech)
         shapes = rules.timeline(phones, silent, duration, quiet_pauses(silent, ac.level))
