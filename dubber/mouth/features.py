@@ -4,13 +4,13 @@ with their temporal context, read at any frame's own presentation time.
 Per step: the posterior of each of PocketSphinx's 42 base phones
 (:mod:`dubber.mouth.posteriors`: every phone's share, not the recogniser's one best
 guess; it replaced the recognised phone's one-hot on 2026-11-30, leave-one-video-out
-opening r 0.351 -> 0.442 with the voice's warp), the per-voice normalised acoustics (loudness, voice activity,
-F1, F2, voicing, pitch, the loudness's rise), and the viseme the timing rules show
-(one-hot over :data:`~dubber.mouth.track.VISEMES`: it carries the rules' coarticulation,
-closures and anticipation; on the corpus it adds about 0.02 to the opening's r, held-out
-and cross-validated alike). Context: each of these averaged over ``CONTEXT_WIDTH`` steps
-at each of ``CONTEXT_OFFSETS`` (the lips move before the sound, so the future counts as
-much as the past).
+opening r 0.351 -> 0.442 with the voice's warp), the per-voice normalised acoustics
+(loudness, voice activity, F1, F2, voicing, pitch, the loudness's rise), and the viseme the
+timing rules show (one-hot over :data:`~dubber.mouth.track.VISEMES`: it carries the rules'
+coarticulation, closures and anticipation; on the corpus it adds about 0.02 to the
+opening's r, held-out and cross-validated alike). Context: each of these averaged over
+``CONTEXT_WIDTH`` steps at each of ``CONTEXT_OFFSETS`` (the lips move before the sound, so
+the future counts as much as the past).
 """
 
 from __future__ import annotations
