@@ -58,9 +58,9 @@ WARP_RANGE = (0.84, 1.20)
 # the male-dominated training voices would say it). The usual VTLN picks the warp that the
 # model likes best; on the corpus the warp from F2 (which Praat measures anyway) agreed
 # with it and costs nothing. Chosen on the training videos by leave-one-video-out, opening
-# r regressor alone (2026-11-30): no warp 0.411 in this comparison; F2_REFERENCE 1450 / 1500 / 1550 / 1600 Hz
-# within 0.84-1.20: 0.411 / 0.434 / 0.442 / 0.440 (1550 Hz within 0.88-1.12: 0.437; the
-# model's own best warp of 0.88-1.12 per voice: 0.436)
+# r regressor alone (2026-11-30): no warp 0.411 in this comparison; F2_REFERENCE 1450 /
+# 1500 / 1550 / 1600 Hz within 0.84-1.20: 0.411 / 0.434 / 0.442 / 0.440 (1550 Hz within
+# 0.88-1.12: 0.437; the model's own best warp of 0.88-1.12 per voice: 0.436)
 CHUNK = 2048  # steps scored at once (bounded memory on films)
 LOG_WEIGHT_UNIT = 1024 * np.log(1.0001)  # sendump's quantised -log weight, in nats
 # (PocketSphinx's log base 1.0001, shifted by 10 bits)
