@@ -33,9 +33,9 @@ from pathlib import Path
 import numpy as np
 
 from dubber.errors import WeightsError
+from dubber.mouth.acoustics import HOP, SAMPLE_RATE  # the acoustics' 10 ms steps, step k
+# centred on sample k * HOP: the posteriors share their timeline
 
-SAMPLE_RATE = 16000
-HOP = 160  # samples: 10 ms steps, step k centred on sample k * HOP
 WINDOW = 410  # samples: Sphinx's 25.625 ms analysis window
 N_FFT = 512
 N_FILTERS = 25
