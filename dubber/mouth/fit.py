@@ -2,6 +2,7 @@
 
     python -m dubber.mouth.fit [VIDEO ...] [--hold-out NAME ...] [--weights DIR]
                                [--cache DIR] [--lam L] [--dry-run]
+                               [--learning-curve [--draws K]]
 
 Ground truth is the speaking face's mouth parameters from the analysis pass (face mesh,
 :mod:`dubber.mouth.truth`); inputs are the driver's speaker- and language-independent
@@ -10,7 +11,9 @@ learns how mouths move, not whose mouth it is). Each video's audio-to-picture of
 (muxing delays of up to a few frames are common in downloaded clips) is estimated by
 cross-validation and removed before the final fit, within +-``MAX_SHIFT``. The fit is a
 ridge regression (closed form, seconds on a CPU). Default videos: every
-``../shared/media/corpus`` video except the held-out ones.
+``../shared/media/corpus`` video except the held-out ones. ``--learning-curve`` publishes
+nothing: it prints how the opening's r on a video never fitted on grows with the number of
+training videos (:func:`learning_curve`), which says whether more footage would help.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dubber.errors import DubberError
 from dubber.media.audio import load_audio
 from dubber.models.dims import MouthDriverDims
 from dubber.mouth.driver import MouthDriver, SpeechAnalysis
@@ -115,14 +119,55 @@ def best_shift(fit, clip: Clip, driver: MouthDriver) -> float:
     return best[1]
 
 
-def fit_regressor(clips: list[Clip], driver: MouthDriver, lam: float = LAMBDA,
-                  align: bool = True) -> tuple[MouthRegressor, dict]:
-    """Fit on ``clips``; returns the regressor and its figures (leave-one-video-out r)."""
+def audio_offsets(clips: list[Clip], driver: MouthDriver, lam: float = LAMBDA
+                  ) -> dict[str, float]:
+    """Each video's audio-to-picture offset (s), found by a fit on the other videos (twice,
+    the second time on the others re-aligned); {} for fewer than 3 videos."""
     shifts: dict[str, float] = {}
-    if align and len(clips) > 2:
+    if len(clips) > 2:
         for _ in range(2):
             shifts = {c.name: best_shift(ridge([o for o in clips if o is not c], driver,
                                                shifts, lam), c, driver) for c in clips}
+    return shifts
+
+
+def learning_curve(clips: list[Clip], driver: MouthDriver, sizes: list[int],
+                   draws: int = 8, lam: float = LAMBDA, seed: int = 0) -> list[dict]:
+    """The regressor's opening r on a video never fitted on, by number of training videos.
+
+    For each size ``n`` and each video, ``draws`` random sets of ``n`` of the OTHER videos
+    are fitted on (their offsets removed, :func:`audio_offsets`, found once over all the
+    videos) and the regressor alone (no timing rules) is scored on the video.
+
+    Returns:
+        one dict per size that fits (``n`` < number of videos): ``videos`` (n), ``r`` (the
+        mean over videos and draws), ``sd`` (the spread of the per-draw means), ``fits``.
+    """
+    rng = np.random.default_rng(seed)
+    shifts = audio_offsets(clips, driver, lam)
+    feats = {c.name: driver.features(c.analysis, c.times) for c in clips}
+    out = []
+    for n in sizes:
+        if not 1 <= n < len(clips):
+            continue
+        per_draw = np.zeros((draws, len(clips)))
+        for i, c in enumerate(clips):
+            others = [o for o in clips if o is not c]
+            for d in range(draws):
+                pick = [others[j] for j in rng.choice(len(others), n, replace=False)]
+                per_draw[d, i] = _corr(_predict(ridge(pick, driver, shifts, lam),
+                                                feats[c.name])[:, 0], c.truth[:, 0])
+        means = np.nanmean(per_draw, 1)
+        out.append({"videos": n, "r": round(float(np.mean(means)), 3),
+                    "sd": round(float(np.std(means)), 3), "fits": int(per_draw.size)})
+    return out
+
+
+def fit_regressor(clips: list[Clip], driver: MouthDriver, lam: float = LAMBDA,
+                  align: bool = True) -> tuple[MouthRegressor, dict]:
+    """Fit on ``clips``; returns the regressor and its figures (leave-one-video-out r)."""
+    shifts = audio_offsets(clips, driver, lam) if align else {}
+    if shifts:
         log.info("audio offsets removed: %s", {k: round(v, 2) for k, v in shifts.items()})
     lovo = []
     if len(clips) > 2:
@@ -182,6 +227,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache", default=None, help="analysis cache folder")
     ap.add_argument("--lam", type=float, default=LAMBDA)
     ap.add_argument("--dry-run", action="store_true", help="fit and print, publish nothing")
+    ap.add_argument("--learning-curve", action="store_true",
+                    help="print r on unseen videos by number of training videos; publish "
+                         "nothing")
+    ap.add_argument("--draws", type=int, default=8,
+                    help="random training sets per video and size (--learning-curve)")
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     videos = [Path(v) for v in a.videos] or sorted(CORPUS.glob("*.mp4"))
@@ -189,11 +239,28 @@ def main(argv: list[str] | None = None) -> int:
     if not videos:
         print("no videos to fit on", file=sys.stderr)
         return 2
+    if a.learning_curve and len(videos) < 3:
+        print("a learning curve needs at least 3 videos", file=sys.stderr)
+        return 2
     driver = MouthDriver(regressor=MouthRegressor(MouthDriverDims()))
     clips = []
-    for v in videos:
-        log.info("analysing %s", v.name)
-        clips.append(prepare(v, driver, a.cache))
+    try:
+        for v in videos:
+            log.info("analysing %s", v.name)
+            clips.append(prepare(v, driver, a.cache))
+    except DubberError as exc:
+        print(f"{ap.prog}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    finally:
+        driver.close()
+    if a.learning_curve:
+        sizes = sorted({max(1, round(f * (len(clips) - 1))) for f in (0.25, 0.5, 0.75, 1.0)})
+        print(f"opening r (regressor alone) on a video never fitted on, {len(clips)} videos, "
+              f"{a.draws} random training sets per video and size:")
+        for row in learning_curve(clips, driver, sizes, max(a.draws, 1), a.lam):
+            print(f"  {row['videos']:3d} training videos: r {row['r']:.3f} "
+                  f"(sd {row['sd']:.3f} over the draws, {row['fits']} fits)")
+        return 0
     model, figures = fit_regressor(clips, driver, a.lam)
     for k, v in figures.items():
         print(f"{k}: {v}")

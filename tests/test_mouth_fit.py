@@ -1,0 +1,86 @@
+"""Fitting the driver's regressor (``python -m dubber.mouth.fit``): the audio offsets it
+removes, what it learns, the learning curve, and the command's bad inputs.
+
+The videos here are real speech with synthetic lips: a fixed linear function of the
+driver's own features (so the relation is learnable and known), with noise."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dubber.media.audio import load_audio
+from dubber.mouth.fit import Clip, fit_regressor, learning_curve, main
+from tests.helpers import SPEECH, needs_speech
+
+pytestmark = needs_speech
+FILES = ("en_radio_8s.wav", "en_kimk_8s.mp3", "en_vlog_10s.wav", "zh_news_8s.wav",
+         "hi_news_22s.wav")
+
+
+@pytest.fixture(scope="module")
+def analyses(driver):
+    return {f: driver.analyse(load_audio(SPEECH / f)) for f in FILES}
+
+
+def _clip(driver, analyses, name: str, lag: float = 0.0, noise: float = 0.3,
+          seed: int = 0) -> Clip:
+    """A talking head whose lips are the shipped driver's z-scores read ``lag`` seconds
+    later than the frame (its audio muxed ``lag`` early), plus noise."""
+    a = analyses[name]
+    times = np.arange(0.0, a.duration, 0.04)
+    lips = driver.standardised(a, times + lag).astype(np.float64)
+    rng = np.random.default_rng(seed)
+    lips = lips / lips.std(0) + noise * rng.standard_normal(lips.shape)
+    return Clip(name, times, 0.1 + 0.02 * lips, a)
+
+
+def _r(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def test_the_fit_learns_the_lips_and_removes_a_videos_audio_offset(driver, analyses):
+    clips = [_clip(driver, analyses, f, lag=0.12 if i == 0 else 0.0, seed=i)
+             for i, f in enumerate(FILES[:4])]
+    model, figures = fit_regressor(clips, driver)
+    offsets = figures["offsets_s"]
+    assert abs(offsets[FILES[0]] - 0.12) <= 0.021  # the mis-muxed video is re-aligned
+    assert all(abs(offsets[f]) <= 0.021 for f in FILES[1:4])
+    assert figures["lovo_r_opening"] > 0.6 and figures["videos"] == 4
+    # the fitted regressor on speech it never saw: the known lips, in face-mesh units
+    from dubber.mouth.driver import MouthDriver
+
+    unseen = _clip(driver, analyses, FILES[4], noise=0.0)
+    fitted = MouthDriver(regressor=model, workers=0)
+    params = fitted.regressor.predict(fitted.features(unseen.analysis, unseen.times))
+    assert _r(params[:, 0], unseen.truth[:, 0]) > 0.75
+    assert np.all(np.abs(np.median(params, 0) - np.median(unseen.truth, 0)) < 0.02)
+
+
+def test_without_alignment_the_mis_muxed_video_is_fitted_as_it_is(driver, analyses):
+    clips = [_clip(driver, analyses, f, lag=0.12 if i == 0 else 0.0, seed=i)
+             for i, f in enumerate(FILES[:4])]
+    _, aligned = fit_regressor(clips, driver)
+    _, plain = fit_regressor(clips, driver, align=False)
+    assert plain["offsets_s"] == {}
+    assert plain["lovo_r_opening"] < aligned["lovo_r_opening"]
+
+
+def test_more_training_videos_predict_an_unseen_one_better(driver, analyses):
+    # lips mostly noise: one video alone says little about the relation, four say more
+    clips = [_clip(driver, analyses, f, noise=2.5, seed=i) for i, f in enumerate(FILES)]
+    curve = learning_curve(clips, driver, [1, 4, 9], draws=3, lam=3000.0)
+    assert [row["videos"] for row in curve] == [1, 4]  # 9 of 4 others cannot be drawn
+    assert all(row["fits"] == 3 * len(FILES) for row in curve)
+    assert curve[1]["r"] > curve[0]["r"] + 0.03
+    assert curve[1]["sd"] < 0.1
+
+
+def test_the_command_refuses_what_it_cannot_fit_in_one_line(tmp_path, capsys):
+    assert main([str(tmp_path / "missing.mp4"), "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "missing.mp4" in err[0]
+    assert main([str(SPEECH / "en_radio_8s.wav"), "--learning-curve"]) == 2
+    assert "at least 3 videos" in capsys.readouterr().err
+    assert main([str(SPEECH / "en_radio_8s.wav"), "--hold-out", "en_radio_8s"]) == 2
+    assert "no videos to fit on" in capsys.readouterr().err
