@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from dubber.media.audio import load_audio
-from dubber.mouth.fit import Clip, fit_regressor, learning_curve, main
+from dubber.mouth.fit import Clip, _corr, fit_regressor, learning_curve, main
 from tests.helpers import SPEECH, needs_speech
 
 pytestmark = needs_speech
@@ -35,10 +35,6 @@ def _clip(driver, analyses, name: str, lag: float = 0.0, noise: float = 0.3,
     return Clip(name, times, 0.1 + 0.02 * lips, a)
 
 
-def _r(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.corrcoef(a, b)[0, 1])
-
-
 def test_the_fit_learns_the_lips_and_removes_a_videos_audio_offset(driver, analyses):
     clips = [_clip(driver, analyses, f, lag=0.12 if i == 0 else 0.0, seed=i)
              for i, f in enumerate(FILES[:4])]
@@ -53,7 +49,7 @@ def test_the_fit_learns_the_lips_and_removes_a_videos_audio_offset(driver, analy
     unseen = _clip(driver, analyses, FILES[4], noise=0.0)
     fitted = MouthDriver(regressor=model, workers=0)
     params = fitted.regressor.predict(fitted.features(unseen.analysis, unseen.times))
-    assert _r(params[:, 0], unseen.truth[:, 0]) > 0.75
+    assert _corr(params[:, 0], unseen.truth[:, 0]) > 0.75
     assert np.all(np.abs(np.median(params, 0) - np.median(unseen.truth, 0)) < 0.02)
 
 
