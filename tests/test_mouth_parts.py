@@ -9,8 +9,8 @@ import torch
 
 from dubber.media.audio import load_audio
 from dubber.mouth import acoustics as ac
-from dubber.mouth.features import (N_BASE, N_FEATURES, N_POSTERIORS, SILENCE_PHONE,
-                                   frame_features, step_features)
+from dubber.mouth.features import (N_BASE, N_EMBEDDING, N_FEATURES, N_POSTERIORS,
+                                   SILENCE_PHONE, frame_features, step_features)
 from dubber.mouth.phones import PHONES, VOWELS, PhoneRecogniser
 from tests.helpers import CLIPS, SPEECH
 
@@ -60,9 +60,12 @@ def test_acoustics_are_per_voice_and_restore_torch_threads(speech):
 @needs_speech
 def test_features_read_at_a_frame_time_are_those_of_its_steps(speech):
     a = ac.acoustics(speech[:32000])
-    post = np.random.default_rng(0).dirichlet(np.ones(N_POSTERIORS), len(a))
-    steps = step_features(post, a, np.zeros(len(a), np.int16))
+    rng = np.random.default_rng(0)
+    post = rng.dirichlet(np.ones(N_POSTERIORS), len(a))
+    emb = rng.normal(size=(len(a) - 1, N_EMBEDDING))  # a step short: rounding, padded
+    steps = step_features(post, a, np.zeros(len(a), np.int16), emb)
     assert steps.shape == (len(a), N_BASE)
+    assert np.array_equal(steps[-1, -N_EMBEDDING:], steps[-2, -N_EMBEDDING:])
     x = frame_features(steps, np.array([0.5, 0.5, 1.0, 30.0]))
     assert x.shape == (4, N_FEATURES) and np.array_equal(x[0], x[1])
     assert not np.array_equal(x[0], x[2])
@@ -70,7 +73,9 @@ def test_features_read_at_a_frame_time_are_those_of_its_steps(speech):
     assert x[3, SILENCE_PHONE] == 1.0 and x[3, :N_POSTERIORS].sum() == 1.0
     assert x[3, N_POSTERIORS] == -4.0
     with pytest.raises(ValueError, match="posteriors"):
-        step_features(post[:, :40], a, np.zeros(len(a), np.int16))
+        step_features(post[:, :40], a, np.zeros(len(a), np.int16), emb)
+    with pytest.raises(ValueError, match="embedding"):
+        step_features(post, a, np.zeros(len(a), np.int16), emb[:-20])
 
 
 @pytest.mark.skipif(not CLIPS.is_dir(), reason="../shared/media is not present")

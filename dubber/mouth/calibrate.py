@@ -35,12 +35,13 @@ from dubber.mouth.track import VISEMES, MouthTrack
 log = logging.getLogger(__name__)
 
 MAX_SHIFT_FRAMES = 4  # a corpus video is muxed 160 ms (4 frames at 25 fps) off its audio
-ADAPT_LAMBDA = 1000.0  # ridge towards the shipped map (standardised features). Chosen on
+ADAPT_LAMBDA = 3000.0  # ridge towards the shipped map (standardised features). Chosen on
 # the training videos, each with the regressor fitted without it, calibrated on its first
-# half and measured on the second (opening r, mean of 6; no calibration: 0.283):
-# lambda 300 / 1000 / 3000 with lags up to 2 frames 0.430 / 0.445 / 0.436, up to 4
-# frames 0.453 / 0.474 / 0.472; calibrated on its first 5 s only (none: 0.319), up to 4
-# frames: 0.393 / 0.396 / 0.386
+# half and measured on the second (opening r, mean of 6). With the speech embedding's 1920
+# inputs (2026-11-30): lambda 300 / 1000 / 3000 / 10000: 0.604 / 0.626 / 0.639 / 0.636.
+# Before it (581 inputs, no calibration: 0.283): 300 / 1000 / 3000 with lags up to 2
+# frames 0.430 / 0.445 / 0.436, up to 4 frames 0.453 / 0.474 / 0.472; calibrated on its
+# first 5 s only (none: 0.319), up to 4 frames: 0.393 / 0.396 / 0.386
 MIN_ADAPT_FRAMES = 50
 MIN_FRAMES = 10  # fewer measured frames: no calibration can be fitted
 SCHEMA = "dubber.mouth-calibration/1"
@@ -306,13 +307,21 @@ def track_calibration(track) -> Calibration | None:
     """The calibration stored with a track (None when it has none).
 
     Raises:
-        InputError: the stored calibration is malformed (an edit gone wrong).
+        InputError: the stored calibration is malformed (an edit gone wrong), or its
+            regressor adaptation was fitted for a driver with other inputs (an older
+            tracks file).
     """
     if track.calibration is None:
         return None
     from dubber.errors import InputError
+    from dubber.mouth.features import N_FEATURES
 
     try:
-        return Calibration.from_json(track.calibration)
+        cal = Calibration.from_json(track.calibration)
     except ValueError as exc:
         raise InputError(f"track {track.id}: {exc}") from None
+    if cal.delta is not None and len(cal.delta) != N_FEATURES:
+        raise InputError(f"track {track.id}: its mouth calibration was fitted for a driver "
+                         f"with {len(cal.delta)} inputs, this one has {N_FEATURES}: analyse "
+                         "the video again, or delete the calibration's \"delta\"")
+    return cal

@@ -25,7 +25,9 @@ from dubber.errors import WeightsError
 from dubber.mouth import rules
 from dubber.mouth.acoustics import HOP, STEPS_PER_SECOND, Acoustics, acoustics, voice_activity
 from dubber.mouth.features import (CONTEXT_OFFSETS, CONTEXT_WIDTH, N_FEATURES, N_POSTERIORS,
-                                   SILENCE_PHONE, frame_features, step_features)
+                                   SILENCE_PHONE, frame_features, silence_steps,
+                                   step_features)
+from dubber.mouth.embedding import speech_embedding
 from dubber.mouth.phones import Phone, PhoneRecogniser, default_workers
 from dubber.mouth.posteriors import one_blas_thread, phone_model, voice_warp
 from dubber.mouth.track import VISEMES, MouthTrack
@@ -61,6 +63,8 @@ class SpeechAnalysis:
         steps: shape = (n, N_BASE), float32: the regressor's per-step features.
         speech: shape = (n,), bool: the voice is speaking at the step.
         shapes: the viseme timeline (after every rule).
+        silence: shape = (N_BASE,): the step features of silence in this recording, read
+            outside the audio (:func:`~dubber.mouth.features.silence_steps`).
     """
 
     duration: float
@@ -69,6 +73,7 @@ class SpeechAnalysis:
     steps: np.ndarray
     speech: np.ndarray
     shapes: list[rules.Shape]
+    silence: np.ndarray | None = None
 
 
 def speech_steps(ac: Acoustics) -> np.ndarray:
@@ -222,16 +227,19 @@ class MouthDriver:
         ac = acoustics(samples, activity)
         speech = speech_steps(ac)
         posteriors = _phone_model().posteriors(samples, speech, warp=voice_warp(ac.f2_median))
+        embedding, embedding_silence = speech_embedding()(samples)
         phones = pending.result()
         silent = pauses(speech)
         shapes = rules.timeline(phones, silent, duration, quiet_pauses(silent, ac.level))
         visemes = rules.sample(shapes, np.arange(len(ac)) / STEPS_PER_SECOND)[0]
-        return SpeechAnalysis(duration, phones, ac, step_features(posteriors, ac, visemes),
-                              speech, shapes)
+        return SpeechAnalysis(duration, phones, ac,
+                              step_features(posteriors, ac, visemes, embedding), speech, shapes,
+                              silence_steps(embedding_silence))
 
     def features(self, analysis: SpeechAnalysis, times: np.ndarray) -> np.ndarray:
         """The regressor's inputs at each frame time, shape = (N, N_FEATURES)."""
-        return frame_features(analysis.steps, np.asarray(times, np.float64))
+        return frame_features(analysis.steps, np.asarray(times, np.float64),
+                              silence=analysis.silence)
 
     def standardised(self, analysis: SpeechAnalysis, times: np.ndarray,
                      delta: np.ndarray | None = None) -> np.ndarray:
