@@ -40,6 +40,7 @@ MEL_HOP = 160  # samples (the mel frames are the acoustics' 10 ms steps ...)
 MEL_CENTRE = (N_FFT / 2) / MEL_HOP  # ... frame j centred on step j + 1.6 (no STFT padding)
 TOP_DB = 80.0
 CHUNK = 4096  # outputs per pass (about 160 s of speech; bounds the memory of long films)
+MEL_BLOCK = 6000  # mel frames (60 s) per STFT
 
 
 def model_dir() -> Path:
@@ -148,18 +149,26 @@ class SpeechEmbedding:
         return db / 10.0 + 2.0
 
     def log_mel(self, samples: np.ndarray):
-        """(1, 1, frames, 32) scaled log-mel of 16 kHz samples in [-1, 1]."""
+        """(1, 1, frames, 32) scaled log-mel of 16 kHz samples in [-1, 1], computed
+        ``MEL_BLOCK`` frames at a time (a film's STFT whole would take gigabytes)."""
         import torch
         import torch.nn.functional as F
 
-        pcm = torch.from_numpy(np.clip(np.asarray(samples, np.float32), -1, 1) * 32767.0)
-        if len(pcm) < N_FFT:
-            pcm = F.pad(pcm, (0, N_FFT - len(pcm)))
+        x = np.asarray(samples, np.float32)
+        if len(x) < N_FFT:
+            x = np.pad(x, (0, N_FFT - len(x)))
+        n_frames = (len(x) - N_FFT) // MEL_HOP + 1
+        parts = []
         with torch.inference_mode():
-            spec = F.conv1d(pcm[None, None], self.stft, stride=MEL_HOP)[0].T  # (frames, 514)
-            power = spec[:, :self.n_bins] ** 2 + spec[:, self.n_bins:] ** 2
-            db = 10.0 * torch.log10(torch.clamp(power @ self.mel, min=1e-10))
-            db = torch.maximum(db, db.max() - TOP_DB)
+            for a in range(0, n_frames, MEL_BLOCK):
+                b = min(a + MEL_BLOCK, n_frames)
+                seg = np.clip(x[a * MEL_HOP:(b - 1) * MEL_HOP + N_FFT], -1, 1) * 32767.0
+                spec = F.conv1d(torch.from_numpy(seg)[None, None], self.stft,
+                                stride=MEL_HOP)[0].T  # (frames, 2 x bins)
+                power = spec[:, :self.n_bins] ** 2 + spec[:, self.n_bins:] ** 2
+                parts.append(10.0 * torch.log10(torch.clamp(power @ self.mel, min=1e-10)))
+            db = torch.cat(parts)
+            db = torch.maximum(db, db.max() - TOP_DB)  # the floor: 80 dB under the loudest
         return self._floor(db)[None, None]
 
     def __call__(self, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -201,9 +210,13 @@ class SpeechEmbedding:
         centre = STRIDE * np.arange(len(out)) + (REACH - 1) / 2 - pad + MEL_CENTRE
         steps = np.arange(n_steps, dtype=np.float64)
         i = np.clip(np.searchsorted(centre, steps) - 1, 0, max(len(out) - 2, 0))
-        frac = np.clip((steps - centre[i]) / STRIDE, 0.0, 1.0)[:, None]
+        frac = np.clip((steps - centre[i]) / STRIDE, 0.0, 1.0).astype(np.float32)[:, None]
         j = np.minimum(i + 1, len(out) - 1)
-        return ((1 - frac) * out[i] + frac * out[j]).astype(np.float32), silence
+        result = np.empty((n_steps, out.shape[1]), np.float32)
+        for a in range(0, n_steps, MEL_BLOCK):  # linear between outputs, a block at a time
+            b = slice(a, a + MEL_BLOCK)
+            result[b] = out[i[b]] + frac[b] * (out[j[b]] - out[i[b]])
+        return result, silence
 
 
 @functools.lru_cache(maxsize=1)
