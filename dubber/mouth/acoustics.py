@@ -8,6 +8,7 @@ Step ``k`` is centred on ``k / STEPS_PER_SECOND`` seconds (the mel timeline of
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import threading
@@ -93,6 +94,20 @@ def _silero():
         return _vad_model
 
 
+@contextlib.contextmanager
+def one_torch_thread():
+    """Torch on one thread inside, its thread count restored after: the driver's small
+    models (Silero, the speech embedding) spend more CPU than they save on a second."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def speech_probability(samples: np.ndarray, steps: int) -> np.ndarray:
     """Silero's speech probability at every 10 ms step; shape = (steps,), float32.
 
@@ -105,14 +120,9 @@ def speech_probability(samples: np.ndarray, steps: int) -> np.ndarray:
     n = len(samples)
     pad = (-n) % VAD_WINDOW
     x = torch.from_numpy(np.pad(samples.astype(np.float32), (0, pad + VAD_WINDOW)))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with _vad_lock, torch.inference_mode():
-            model.reset_states()
-            probs = model.audio_forward(x, SAMPLE_RATE)[0].numpy()
-    finally:
-        torch.set_num_threads(threads)
+    with one_torch_thread(), _vad_lock, torch.inference_mode():
+        model.reset_states()
+        probs = model.audio_forward(x, SAMPLE_RATE)[0].numpy()
     centres = np.arange(steps) * HOP
     idx = np.clip(centres // VAD_WINDOW, 0, len(probs) - 1)
     return probs[idx].astype(np.float32)
@@ -145,13 +155,14 @@ def formants_and_pitch(samples: np.ndarray, steps: int):
         return (np.full(steps, np.nan),) * 3
     from scipy.signal import resample_poly
 
-    snd = parselmouth.Sound(samples.astype(np.float64), SAMPLE_RATE)
+    x = samples.astype(np.float64)
+    snd = parselmouth.Sound(x, SAMPLE_RATE)
     # Burg's analysis runs at twice the highest formant (BURG_RATE); Praat's own sinc
     # resampling to it was two thirds of the formants' cost, a polyphase filter costs a
     # tenth of that (the regressor refitted on it: leave-one-video-out unchanged)
     g = math.gcd(BURG_RATE, SAMPLE_RATE)
-    low = parselmouth.Sound(resample_poly(samples.astype(np.float64), BURG_RATE // g,
-                                          SAMPLE_RATE // g), float(BURG_RATE))
+    low = parselmouth.Sound(resample_poly(x, BURG_RATE // g, SAMPLE_RATE // g),
+                            float(BURG_RATE))
     formant = low.to_formant_burg(time_step=FORMANT_STEP, max_number_of_formants=5,
                                   maximum_formant=BURG_RATE / 2, window_length=0.025)
     ft = np.asarray(formant.xs(), np.float64)

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from dubber.errors import WeightsError
-from dubber.mouth.acoustics import HOP, SAMPLE_RATE
+from dubber.mouth.acoustics import HOP, SAMPLE_RATE, one_torch_thread
 
 PACKAGE = "openwakeword==0.5.1"
 LAYER = "model/max_pooling2d_3/MaxPool:0"  # the inner layer we read
@@ -40,7 +40,7 @@ MEL_HOP = 160  # samples (the mel frames are the acoustics' 10 ms steps ...)
 MEL_CENTRE = (N_FFT / 2) / MEL_HOP  # ... frame j centred on step j + 1.6 (no STFT padding)
 TOP_DB = 80.0
 CHUNK = 4096  # outputs per pass (about 160 s of speech; bounds the memory of long films)
-MEL_BLOCK = 6000  # mel frames (60 s) per STFT
+MEL_BLOCK = 6000  # mel frames (60 s) per STFT, and 10 ms steps per interpolation block
 
 
 def model_dir() -> Path:
@@ -177,14 +177,8 @@ class SpeechEmbedding:
         the embedding of silence (the mel floor throughout, which is relative to the
         loudest sound), shape = (N_EMBEDDING,), what the network hears outside the sound.
         """
-        import torch
-
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # small convolutions: a second thread costs more CPU
-        try:  # than it saves wall time (0.45 -> 0.37 s of CPU for 97 s of speech)
+        with one_torch_thread():  # 0.37 s of CPU for 97 s of speech against 0.45 on two
             return self._embed(samples)
-        finally:
-            torch.set_num_threads(threads)
 
     def _embed(self, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         import torch

@@ -278,6 +278,8 @@ def timeline(phones: list[Phone], silent: list[tuple[float, float]],
             (the recogniser's SIL inside speech only relaxes the mouth: it also calls
             breaths and stop closures silence).
         duration: the audio's length in seconds.
+        quiet: per pause, whether it has no sound in it (it then shuts from
+            ``SHUT_SILENCE``, not ``SHUT_PAUSE``; default: every pause has some).
     """
     shapes = phone_shapes(phones)
     for k, s in enumerate(shapes):  # rule 4 inside speech: hold short gaps, relax longer
