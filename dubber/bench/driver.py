@@ -14,7 +14,12 @@ face's face-mesh parameters, frame by frame:
 - ``frontal``: the same two opening figures on the frames where the speaking face is
   frontal (the sync module's profile ratio <= :data:`dubber.mouth.truth.FRONTAL`): the
   mesh's lips are unreliable on a face turned towards profile. ``frontal_share``: the
-  share of frames kept. Reported beside the figures on every frame, never instead.
+  share of frames kept. Reported beside the figures on every frame, never instead;
+- ``sync_timed``: the zero-shot opening with the clip's own audio-to-picture offset taken
+  out, as the sync model (:mod:`dubber.sync`, another network, never fitted to the
+  driver) measures it (``sync_offset_ms``, its median over the judged shots): downloaded
+  clips are often muxed a frame or two off, which no driver can hear. Reported apart,
+  like ``lag2``; unlike ``lag2`` the offset is not chosen to suit the driver.
 
 Then: speed (audio seconds per second of driver time, everything from samples to track,
 the recogniser and VAD loaded beforehand; wall clock, and the process's CPU time, which is
@@ -70,6 +75,17 @@ def _video(name: str) -> Path:
     raise SystemExit(f"no clip {name} in {MEDIA}")
 
 
+def file_offset(video: Path) -> float | None:
+    """The clip's audio-to-picture offset in seconds as the sync model measures it: the
+    median over its judged shots (None when none is judged)."""
+    from dubber.sync.check import check_sync
+
+    report = check_sync(video)
+    offs = [s.offset_ms for s in report.segments
+            if s.verdict in ("in sync", "out of sync") and s.offset_ms is not None]
+    return float(np.median(offs)) / 1000 if offs else None
+
+
 def clip_figures(name: str, driver, cache: str | None) -> dict:
     """Zero-shot and calibrated r of one clip."""
     from dubber.mouth.calibrate import calibrate
@@ -89,6 +105,11 @@ def clip_figures(name: str, driver, cache: str | None) -> dict:
     out["frontal_zero_shot_opening"] = round(_corr(track.opening, frontal[:, 0]), 3)
     r, lag = _lagged(track.opening, y[:, 0])
     out["lag2_opening"], out["lag2_frames"] = round(r, 3), lag
+    offset = file_offset(_video(name))
+    if offset is not None:
+        timed = driver.track(c.analysis, c.times + offset)
+        out["sync_offset_ms"] = round(offset * 1000)
+        out["sync_timed_opening"] = round(_corr(timed.opening, y[:, 0]), 3)
     h = len(y) // 2
     try:
         cal = calibrate(y[:h], c.times[:h], c.analysis, driver)
@@ -199,14 +220,15 @@ def main(argv: list[str] | None = None) -> int:
     cols = ["zero_shot_opening", "lag2_opening", "lag2_frames", "zero_shot_width",
             "zero_shot_rounding", "second_half_zero_shot_opening", "calibrated_opening",
             "calibrated_width", "calibrated_rounding", "calibration_shift_ms",
-            "frontal_share", "frontal_zero_shot_opening", "frontal_calibrated_opening"]
+            "frontal_share", "frontal_zero_shot_opening", "frontal_calibrated_opening",
+            "sync_offset_ms", "sync_timed_opening"]
     report = Report("driver", a.json)
     for r in rows:  # the per-clip table
         for c in cols:
             report.figure(f"{r['clip']} {c}", r.get(c, float("nan")),
                           "ms" if c.endswith("_ms") else "frames" if c.endswith("frames")
                           else "share" if c.endswith("share") else "r")
-    for c in cols[:2] + cols[3:9] + cols[11:]:
+    for c in cols[:2] + cols[3:9] + cols[11:13] + cols[14:]:
         v = float(np.nanmean([r.get(c, np.nan) for r in rows]))
         report.figure(f"mean {c}", v, "r")
     files = [_video(n) for n in a.clips] + [MEDIA / "speech" / f for f in OTHER_LANGUAGES]
