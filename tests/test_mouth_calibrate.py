@@ -99,6 +99,7 @@ def test_tracks_carry_their_calibration_through_the_tracks_file(driver, tmp_path
     tracks = calibrate_tracks(_tracks(n, mouth), x, times, driver)
     cal = track_calibration(tracks.tracks[0])
     assert cal is not None and cal.frames == n and cal.fit_r[0] > 0.9
+    assert cal.delta is None  # no dub could use the adaptation (Calibration.for_dub)
     tracks.save(tmp_path / "t.json")
     loaded = Tracks.load(tmp_path / "t.json")
     assert np.allclose(track_calibration(loaded.tracks[0]).gain, cal.gain, atol=1e-4)
@@ -146,6 +147,29 @@ def test_calibrated_on_the_first_half_of_a_real_clip_tracks_the_second(driver, t
     assert r0 > 0.3 and r1 > 0.4, (r0, r1)  # measured 0.41 and 0.57
     # in the actor's own range
     assert abs(np.median(test.opening) - np.median(c.truth[h:, 0])) < 0.03
+
+
+@needs_speech
+def test_the_dub_does_not_take_the_adaptation_fitted_on_the_actors_own_voice(driver, radio):
+    """The adaptation follows the original voice; another voice gets range and rest only."""
+    from types import SimpleNamespace
+
+    from dubber.mouth.features import N_FEATURES
+    from dubber.mouth.target import DubMouths
+
+    times = np.arange(0, radio.duration, 1 / 25)
+    delta = np.random.default_rng(0).normal(0, 0.02, (N_FEATURES, 3))
+    cal = Calibration(np.array([2.0, 1.0, 1.0]), np.array([0.01, 0.0, 0.0]),
+                      np.array([0.02, 0.4, 0.1]), delta=delta)
+    mouths = DubMouths(SPEECH / "en_radio_8s.wav", times)
+    mouths.driver = driver
+    frames = np.arange(len(times))
+    dubbed = mouths.for_track(SimpleNamespace(id=1, calibration=cal.to_json()), frames)
+    plain = dataclasses.replace(cal, delta=None)
+    assert np.array_equal(dubbed.params, driver.track(radio, times, calibration=plain).params)
+    # on the film's own audio the adaptation is used: another mouth than without it
+    own = driver.track(radio, times, calibration=cal)
+    assert np.abs(own.opening - dubbed.opening).max() > 0.01
 
 
 @needs_speech

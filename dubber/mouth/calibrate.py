@@ -15,10 +15,13 @@ face-mesh mouth parameters. :func:`calibrate` fits there, per actor:
   rounding at rest (silence).
 
 Use it with the dub: ``MouthDriver.track(dub, times, calibration=cal.for_dub())``
-(everything but the lag: see :meth:`Calibration.for_dub`), or ``cal.apply(track)`` on a
-track of the film's own audio already made (shift, range and rest; not ``delta``). It is
-stored with the tracks (``Track.calibration``, JSON, editable: a post-production user may
-change a gain or the rest).
+(range and rest: the lag and the adaptation belong to the film's own sound, see
+:meth:`Calibration.for_dub`), with the film's own audio
+``MouthDriver.track(original, times, calibration=cal)`` (all of it), or
+``cal.apply(track)`` on a track of the film's own audio already made (shift, range and
+rest; not ``delta``). The analysis pass stores one per speaking track with the tracks
+(``Track.calibration``, JSON, editable: a post-production user may change a gain or the
+rest), fitted without ``delta``, which no dub uses.
 """
 
 from __future__ import annotations
@@ -77,14 +80,23 @@ class Calibration:
 
     def for_dub(self) -> "Calibration":
         """This calibration for another sound than the one it was fitted on (the dub):
-        without ``shift``. The lag was found between the film's OWN audio and the actor's
-        lips, so it holds the file's muxing offset as well as the actor's lead (the sync
-        model finds the same offsets: katie_512_mpeg4_en +2 frames, its calibration +80 ms).
-        A dub is timed to the picture, not to the original sound, and the regressor was
-        fitted on aligned sound, so its timing is the lips' own: carried over, katie's lag
-        put the dubbed mouth 3 frames off hi_news_22s (check-sync: out of sync,
-        confidence 0.24 at +3); without it, in sync at +1."""
-        return dataclasses.replace(self, shift=0.0)
+        range and rest only, without ``shift`` and ``delta``.
+
+        The lag was found between the film's OWN audio and the actor's lips, so it holds
+        the file's muxing offset as well as the actor's lead (the sync model finds the same
+        offsets: katie_512_mpeg4_en +2 frames, its calibration +80 ms). A dub is timed to
+        the picture, not to the original sound, and the regressor was fitted on aligned
+        sound, so its timing is the lips' own: carried over, katie's lag put the dubbed
+        mouth 3 frames off hi_news_22s (check-sync: out of sync, confidence 0.24 at +3);
+        without it, in sync at +1.
+
+        The adaptation learns how this actor's lips follow this actor's VOICE (its
+        speaker's features, room and microphone among them) and does not carry over to
+        another voice: on 8 dubs of shared clips in other voices and languages, the sync
+        model's confidence in the output against the dub was higher without it on 7
+        (mean over the shots 0.131 with it, 0.158 without; weights/README.md, "Calibration
+        in a dub")."""
+        return dataclasses.replace(self, shift=0.0, delta=None)
 
     def apply(self, track: MouthTrack) -> MouthTrack:
         """This actor's version of a plain driver track: shifted (interpolated in time),
@@ -293,8 +305,8 @@ def calibrate_tracks(tracks, audio, frame_times: np.ndarray, driver=None,
         else:
             samples = np.asarray(audio[a:b], np.float32)
         driver = driver or MouthDriver()
-        try:
-            cal = calibrate(y, times - a / SAMPLE_RATE, samples, driver)
+        try:  # without the adaptation: only the film's own sound could use it (for_dub)
+            cal = calibrate(y, times - a / SAMPLE_RATE, samples, driver, adapt=False)
         except ValueError as exc:
             log.info("track %d: no calibration (%s)", t.id, exc)
             out.append(t)
