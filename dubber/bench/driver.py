@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
             report.figure(f"{r['clip']} {c}", r.get(c, float("nan")),
                           "ms" if c.endswith("_ms") else "frames" if c.endswith("frames")
                           else "share" if c.endswith("share") else "r")
-    for c in cols[:2] + cols[3:9] + cols[11:13] + cols[14:]:
+    for c in [c for c in cols if not c.endswith(("_frames", "_ms", "_share"))]:  # r
         v = float(np.nanmean([r.get(c, np.nan) for r in rows]))
         report.figure(f"mean {c}", v, "r")
     files = [_video(n) for n in a.clips] + [MEDIA / "speech" / f for f in OTHER_LANGUAGES]
