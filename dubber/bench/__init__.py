@@ -25,6 +25,8 @@ BENCHMARKS = {
               "other, and on Ray"),
     "quality": ("dubber.bench.quality",
                 "CLIP --audio DUB: sharpness, flicker, untouched pixels and sync of the mouth"),
+    "dubs": ("dubber.bench.dubs", "the sync model's judgement of 8 dubs (clips in other "
+             "voices and languages), against the untouched inputs"),
 }
 # The quick set ``make bench`` runs: (name, arguments).
 QUICK = (("render", ["--skip-models"]), ("models", ["--presets", "fast"]), ("analysis", []))

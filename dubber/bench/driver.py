@@ -39,9 +39,10 @@ from pathlib import Path
 
 import numpy as np
 
+from dubber.bench.media import SHARED_MEDIA
 from dubber.bench.report import Report, add_json_flag
 
-MEDIA = Path(__file__).resolve().parents[2].parent / "shared" / "media"
+MEDIA = SHARED_MEDIA
 CLIPS = ("kim_1080p30_en", "katie_512_mpeg4_en", "man_map_844_en", "woman_glasses_524_en",
          "profile_turn_224_en", "man_portrait1080_hevc25", "woman_smallface_hevc25",
          "youtuber_cutaway_720p30", "two_faces_splitscreen_720p")
