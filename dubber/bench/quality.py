@@ -34,10 +34,34 @@ from dubber.bench.report import Report, add_json_flag, clip_parser
 
 
 def _luma(path: Path) -> list[np.ndarray]:
+    """Every frame's luma as stored (code values of the Y plane, any bit depth): a pixel
+    the render left alone reads the same in the input and the output, whatever the range
+    flags. (Converting instead would not: FFV1 stores a full-range picture as yuv420p
+    flagged "pc", which the conversion reads as limited range, while the input decodes as
+    yuvj420p.)"""
     import av
 
+    out = []
     with av.open(str(path)) as c:
-        return [np.asarray(f.to_ndarray(format="gray"), np.float32) for f in c.decode(video=0)]
+        for f in c.decode(video=0):
+            if not f.format.name.startswith(("yuv", "gray")):  # RGB-like: convert
+                out.append(np.asarray(f.to_ndarray(format="gray"), np.float32))
+                continue
+            plane = f.planes[0]
+            dtype = "<u2" if f.format.components[0].bits > 8 else np.uint8
+            y = np.frombuffer(plane, dtype).reshape(plane.height, -1)[:, :plane.width]
+            out.append(y.astype(np.float32))
+    return out
+
+
+def _rgb(frame) -> np.ndarray:
+    """An 8-bit RGB picture of a decoded frame, full-range YUV read as full range whether
+    its format says so (yuvj420p) or only its range flag (yuv420p "pc", as FFV1 writes)."""
+    from av.video.frame import VideoFrame
+
+    if frame.format.name == "yuv420p" and int(frame.color_range) == 2:  # 2: JPEG / pc
+        frame = VideoFrame.from_ndarray(frame.to_ndarray(), format="yuvj420p")
+    return frame.to_ndarray(format="rgb24")
 
 
 def _mouth_box(points: np.ndarray, shape: tuple[int, int]) -> tuple[int, int, int, int]:
@@ -126,7 +150,7 @@ def montage(clip: str, out: Path, frames: list[int], boxes: list, path: str) -> 
 
     def rgb(p):
         with av.open(str(p)) as c:
-            return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+            return [_rgb(f) for f in c.decode(video=0)]
 
     a, b = rgb(clip), rgb(out)
     edge = min(5, max(len(frames) // 8, 0))  # past the fade in and out of the new mouth
