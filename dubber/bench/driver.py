@@ -39,10 +39,10 @@ from pathlib import Path
 
 import numpy as np
 
-from dubber.bench.media import SHARED_MEDIA
+from dubber.bench.media import SHARED_MEDIA as MEDIA
+from dubber.bench.media import shared_file
 from dubber.bench.report import Report, add_json_flag
 
-MEDIA = SHARED_MEDIA
 CLIPS = ("kim_1080p30_en", "katie_512_mpeg4_en", "man_map_844_en", "woman_glasses_524_en",
          "profile_turn_224_en", "man_portrait1080_hevc25", "woman_smallface_hevc25",
          "youtuber_cutaway_720p30", "two_faces_splitscreen_720p")
@@ -70,10 +70,10 @@ def _lagged(a: np.ndarray, b: np.ndarray, max_lag: int = 2) -> tuple[float, int]
 
 
 def _video(name: str) -> Path:
-    for folder in ("clips", "corpus"):
-        for p in sorted((MEDIA / folder).glob(f"{name}.*")):
-            return p
-    raise SystemExit(f"no clip {name} in {MEDIA}")
+    path = shared_file(name, ("clips", "corpus"))
+    if path is None:
+        raise SystemExit(f"no clip {name} in {MEDIA}")
+    return path
 
 
 def file_offset(video: Path) -> float | None:
@@ -93,10 +93,11 @@ def clip_figures(name: str, driver, cache: str | None) -> dict:
     from dubber.mouth.fit import prepare
     from dubber.mouth.truth import FRONTAL, speaker_profile
 
-    c = prepare(_video(name), driver, cache)
+    video = _video(name)
+    c = prepare(video, driver, cache)
     track = driver.track(c.analysis, c.times)
     y = c.truth
-    profile = speaker_profile(_video(name), cache)[:len(y)]
+    profile = speaker_profile(video, cache)[:len(y)]
     frontal = np.where((profile <= FRONTAL)[:, None], y, np.nan)  # NaN: not compared
     out = {"clip": name, "frames": int(np.all(np.isfinite(y), 1).sum()),
            "seconds": round(c.analysis.duration, 1),
@@ -106,7 +107,7 @@ def clip_figures(name: str, driver, cache: str | None) -> dict:
     out["frontal_zero_shot_opening"] = round(_corr(track.opening, frontal[:, 0]), 3)
     r, lag = _lagged(track.opening, y[:, 0])
     out["lag2_opening"], out["lag2_frames"] = round(r, 3), lag
-    offset = file_offset(_video(name))
+    offset = file_offset(video)
     if offset is not None:
         timed = driver.track(c.analysis, c.times + offset)
         out["sync_offset_ms"] = round(offset * 1000)

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from dubber.bench.media import SHARED_MEDIA as MEDIA
+from dubber.bench.media import shared_file
 from dubber.bench.report import Report, add_json_flag
 
 PAIRS = ("kim_1080p30_en:hi_news_22s", "katie_512_mpeg4_en:hi_news_22s",
@@ -36,12 +37,10 @@ PAIRS = ("kim_1080p30_en:hi_news_22s", "katie_512_mpeg4_en:hi_news_22s",
 
 def _find(name: str, folders: tuple[str, ...]) -> Path:
     p = Path(name)
-    if p.is_file():
-        return p
-    for folder in folders:
-        for q in sorted((MEDIA / folder).glob(f"{name}.*")):
-            return q
-    raise SystemExit(f"python -m dubber.bench dubs: no file {name} (nor in {MEDIA})")
+    found = p if p.is_file() else shared_file(name, folders)
+    if found is None:
+        raise SystemExit(f"python -m dubber.bench dubs: no file {name} (nor in {MEDIA})")
+    return found
 
 
 def judged(report) -> dict:

@@ -13,6 +13,15 @@ from pathlib import Path
 from dubber.media.ffmpeg import ffmpeg_exe
 
 SHARED_MEDIA = Path(__file__).resolve().parents[2].parent / "shared" / "media"
+
+
+def shared_file(name: str, folders: tuple[str, ...]) -> Path | None:
+    """The file of ``../shared/media`` named ``name`` (any extension) in the first of
+    ``folders`` that has one; None when none does."""
+    for folder in folders:
+        for p in sorted((SHARED_MEDIA / folder).glob(f"{name}.*")):
+            return p
+    return None
 KIM = SHARED_MEDIA / "clips" / "kim_1080p30_en.mp4"
 
 # The 4K composite: kim's 1920x1080 frames scaled by these factors and overlaid at these

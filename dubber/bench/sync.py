@@ -212,6 +212,7 @@ def speed(media: Path) -> dict:
     from dubber.config import load_config
     from dubber.media.audio import load_audio
     from dubber.models.dims import LipSyncDims
+    from dubber.models.threads import one_torch_thread
     from dubber.sync.data import analyse_tracks
     from dubber.sync.score import track_curves
     from dubber.sync.speaker import load_sync_model, sequences
@@ -239,16 +240,14 @@ def speed(media: Path) -> dict:
     lips = torch.randn(hp.clips * hp.clip_frames, d.frames, 2 * d.points) * 0.05
     mels = torch.randn(hp.clips * (hp.clip_frames + 30), d.n_mels, 4 * d.frames)
     w = torch.ones(hp.clips * hp.clip_frames)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    t0 = time.perf_counter()
-    for _ in range(20):
-        loss = contrastive_loss(net, lips, mels, w, hp.clips, hp.clip_frames)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    t_tr = (time.perf_counter() - t0) / 20
-    torch.set_num_threads(threads)
+    with one_torch_thread():
+        t0 = time.perf_counter()
+        for _ in range(20):
+            loss = contrastive_loss(net, lips, mels, w, hp.clips, hp.clip_frames)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        t_tr = (time.perf_counter() - t0) / 20
     out = {"sync_scoring_fps": tracks.frame_count / t_sc,
            "analysis_pass_fps": tracks.frame_count / t_an,
            "train_steps_per_s": 1 / t_tr}

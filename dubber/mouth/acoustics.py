@@ -8,7 +8,6 @@ Step ``k`` is centred on ``k / STEPS_PER_SECOND`` seconds (the mel timeline of
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import threading
@@ -16,6 +15,8 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+
+from dubber.models.threads import one_torch_thread
 
 log = logging.getLogger(__name__)
 
@@ -92,20 +93,6 @@ def _silero():
             finally:
                 torch.set_num_threads(threads)
         return _vad_model
-
-
-@contextlib.contextmanager
-def one_torch_thread():
-    """Torch on one thread inside, its thread count restored after: the driver's small
-    models (Silero, the speech embedding) spend more CPU than they save on a second."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def speech_probability(samples: np.ndarray, steps: int) -> np.ndarray:

@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from dubber.errors import WeightsError
-from dubber.mouth.acoustics import HOP, SAMPLE_RATE, one_torch_thread
+from dubber.models.threads import one_torch_thread
+from dubber.mouth.acoustics import HOP, SAMPLE_RATE
 
 PACKAGE = "openwakeword==0.5.1"
 LAYER = "model/max_pooling2d_3/MaxPool:0"  # the inner layer we read
@@ -144,7 +145,7 @@ class SpeechEmbedding:
             return x[0].permute(1, 0, 2).reshape(x.shape[2], -1)
 
     @staticmethod
-    def _floor(db: float) -> float:
+    def _scale(db: float) -> float:
         """openWakeWord's scaling of the model's dB (``x / 10 + 2``)."""
         return db / 10.0 + 2.0
 
@@ -169,7 +170,7 @@ class SpeechEmbedding:
                 parts.append(10.0 * torch.log10(torch.clamp(power @ self.mel, min=1e-10)))
             db = torch.cat(parts)
             db = torch.maximum(db, db.max() - TOP_DB)  # the floor: 80 dB under the loudest
-        return self._floor(db)[None, None]
+        return self._scale(db)[None, None]
 
     def __call__(self, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The embedding at every 10 ms step of the samples (step k centred on sample

@@ -26,6 +26,7 @@ import torch
 from torch.nn import functional as F
 
 from dubber.models.dims import LipSyncDims
+from dubber.models.threads import one_torch_thread
 from dubber.sync.augment import (SILENCE, augment_lips, augment_mel, shift_mel,
                                   stretched_lips, stretched_mel)
 from dubber.sync.data import VideoData
@@ -371,12 +372,8 @@ def train_sync_model(folder, cfg, settings: dict, weights_dir=None, publish: boo
     data = dataset(train_v + val_v, cache, cfg, progress=lambda n: log.info("lips of %s", n))
     extract_s = time.perf_counter() - t0
     train_d, val_d = data[: len(train_v)], data[len(train_v):]
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the model's small ops run faster on one thread than on two
-    try:
+    with one_torch_thread():  # the model's small ops run faster on one thread than on two
         model, report = train_model(cfg.models.lip_sync, train_d, val_d, hp, progress)
-    finally:
-        torch.set_num_threads(threads)
     entry = None
     wdir = resolve_weights_dir(weights_dir)
     if publish:
