@@ -54,14 +54,6 @@ def _luma(path: Path) -> list[np.ndarray]:
     return out
 
 
-def _rgb(frame) -> np.ndarray:
-    """An 8-bit RGB picture of a decoded frame, full-range YUV read as full range whether
-    its format says so (yuvj420p) or only its range flag (yuv420p "pc", as FFV1 writes)."""
-    from av.video.frame import VideoFrame
-
-    if frame.format.name == "yuv420p" and int(frame.color_range) == 2:  # 2: JPEG / pc
-        frame = VideoFrame.from_ndarray(frame.to_ndarray(), format="yuvj420p")
-    return frame.to_ndarray(format="rgb24")
 
 
 def _mouth_box(points: np.ndarray, shape: tuple[int, int]) -> tuple[int, int, int, int]:
@@ -148,9 +140,11 @@ def montage(clip: str, out: Path, frames: list[int], boxes: list, path: str) -> 
     import av
     import cv2
 
+    from dubber.media.decode import to_rgb
+
     def rgb(p):
         with av.open(str(p)) as c:
-            return [_rgb(f) for f in c.decode(video=0)]
+            return [to_rgb(f) for f in c.decode(video=0)]
 
     a, b = rgb(clip), rgb(out)
     edge = min(5, max(len(frames) // 8, 0))  # past the fade in and out of the new mouth

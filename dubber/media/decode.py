@@ -256,8 +256,7 @@ class _ChunkBuilder:
             self.frames.append(to_working_format(frame, self.layout))
         if self.analysis is not None:
             w, h = self.small
-            rgb = frame.reformat(width=w, height=h, format="rgb24", interpolation="AREA")
-            self.analysis[i] = rgb.to_ndarray()
+            self.analysis[i] = to_rgb(frame, (w, h))
         self.count += 1
 
     def take(self) -> Chunk:
@@ -275,6 +274,17 @@ class _ChunkBuilder:
         self.next_frame += n
         self._new()
         return chunk
+
+
+def to_rgb(frame: av.VideoFrame, size: tuple[int, int] | None = None) -> np.ndarray:
+    """An 8-bit RGB picture of a decoded frame (resized to ``size`` = (width, height) by
+    area averaging), full-range YUV read as full range whether its format says so
+    (yuvj420p, as H.264 decoders give it) or only its range flag (yuv420p flagged "pc", as
+    FFV1 and HEVC decoders give it: swscale reads that flag as limited range unless told)."""
+    w, h = size if size is not None else (frame.width, frame.height)
+    kw = {"src_color_range": 2} if int(frame.color_range) == 2 else {}  # 2: JPEG / "pc"
+    return frame.reformat(width=w, height=h, format="rgb24", interpolation="AREA",
+                          **kw).to_ndarray()
 
 
 def to_working_format(frame: av.VideoFrame, layout: PixelLayout) -> av.VideoFrame:

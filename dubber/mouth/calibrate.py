@@ -318,10 +318,12 @@ def calibrate_tracks(tracks, audio, frame_times: np.ndarray, driver=None,
 def track_calibration(track) -> Calibration | None:
     """The calibration stored with a track (None when it has none).
 
+    An adaptation (``delta``) fitted for a driver with other inputs (an older tracks file)
+    is dropped with a note in the log: no dub uses the adaptation (:meth:`Calibration.
+    for_dub`), and the calibration's range and rest still hold.
+
     Raises:
-        InputError: the stored calibration is malformed (an edit gone wrong), or its
-            regressor adaptation was fitted for a driver with other inputs (an older
-            tracks file).
+        InputError: the stored calibration is malformed (an edit gone wrong).
     """
     if track.calibration is None:
         return None
@@ -333,7 +335,8 @@ def track_calibration(track) -> Calibration | None:
     except ValueError as exc:
         raise InputError(f"track {track.id}: {exc}") from None
     if cal.delta is not None and len(cal.delta) != N_FEATURES:
-        raise InputError(f"track {track.id}: its mouth calibration was fitted for a driver "
-                         f"with {len(cal.delta)} inputs, this one has {N_FEATURES}: analyse "
-                         "the video again, or delete the calibration's \"delta\"")
+        log.info("track %d: its mouth calibration's adaptation was fitted for a driver with %d "
+                 "inputs, this one has %d: ignored (a dub does not use it)", track.id,
+                 len(cal.delta), N_FEATURES)
+        cal = dataclasses.replace(cal, delta=None)
     return cal
