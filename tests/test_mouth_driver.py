@@ -44,6 +44,21 @@ def test_silence_in_the_dub_shuts_the_mouth_within_150_ms(driver, speech_then_si
 
 
 @needs_speech
+def test_a_long_timeline_read_in_blocks_gives_the_track_of_one_pass(driver, speech_then_silence,
+                                                                   monkeypatch):
+    import dubber.mouth.driver as drv
+
+    a, _ = speech_then_silence
+    times = np.arange(0, a.duration, 1 / 25)
+    whole = driver.track(a, times)
+    monkeypatch.setattr(drv, "FRAME_BLOCK", 7)  # a film's frames, a block at a time
+    blocks = driver.track(a, times)
+    assert np.array_equal(blocks.viseme, whole.viseme)
+    assert np.allclose(blocks.params, whole.params, atol=1e-5)
+    assert whole.opening.std() > 0.01
+
+
+@needs_speech
 def test_every_bilabial_found_closes_the_lips(driver, speech_then_silence):
     a, end = speech_then_silence
     bil = [p for p in a.phones if p.phone in BILABIALS]

@@ -78,6 +78,20 @@ def test_features_read_at_a_frame_time_are_those_of_its_steps(speech):
         step_features(post, a, np.zeros(len(a), np.int16), emb[:-20])
 
 
+def test_features_read_in_pieces_are_those_read_at_once():
+    # a film's frames are read a block at a time: each block reads only the steps its
+    # windows reach, and must see exactly what one pass over all the frames sees
+    rng = np.random.default_rng(1)
+    steps = rng.normal(size=(3000, N_BASE)).astype(np.float32)  # 30 s of 10 ms steps
+    times = np.concatenate([np.arange(-1.0, 31.0, 0.04), [15.0, 0.0, 29.99]])
+    whole = frame_features(steps, times)
+    for piece in (times[:10], times[-3:], times[200:260], times[::-97], times[790:]):
+        part = frame_features(steps, piece)
+        at = [int(np.flatnonzero(times == t)[0]) for t in piece]
+        assert np.allclose(part, whole[at], rtol=1e-6, atol=1e-6)
+    assert frame_features(steps, np.zeros(0)).shape == (0, N_FEATURES)
+
+
 @pytest.mark.skipif(not CLIPS.is_dir(), reason="../shared/media is not present")
 def test_the_analysis_pass_measures_mouths_and_calibrates_the_speaker(tmp_path):
     from dubber.config import load_config

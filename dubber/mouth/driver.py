@@ -44,6 +44,7 @@ QUIET_SHARE = 0.9  # ... on this share of its steps
 MIN_SPEECH = 0.06  # s: shorter bursts of "speech" are noise
 LISTEN_MARGIN = 0.3  # s of audio the recogniser hears around what may be speech
 LISTEN_GAP = 0.5  # s: shorter gaps between such parts are heard too
+FRAME_BLOCK = 4096  # frames whose regressor inputs are built at once (about 40 MB)
 RELAX = 1.0  # share of the predicted opening (above rest) a pause's relaxed shape keeps: on
 # the corpus, mouths in short pauses are not measurably more shut than in speech (the
 # relaxed shape changes the viseme only)
@@ -250,13 +251,17 @@ class MouthDriver:
         """
         import torch
 
-        x = torch.from_numpy(self.features(analysis, times))
-        with torch.inference_mode():
-            xn = (x - self.regressor.in_mean) / self.regressor.in_std
-            z = self.regressor.net(xn).numpy()
-            if delta is not None:
-                z = z + xn.numpy() @ np.asarray(delta, np.float32)
-        return z.astype(np.float32)
+        times = np.asarray(times, np.float64).reshape(-1)
+        out = np.zeros((len(times), 3), np.float32)
+        for first in range(0, len(times), FRAME_BLOCK):  # a film's features would not fit
+            x = torch.from_numpy(self.features(analysis, times[first:first + FRAME_BLOCK]))
+            with torch.inference_mode():
+                xn = (x - self.regressor.in_mean) / self.regressor.in_std
+                z = self.regressor.net(xn).numpy()
+                if delta is not None:
+                    z = z + xn.numpy() @ np.asarray(delta, np.float32)
+            out[first:first + len(x)] = z
+        return out
 
     def track(self, speech: np.ndarray | SpeechAnalysis, times, calibration=None
               ) -> MouthTrack:

@@ -103,10 +103,15 @@ def frame_features(steps: np.ndarray, times: np.ndarray,
     half = width // 2
     reach = max(abs(o) for o in offsets) + half + 1  # beyond this, every window is silence
     pad = 2 * reach
+    centre = np.rint(np.asarray(times, np.float64) * STEPS_PER_SECOND).astype(np.int64)
+    centre = np.clip(centre, -reach, n + reach)
+    if len(centre):  # only the steps these frames' windows reach (a block of a long film)
+        lo = int(np.clip(centre.min() - reach, 0, n))
+        hi = int(np.clip(centre.max() + reach, lo, n))
+        steps, centre = steps[lo:hi], centre - lo
     padded = np.concatenate([np.tile(silence, (pad, 1)), steps, np.tile(silence, (pad, 1))])
     csum = np.concatenate([np.zeros((1, steps.shape[1])), np.cumsum(padded, 0, np.float64)])
-    centre = np.rint(np.asarray(times, np.float64) * STEPS_PER_SECOND).astype(np.int64)
-    centre = np.clip(centre, -reach, n + reach) + pad
+    centre = centre + pad
     cols = []
     for off in offsets:
         a = np.clip(centre + off - half, 0, len(padded))
