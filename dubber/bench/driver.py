@@ -81,10 +81,8 @@ def file_offset(video: Path) -> float | None:
     median over its judged shots (None when none is judged)."""
     from dubber.sync.check import check_sync
 
-    report = check_sync(video)
-    offs = [s.offset_ms for s in report.segments
-            if s.verdict in ("in sync", "out of sync") and s.offset_ms is not None]
-    return float(np.median(offs)) / 1000 if offs else None
+    offset = check_sync(video).median_offset_ms
+    return offset / 1000 if offset is not None else None
 
 
 def clip_figures(name: str, driver, cache: str | None) -> dict:

@@ -46,8 +46,7 @@ def _find(name: str, folders: tuple[str, ...]) -> Path:
 def judged(report) -> dict:
     """Mean confidence over the judged shots, share in sync and verdict of a
     :class:`~dubber.sync.check.SyncReport`."""
-    conf = [s.confidence for s in report.segments
-            if s.verdict in ("in sync", "out of sync") and s.confidence is not None]
+    conf = [s.confidence for s in report.judged if s.confidence is not None]
     return {"confidence": float(np.mean(conf)) if conf else float("nan"),
             "share": report.share_in_sync, "verdict": report.verdict}
 

@@ -22,6 +22,8 @@ def shared_file(name: str, folders: tuple[str, ...]) -> Path | None:
         for p in sorted((SHARED_MEDIA / folder).glob(f"{name}.*")):
             return p
     return None
+
+
 KIM = SHARED_MEDIA / "clips" / "kim_1080p30_en.mp4"
 
 # The 4K composite: kim's 1920x1080 frames scaled by these factors and overlaid at these

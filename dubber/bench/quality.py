@@ -54,8 +54,6 @@ def _luma(path: Path) -> list[np.ndarray]:
     return out
 
 
-
-
 def _mouth_box(points: np.ndarray, shape: tuple[int, int]) -> tuple[int, int, int, int]:
     from dubber.faces.landmarks import LIP_OUTER
 

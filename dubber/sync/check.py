@@ -104,6 +104,17 @@ class SyncReport:
         return self.in_sync_frames / self.speech_frames if self.speech_frames else 0.0
 
     @property
+    def judged(self) -> tuple[SegmentResult, ...]:
+        """The segments with a verdict on sync (speech and a readable face)."""
+        return tuple(s for s in self.segments if s.verdict in ("in sync", "out of sync"))
+
+    @property
+    def median_offset_ms(self) -> float | None:
+        """The median offset over the judged segments (None when none is judged)."""
+        offs = [s.offset_ms for s in self.judged if s.offset_ms is not None]
+        return float(np.median(offs)) if offs else None
+
+    @property
     def exit_code(self) -> int:
         """0 in sync; 1 otherwise (out of sync, no speech, nothing readable)."""
         return 0 if self.verdict == "in sync" else 1
@@ -114,9 +125,8 @@ class SyncReport:
             why = ("the audio has no speech" if self.verdict == "no speech"
                    else "no face on screen can be read while the audio speaks")
             return f"sync: {self.verdict} ({why})"
-        judged = [s for s in self.segments if s.verdict in ("in sync", "out of sync")]
-        offs = [s.offset_ms for s in judged if s.offset_ms is not None]
-        med = f", median offset {np.median(offs):+.0f} ms" if offs else ""
+        judged, offset = self.judged, self.median_offset_ms
+        med = f", median offset {offset:+.0f} ms" if offset is not None else ""
         return (f"sync: {self.verdict}: {100 * self.share_in_sync:.0f}% of "
                 f"{self.speech_frames} speech frames in sync, "
                 f"{sum(s.verdict == 'in sync' for s in judged)}/{len(judged)} segments{med}")
