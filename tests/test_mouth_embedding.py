@@ -11,6 +11,7 @@ from dubber.errors import WeightsError
 from dubber.media.audio import load_audio
 from dubber.mouth import embedding as E
 from dubber.mouth.features import N_BASE, N_EMBEDDING, frame_features, silence_steps
+from dubber.mouth.whisper import N_WHISPER
 from tests.helpers import SPEECH
 
 needs_speech = pytest.mark.skipif(not SPEECH.is_dir(), reason="../shared/media is not present")
@@ -89,11 +90,14 @@ def test_long_audio_in_chunks_is_one_pass(model, speech, monkeypatch):
 def test_the_silence_row_fills_frames_outside_the_audio():
     steps = np.random.default_rng(0).normal(size=(300, N_BASE)).astype(np.float32)
     mark = np.full(N_EMBEDDING, 7.0, np.float32)
-    x = frame_features(steps, np.array([-10.0, 1.5]), silence=silence_steps(mark))
+    heard = np.full(N_WHISPER, -3.0, np.float32)
+    x = frame_features(steps, np.array([-10.0, 1.5]), silence=silence_steps(mark, heard))
     y = frame_features(steps, np.array([-10.0, 1.5]))
     assert np.allclose(x[1], y[1])  # inside: the steps'
     block = x[0, :N_BASE]  # the first context offset, far before the audio
-    assert np.allclose(block[-N_EMBEDDING:], 7.0) and np.allclose(y[0, N_BASE - N_EMBEDDING:N_BASE], 0)
+    e = N_BASE - N_WHISPER
+    assert np.allclose(block[e - N_EMBEDDING:e], 7.0) and np.allclose(block[e:], -3.0)
+    assert np.allclose(y[0, e - N_EMBEDDING:N_BASE], 0)
 
 
 def test_tiny_audio(model):

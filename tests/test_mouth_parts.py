@@ -11,6 +11,7 @@ from dubber.media.audio import load_audio
 from dubber.mouth import acoustics as ac
 from dubber.mouth.features import (N_BASE, N_EMBEDDING, N_FEATURES, N_POSTERIORS,
                                    SILENCE_PHONE, frame_features, step_features)
+from dubber.mouth.whisper import N_WHISPER
 from dubber.mouth.phones import PHONES, VOWELS, PhoneRecogniser
 from tests.helpers import CLIPS, SPEECH
 
@@ -63,9 +64,12 @@ def test_features_read_at_a_frame_time_are_those_of_its_steps(speech):
     rng = np.random.default_rng(0)
     post = rng.dirichlet(np.ones(N_POSTERIORS), len(a))
     emb = rng.normal(size=(len(a) - 1, N_EMBEDDING))  # a step short: rounding, padded
-    steps = step_features(post, a, np.zeros(len(a), np.int16), emb)
+    enc = rng.normal(size=(len(a) + 1, N_WHISPER))  # a step long: cut
+    steps = step_features(post, a, np.zeros(len(a), np.int16), emb, enc)
     assert steps.shape == (len(a), N_BASE)
-    assert np.array_equal(steps[-1, -N_EMBEDDING:], steps[-2, -N_EMBEDDING:])
+    e = N_BASE - N_WHISPER
+    assert np.array_equal(steps[-1, e - N_EMBEDDING:e], steps[-2, e - N_EMBEDDING:e])
+    assert np.array_equal(steps[:, e:], enc[:-1].astype(np.float32))
     x = frame_features(steps, np.array([0.5, 0.5, 1.0, 30.0]))
     assert x.shape == (4, N_FEATURES) and np.array_equal(x[0], x[1])
     assert not np.array_equal(x[0], x[2])
@@ -73,9 +77,11 @@ def test_features_read_at_a_frame_time_are_those_of_its_steps(speech):
     assert x[3, SILENCE_PHONE] == 1.0 and x[3, :N_POSTERIORS].sum() == 1.0
     assert x[3, N_POSTERIORS] == -4.0
     with pytest.raises(ValueError, match="posteriors"):
-        step_features(post[:, :40], a, np.zeros(len(a), np.int16), emb)
+        step_features(post[:, :40], a, np.zeros(len(a), np.int16), emb, enc)
     with pytest.raises(ValueError, match="embedding"):
-        step_features(post, a, np.zeros(len(a), np.int16), emb[:-20])
+        step_features(post, a, np.zeros(len(a), np.int16), emb[:-20], enc)
+    with pytest.raises(ValueError, match="whisper"):
+        step_features(post, a, np.zeros(len(a), np.int16), emb, enc[:, :100])
 
 
 def test_features_read_in_pieces_are_those_read_at_once():

@@ -28,6 +28,7 @@ from dubber.mouth.features import (CONTEXT_OFFSETS, CONTEXT_WIDTH, N_FEATURES, N
                                    SILENCE_PHONE, frame_features, silence_steps,
                                    step_features)
 from dubber.mouth.embedding import speech_embedding
+from dubber.mouth.whisper import speech_encoder
 from dubber.mouth.phones import Phone, PhoneRecogniser, default_workers
 from dubber.mouth.posteriors import one_blas_thread, phone_model, voice_warp
 from dubber.mouth.track import VISEMES, MouthTrack
@@ -229,13 +230,14 @@ class MouthDriver:
         speech = speech_steps(ac)
         posteriors = _phone_model().posteriors(samples, speech, warp=voice_warp(ac.f2_median))
         embedding, embedding_silence = speech_embedding()(samples)
+        encoded, encoded_silence = speech_encoder()(samples)
         phones = pending.result()
         silent = pauses(speech)
         shapes = rules.timeline(phones, silent, duration, quiet_pauses(silent, ac.level))
         visemes = rules.sample(shapes, np.arange(len(ac)) / STEPS_PER_SECOND)[0]
         return SpeechAnalysis(duration, phones, ac,
-                              step_features(posteriors, ac, visemes, embedding), speech, shapes,
-                              silence_steps(embedding_silence))
+                              step_features(posteriors, ac, visemes, embedding, encoded), speech,
+                              shapes, silence_steps(embedding_silence, encoded_silence))
 
     def features(self, analysis: SpeechAnalysis, times: np.ndarray) -> np.ndarray:
         """The regressor's inputs at each frame time, shape = (N, N_FEATURES)."""
