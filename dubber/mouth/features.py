@@ -11,9 +11,9 @@ coarticulation, closures and anticipation; on the corpus it adds about 0.02 to t
 opening's r, held-out and cross-validated alike), and a learned speech representation
 (:mod:`dubber.mouth.embedding`: an inner layer of Google's speech_embedding network, trained
 on many voices; leave-one-video-out 0.442 -> 0.468, the clips zero-shot 0.442 -> 0.475 on
-2026-11-30), and the last layer of Whisper tiny.en's encoder (:mod:`dubber.mouth.whisper`,
+2026-11-30), and the second layer of Whisper tiny.en's encoder (:mod:`dubber.mouth.whisper`,
 trained to transcribe 680 000 hours of speech; with the training videos' offsets removed,
-leave-one-video-out 0.667 -> 0.683, the clips 0.479 -> 0.518, regressor alone, on
+leave-one-video-out 0.667 -> 0.706, the clips 0.479 -> 0.530, regressor alone, on
 2026-11-30). Context: each of these averaged over
 ``CONTEXT_WIDTH`` steps at each of ``CONTEXT_OFFSETS`` (the lips move before the sound, so
 the future counts as much as the past).
