@@ -28,10 +28,10 @@ from dubber.mouth.features import (CONTEXT_OFFSETS, CONTEXT_WIDTH, N_FEATURES, N
                                    SILENCE_PHONE, frame_features, silence_steps,
                                    step_features)
 from dubber.mouth.embedding import speech_embedding
-from dubber.mouth.whisper import speech_encoder
 from dubber.mouth.phones import Phone, PhoneRecogniser, default_workers
 from dubber.mouth.posteriors import one_blas_thread, phone_model, voice_warp
 from dubber.mouth.track import VISEMES, MouthTrack
+from dubber.mouth.whisper import speech_encoder
 
 log = logging.getLogger(__name__)
 
