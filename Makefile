@@ -23,10 +23,6 @@ $(STAMP): setup.cfg constraints.txt pyproject.toml
 	@# invisible-watermark (the watermark tests' reference) declares torch: no deps either;
 	@# what its dwtDctSvd needs (PyWavelets, pillow, opencv, numpy) comes with [test].
 	$(PY) -m pip install -q --no-deps -c constraints.txt invisible-watermark
-	@# openwakeword 0.5.1 ships Google's speech_embedding model (the mouth driver reads it,
-	@# dubber/mouth/embedding.py); its metadata pulls onnxruntime, tflite-runtime and
-	@# scikit-learn, which we never import: no deps.
-	$(PY) -m pip install -q --no-deps -c constraints.txt openwakeword
 	@touch $(STAMP)
 
 test: setup

@@ -8,6 +8,8 @@ import pytest
 
 from dubber.errors import WeightsError
 from dubber.media.audio import load_audio
+from dubber.mouth import driver as drv
+from dubber.mouth import rules
 from dubber.mouth.driver import MouthDriver
 from dubber.mouth.phones import BILABIALS
 from dubber.mouth.track import VISEMES
@@ -44,10 +46,27 @@ def test_silence_in_the_dub_shuts_the_mouth_within_150_ms(driver, speech_then_si
 
 
 @needs_speech
+def test_digital_silence_between_lines_shuts_the_mouth_though_a_breath_follows(driver):
+    """A dub stem: a line, 0.5 s of digital silence, a breath (room noise), the next line.
+    The pause is too short and not quiet enough as a whole to shut; its silence shuts."""
+    x = load_audio(SPEECH / "en_radio_8s.wav")
+    cut = int(2.0 * 16000)
+    breath = np.random.default_rng(0).normal(0, 0.01, 4800).astype(np.float32)  # -40 dBFS
+    x = np.concatenate([x[:cut], np.zeros(8000, np.float32), breath, x[cut:]])
+    a = driver.analyse(x)
+    pause = next((p, q) for p, q in drv.pauses(a.speech) if p <= 2.3 <= q)
+    assert pause[1] - pause[0] < rules.SHUT_PAUSE  # the old rule would only relax it
+    times = np.arange(0, a.duration, 1 / 25)
+    track = driver.track(a, times)
+    hushed = (times >= pause[0] + 0.16) & (times < 2.45)
+    assert hushed.sum() >= 3
+    assert np.all(track.viseme[hushed] == X)
+    assert np.allclose(track.params[hushed], driver.rest)
+
+
+@needs_speech
 def test_a_long_timeline_read_in_blocks_gives_the_track_of_one_pass(driver, speech_then_silence,
                                                                    monkeypatch):
-    import dubber.mouth.driver as drv
-
     a, _ = speech_then_silence
     times = np.arange(0, a.duration, 1 / 25)
     whole = driver.track(a, times)

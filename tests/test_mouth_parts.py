@@ -9,8 +9,8 @@ import torch
 
 from dubber.media.audio import load_audio
 from dubber.mouth import acoustics as ac
-from dubber.mouth.features import (N_BASE, N_EMBEDDING, N_FEATURES, N_POSTERIORS,
-                                   SILENCE_PHONE, frame_features, step_features)
+from dubber.mouth.features import (N_BASE, N_FEATURES, N_POSTERIORS, SILENCE_PHONE,
+                                   frame_features, silence_steps, step_features)
 from dubber.mouth.whisper import N_WHISPER
 from dubber.mouth.phones import PHONES, VOWELS, PhoneRecogniser
 from tests.helpers import CLIPS, SPEECH
@@ -63,13 +63,13 @@ def test_features_read_at_a_frame_time_are_those_of_its_steps(speech):
     a = ac.acoustics(speech[:32000])
     rng = np.random.default_rng(0)
     post = rng.dirichlet(np.ones(N_POSTERIORS), len(a))
-    emb = rng.normal(size=(len(a) - 1, N_EMBEDDING))  # a step short: rounding, padded
     enc = rng.normal(size=(len(a) + 1, N_WHISPER))  # a step long: cut
-    steps = step_features(post, a, np.zeros(len(a), np.int16), emb, enc)
+    steps = step_features(post, a, np.zeros(len(a), np.int16), enc)
     assert steps.shape == (len(a), N_BASE)
     e = N_BASE - N_WHISPER
-    assert np.array_equal(steps[-1, e - N_EMBEDDING:e], steps[-2, e - N_EMBEDDING:e])
     assert np.array_equal(steps[:, e:], enc[:-1].astype(np.float32))
+    short = step_features(post, a, np.zeros(len(a), np.int16), enc[:-2])  # rounding: padded
+    assert np.array_equal(short[-1, e:], short[-2, e:])
     x = frame_features(steps, np.array([0.5, 0.5, 1.0, 30.0]))
     assert x.shape == (4, N_FEATURES) and np.array_equal(x[0], x[1])
     assert not np.array_equal(x[0], x[2])
@@ -77,11 +77,23 @@ def test_features_read_at_a_frame_time_are_those_of_its_steps(speech):
     assert x[3, SILENCE_PHONE] == 1.0 and x[3, :N_POSTERIORS].sum() == 1.0
     assert x[3, N_POSTERIORS] == -4.0
     with pytest.raises(ValueError, match="posteriors"):
-        step_features(post[:, :40], a, np.zeros(len(a), np.int16), emb, enc)
-    with pytest.raises(ValueError, match="embedding"):
-        step_features(post, a, np.zeros(len(a), np.int16), emb[:-20], enc)
+        step_features(post[:, :40], a, np.zeros(len(a), np.int16), enc)
     with pytest.raises(ValueError, match="whisper"):
-        step_features(post, a, np.zeros(len(a), np.int16), emb, enc[:, :100])
+        step_features(post, a, np.zeros(len(a), np.int16), enc[:-20])
+    with pytest.raises(ValueError, match="whisper"):
+        step_features(post, a, np.zeros(len(a), np.int16), enc[:, :100])
+
+
+def test_the_silence_row_fills_frames_outside_the_audio():
+    steps = np.random.default_rng(0).normal(size=(300, N_BASE)).astype(np.float32)
+    heard = np.full(N_WHISPER, -3.0, np.float32)
+    x = frame_features(steps, np.array([-10.0, 1.5]), silence=silence_steps(heard))
+    y = frame_features(steps, np.array([-10.0, 1.5]))
+    assert np.allclose(x[1], y[1])  # inside: the steps'
+    block = x[0, :N_BASE]  # the first context offset, far before the audio
+    e = N_BASE - N_WHISPER
+    assert np.allclose(block[e:], -3.0) and np.allclose(y[0, e:N_BASE], 0)
+    assert block[SILENCE_PHONE] == 1.0 and block[N_POSTERIORS] == -4.0
 
 
 def test_features_read_in_pieces_are_those_read_at_once():

@@ -113,3 +113,28 @@ def test_a_bilabial_heard_inside_silence_is_noise_but_one_starting_speech_closes
     closures = [s for s in shapes if s.closure]
     assert len(closures) == 1 and closures[0].end > 1.18  # the B that starts the speech
     assert all(s.viseme == "X" for s in shapes if s.end <= 1.1 and s.start >= 0.15)
+
+
+def test_a_short_pause_that_starts_the_audio_relaxes_into_the_speech_a_long_one_shuts():
+    phones = seq(("SIL", 0.25), ("AA", 0.3), ("SIL", 0.3))
+    short = rules.timeline(phones, [(0.0, 0.25)], 0.85)
+    first = shape_at(short, 0.05)
+    assert first.viseme == "C" and first.relaxed  # AA (D) relaxed: a scene cut mid-breath
+    phones = seq(("SIL", 1.2), ("AA", 0.3), ("SIL", 0.3))
+    long = rules.timeline(phones, [(0.0, 1.2)], 1.8)
+    assert all(shape_at(long, t).viseme == "X" for t in np.arange(0.0, 1.19, 0.01))
+
+
+def test_no_sound_inside_a_breathing_pause_shuts_within_150_ms():
+    # a 0.8 s pause (sound in it: too short to shut by itself) holding 0.5 s of digital
+    # silence, and 0.4 s of it at the very start of the audio
+    phones = seq(("SIL", 0.5), ("AA", 0.3), ("SIL", 0.8), ("AA", 0.3))
+    pauses = [(0.0, 0.5), (0.8, 1.6)]
+    plain = rules.timeline(phones, pauses, 1.9)
+    assert shape_at(plain, 1.3).viseme != "X" and shape_at(plain, 0.1).viseme != "X"
+    hushed = rules.timeline(phones, pauses, 1.9, hushed=[(0.0, 0.4), (1.0, 1.5)])
+    for t in list(np.arange(0.0, 0.395, 0.01)) + list(np.arange(1.15, 1.495, 0.01)):
+        assert shape_at(hushed, t).viseme == "X", t
+    assert shape_at(hushed, 0.9).relaxed and shape_at(hushed, 1.55).relaxed
+    too_short = rules.timeline(phones, pauses, 1.9, hushed=[(1.0, 1.0 + 0.3)])
+    assert shape_at(too_short, 1.2).viseme != "X"

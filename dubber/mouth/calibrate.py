@@ -40,10 +40,12 @@ log = logging.getLogger(__name__)
 MAX_SHIFT_FRAMES = 4  # a corpus video is muxed 160 ms (4 frames at 25 fps) off its audio
 ADAPT_LAMBDA = 10000.0  # ridge towards the shipped map (standardised features). Chosen on
 # the training videos, each with the regressor fitted without it, calibrated on its first
-# half and measured on the second (opening r, mean of 6). With the Whisper encoder's 3840
-# inputs (6341 in all, 2026-11-30 12:50 UTC): lambda 1000 / 3000 / 10000 / 30000 / 100000:
-# 0.665 / 0.674 / 0.681 / 0.675 / 0.659. With the speech embedding's 1920 inputs (2501 in
-# all): 300 / 1000 / 3000 / 10000: 0.604 / 0.626 / 0.639 / 0.636.
+# half and measured on the second (opening r, mean of 6). Without the speech embedding
+# (4421 inputs, 2026-11-30 14:00 UTC): lambda 3000 / 10000 / 30000: 0.675 / 0.679 / 0.670.
+# With the Whisper encoder's 3840 inputs beside it (6341 in all, 12:50 UTC): lambda 1000 /
+# 3000 / 10000 / 30000 / 100000: 0.665 / 0.674 / 0.681 / 0.675 / 0.659. With the speech
+# embedding's 1920 inputs (2501 in all): 300 / 1000 / 3000 / 10000: 0.604 / 0.626 / 0.639 /
+# 0.636.
 # Before it (581 inputs, no calibration: 0.283): 300 / 1000 / 3000 with lags up to 2
 # frames 0.430 / 0.445 / 0.436, up to 4 frames 0.453 / 0.474 / 0.472; calibrated on its
 # first 5 s only (none: 0.319), up to 4 frames: 0.393 / 0.396 / 0.386

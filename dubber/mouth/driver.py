@@ -3,7 +3,8 @@
 Steps: (1) phones (PocketSphinx allphone, :mod:`dubber.mouth.phones`); (2) acoustics per
 voice (loudness, Silero voice activity, Praat formants and pitch,
 :mod:`dubber.mouth.acoustics`) and every phone's posterior from PocketSphinx's acoustic
-model (:mod:`dubber.mouth.posteriors`); (3) the speech flag and the pauses; (4) the viseme
+model (:mod:`dubber.mouth.posteriors`) and Whisper tiny.en's encoder
+(:mod:`dubber.mouth.whisper`); (3) the speech flag and the pauses; (4) the viseme
 timeline by our timing rules (:mod:`dubber.mouth.rules`); (5) the continuous parameters
 from the learnt regressor (:mod:`dubber.mouth.regressor`, fitted on the corpus's face-mesh
 lips); (6) the rules laid over them: closures and silences shut the mouth.
@@ -27,7 +28,6 @@ from dubber.mouth.acoustics import HOP, STEPS_PER_SECOND, Acoustics, acoustics, 
 from dubber.mouth.features import (CONTEXT_OFFSETS, CONTEXT_WIDTH, N_FEATURES, N_POSTERIORS,
                                    SILENCE_PHONE, frame_features, silence_steps,
                                    step_features)
-from dubber.mouth.embedding import speech_embedding
 from dubber.mouth.phones import Phone, PhoneRecogniser, default_workers
 from dubber.mouth.posteriors import one_blas_thread, phone_model, voice_warp
 from dubber.mouth.track import VISEMES, MouthTrack
@@ -154,6 +154,14 @@ def quiet_pauses(spans: list[tuple[float, float]], level: np.ndarray) -> list[bo
     return out
 
 
+def hushed_spans(level: np.ndarray) -> list[tuple[float, float]]:
+    """(start, end) seconds of every run of steps quieter than ``QUIET_DB`` that lasts
+    ``rules.SHUT_SILENCE`` or more: no sound at all, wherever it lies in a pause."""
+    min_steps = int(round(rules.SHUT_SILENCE * STEPS_PER_SECOND))
+    return [(a / STEPS_PER_SECOND, b / STEPS_PER_SECOND)
+            for a, b in _runs(np.asarray(level) <= QUIET_DB, True) if b - a >= min_steps]
+
+
 def load_regressor(weights_dir: str | os.PathLike | None = None):
     """The shipped regressor (manifest entry :data:`WEIGHTS_NAME`), checked by sha256."""
     from dubber.models.dims import MouthDriverDims, dims_from_mapping
@@ -229,15 +237,15 @@ class MouthDriver:
         ac = acoustics(samples, activity)
         speech = speech_steps(ac)
         posteriors = _phone_model().posteriors(samples, speech, warp=voice_warp(ac.f2_median))
-        embedding, embedding_silence = speech_embedding()(samples)
         encoded, encoded_silence = speech_encoder()(samples)
         phones = pending.result()
         silent = pauses(speech)
-        shapes = rules.timeline(phones, silent, duration, quiet_pauses(silent, ac.level))
+        shapes = rules.timeline(phones, silent, duration, quiet_pauses(silent, ac.level),
+                                hushed_spans(ac.level))
         visemes = rules.sample(shapes, np.arange(len(ac)) / STEPS_PER_SECOND)[0]
         return SpeechAnalysis(duration, phones, ac,
-                              step_features(posteriors, ac, visemes, embedding, encoded), speech,
-                              shapes, silence_steps(embedding_silence, encoded_silence))
+                              step_features(posteriors, ac, visemes, encoded), speech,
+                              shapes, silence_steps(encoded_silence))
 
     def features(self, analysis: SpeechAnalysis, times: np.ndarray) -> np.ndarray:
         """The regressor's inputs at each frame time, shape = (N, N_FEATURES)."""

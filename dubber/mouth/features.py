@@ -8,13 +8,13 @@ opening r 0.351 -> 0.442 with the voice's warp), the per-voice normalised acoust
 (loudness, voice activity, F1, F2, voicing, pitch, the loudness's rise), and the viseme the
 timing rules show (one-hot over :data:`~dubber.mouth.track.VISEMES`: it carries the rules'
 coarticulation, closures and anticipation; on the corpus it adds about 0.02 to the
-opening's r, held-out and cross-validated alike), and a learned speech representation
-(:mod:`dubber.mouth.embedding`: an inner layer of Google's speech_embedding network, trained
-on many voices; leave-one-video-out 0.442 -> 0.468, the clips zero-shot 0.442 -> 0.475 on
-2026-11-30), and the second layer of Whisper tiny.en's encoder (:mod:`dubber.mouth.whisper`,
-trained to transcribe 680 000 hours of speech; with the training videos' offsets removed,
-leave-one-video-out 0.667 -> 0.706, the clips 0.479 -> 0.530, regressor alone, on
-2026-11-30). Context: each of these averaged over
+opening's r, held-out and cross-validated alike), and the second layer of Whisper tiny.en's
+encoder (:mod:`dubber.mouth.whisper`, trained to transcribe 680 000 hours of speech; with the
+training videos' offsets removed, leave-one-video-out 0.667 -> 0.706, the clips 0.479 ->
+0.530, regressor alone, on 2026-11-30). (A learned keyword-spotting embedding, Google's
+speech_embedding, was an input before the encoder came; beside it, it added nothing:
+leave-one-video-out 0.721 with it, 0.720 without, and was dropped.) Context: each of these
+averaged over
 ``CONTEXT_WIDTH`` steps at each of ``CONTEXT_OFFSETS`` (the lips move before the sound, so
 the future counts as much as the past).
 """
@@ -24,7 +24,6 @@ from __future__ import annotations
 import numpy as np
 
 from dubber.mouth.acoustics import STEPS_PER_SECOND, Acoustics
-from dubber.mouth.embedding import N_EMBEDDING
 from dubber.mouth.track import VISEMES
 from dubber.mouth.whisper import N_WHISPER
 
@@ -33,12 +32,12 @@ CONTEXT_WIDTH = 5  # steps averaged at each offset
 ACOUSTIC_NAMES = ("loudness", "vad", "f1", "f2", "voiced", "pitch", "rise")
 N_POSTERIORS = 42  # base phones of PocketSphinx's en-us model (dubber.mouth.posteriors)
 SILENCE_PHONE = 32  # its silence phone, SIL
-N_BASE = N_POSTERIORS + len(ACOUSTIC_NAMES) + len(VISEMES) + N_EMBEDDING + N_WHISPER
+N_BASE = N_POSTERIORS + len(ACOUSTIC_NAMES) + len(VISEMES) + N_WHISPER
 N_FEATURES = N_BASE * len(CONTEXT_OFFSETS) + 1  # + a constant 1
 
 
 def step_features(posteriors: np.ndarray, ac: Acoustics, visemes: np.ndarray,
-                  embedding: np.ndarray, whisper: np.ndarray) -> np.ndarray:
+                  whisper: np.ndarray) -> np.ndarray:
     """Features of every step without context.
 
     Args:
@@ -46,10 +45,8 @@ def step_features(posteriors: np.ndarray, ac: Acoustics, visemes: np.ndarray,
             (:meth:`~dubber.mouth.posteriors.PhoneModel.posteriors`).
         ac: the voice's acoustics, n steps.
         visemes: shape = (n,), int: the rules' viseme per step (index into VISEMES).
-        embedding: shape = (n, N_EMBEDDING): :class:`~dubber.mouth.embedding.SpeechEmbedding`
-            per step (a step more or fewer, from rounding, is padded or cut).
         whisper: shape = (n, N_WHISPER): :class:`~dubber.mouth.whisper.SpeechEncoder` per
-            step (likewise).
+            step (a step more or fewer, from rounding, is padded or cut).
 
     Returns:
         shape = (n, N_BASE), float32.
@@ -65,7 +62,6 @@ def step_features(posteriors: np.ndarray, ac: Acoustics, visemes: np.ndarray,
     shapes = np.zeros((n, len(VISEMES)), np.float32)
     shapes[np.arange(n), np.asarray(visemes[:n], np.int64)] = 1.0
     return np.concatenate([post, acoustic.astype(np.float32), shapes,
-                           _fit_length(embedding, n, N_EMBEDDING, "embedding"),
                            _fit_length(whisper, n, N_WHISPER, "whisper encoding")], 1)
 
 
@@ -76,21 +72,16 @@ def _fit_length(x: np.ndarray, n: int, width: int, what: str) -> np.ndarray:
     return np.concatenate([x, x[-1:]])[:n] if len(x) < n else x[:n]
 
 
-def silence_steps(embedding_silence: np.ndarray | None = None,
-                  whisper_silence: np.ndarray | None = None) -> np.ndarray:
+def silence_steps(whisper_silence: np.ndarray | None = None) -> np.ndarray:
     """The step features of silence, shape = (N_BASE,): the silent phone, the loudness
-    floor, the rest viseme, ``embedding_silence`` and ``whisper_silence`` (what the
-    embedding and the encoder give for silence in this voice's recording; zeros when not
-    given)."""
+    floor, the rest viseme and ``whisper_silence`` (what the encoder gives for silence in
+    this voice's recording; zeros when not given)."""
     silence = np.zeros(N_BASE, np.float32)
     silence[SILENCE_PHONE] = 1.0
     silence[N_POSTERIORS] = -4.0  # loudness floor
     silence[N_POSTERIORS + len(ACOUSTIC_NAMES) + VISEMES.index("X")] = 1.0
-    e = N_BASE - N_WHISPER  # the embedding ends where the encoder's numbers start
-    if embedding_silence is not None:
-        silence[e - N_EMBEDDING:e] = embedding_silence
     if whisper_silence is not None:
-        silence[e:] = whisper_silence
+        silence[N_BASE - N_WHISPER:] = whisper_silence
     return silence
 
 
@@ -105,7 +96,7 @@ def frame_features(steps: np.ndarray, times: np.ndarray,
         times: shape = (N,), seconds from the audio's first sample.
         offsets, width: the context (steps); the defaults are the shipped regressor's.
         silence: shape = (N_BASE,): the step features of silence in this recording
-            (:func:`silence_steps`; default: with a zero embedding).
+            (:func:`silence_steps`; default: with a zero encoding).
 
     Returns:
         shape = (N, N_FEATURES), float32; outside the audio, the features of silence.

@@ -18,8 +18,13 @@ Our rules (after reading Rhubarb Lip Sync's, ``animationRules.cpp``, ``roughAnim
    gap between words) shuts the mouth (X) from ``CLOSE_AFTER`` (150 ms) into it: a silent
    pause (no sound: the dub's digital silence or a quiet stem) of ``SHUT_SILENCE``
    (350 ms, Rhubarb's relax limit) or more, a pause with sound in it (breath, room tone)
-   of ``SHUT_PAUSE`` (1 s) or more: silence closes the mouth within 150 ms. (A P/B/M the
-   recogniser hears wholly inside such a silence is noise and gets no closure.)
+   of ``SHUT_PAUSE`` (1 s) or more: silence closes the mouth within 150 ms. So does a
+   stretch of no sound of ``SHUT_SILENCE`` or more inside a pause with sound in the rest
+   of it (a line's digital silence and the breath after it). (A P/B/M the recogniser hears
+   wholly inside such a silence is noise and gets no closure.) A pause that starts the
+   audio has no shape before it: if too short to shut, it shows the relaxed shape of the
+   speech it leads into (the audio starts in the middle of a scene); if long enough, it is
+   shut from its start.
 5. **No flutter.** No shape lasts less than ``MIN_SHAPE`` (60 ms): a shorter one is merged
    into the neighbour it resembles (a closure A is lengthened instead, so every P/B/M
    still closes the lips).
@@ -159,28 +164,45 @@ def anticipate(shapes: list[Shape]) -> list[Shape]:
 
 
 def apply_pauses(shapes: list[Shape], silent: list[tuple[float, float]],
-                 quiet: list[bool] | None = None) -> list[Shape]:
+                 quiet: list[bool] | None = None,
+                 hushed: list[tuple[float, float]] = ()) -> list[Shape]:
     """Rule 4 over pauses: silent intervals (from the phones and the voice activity);
-    ``quiet[k]``: pause k has no sound in it (default: every pause has some)."""
+    ``quiet[k]``: pause k has no sound in it (default: every pause has some); ``hushed``:
+    (start, end) seconds without sound, each shut from ``CLOSE_AFTER`` into it when it
+    lasts ``SHUT_SILENCE`` or more, whatever the rest of its pause holds."""
     out = list(shapes)
     quiet = list(quiet) if quiet is not None else [False] * len(silent)
-    for (a, b), hushed in zip(silent, quiet):
+    for (a, b), no_sound in zip(silent, quiet):
         if b - a < HOLD:
             continue
+        limit = SHUT_SILENCE if no_sound else SHUT_PAUSE
         before = _shape_at(out, a - 1e-3)
-        relaxed = "X" if before is None else (
-            before.viseme if before.relaxed else _RELAX.get(before.viseme, before.viseme))
+        if before is None:  # the audio starts with this pause: nothing to close from
+            after = _shape_at(out, b + 1e-3) if b - a < limit else None
+            relaxed = "X" if after is None else _RELAX.get(after.viseme, after.viseme)
+            shut = b if relaxed != "X" else a
+        else:
+            relaxed = before.viseme if before.relaxed else _RELAX.get(before.viseme,
+                                                                      before.viseme)
+            shut = min(a + CLOSE_AFTER, b) if b - a >= limit else b
         if relaxed == "A":
             relaxed = "X"
-        limit = SHUT_SILENCE if hushed else SHUT_PAUSE
-        shut = min(a + CLOSE_AFTER, b) if b - a >= limit else b
         if shut < b:
-            # a P/B/M heard inside silence is noise, not speech: no closure for it
-            out = [s for s in out if not (s.closure and s.start >= a and s.end <= b)]
-            out = _paint(out, Shape("X", a, b))
+            out = _shut(out, a, b)
         if shut > a + MIN_SHAPE and relaxed != "X":
             out = _paint(out, Shape(relaxed, a, shut, relaxed=True))
+    for a, b in hushed:
+        start = a if a <= 0 else a + CLOSE_AFTER
+        if b - a >= SHUT_SILENCE - 1e-9 and b > start:
+            out = _shut(out, start, b)
     return out
+
+
+def _shut(shapes: list[Shape], a: float, b: float) -> list[Shape]:
+    """The mouth shut (X) over ``a .. b``. A P/B/M heard wholly inside is noise, not
+    speech: no closure for it."""
+    out = [s for s in shapes if not (s.closure and s.start >= a and s.end <= b)]
+    return _paint(out, Shape("X", a, b))
 
 
 def _shape_at(shapes: list[Shape], t: float) -> Shape | None:
@@ -269,7 +291,8 @@ def merge_short(shapes: list[Shape]) -> list[Shape]:
 
 
 def timeline(phones: list[Phone], silent: list[tuple[float, float]],
-             duration: float, quiet: list[bool] | None = None) -> list[Shape]:
+             duration: float, quiet: list[bool] | None = None,
+             hushed: list[tuple[float, float]] = ()) -> list[Shape]:
     """Every rule, in order: phones and pauses -> consecutive shapes over ``0 .. duration``.
 
     Args:
@@ -280,6 +303,9 @@ def timeline(phones: list[Phone], silent: list[tuple[float, float]],
         duration: the audio's length in seconds.
         quiet: per pause, whether it has no sound in it (it then shuts from
             ``SHUT_SILENCE``, not ``SHUT_PAUSE``; default: every pause has some).
+        hushed: stretches without sound as (start, end) seconds, wherever they lie in
+            their pauses: each shuts the mouth from ``CLOSE_AFTER`` into it if it lasts
+            ``SHUT_SILENCE`` or more.
     """
     shapes = phone_shapes(phones)
     for k, s in enumerate(shapes):  # rule 4 inside speech: hold short gaps, relax longer
@@ -292,7 +318,7 @@ def timeline(phones: list[Phone], silent: list[tuple[float, float]],
         shapes.insert(0, Shape("X", 0.0, shapes[0].start if shapes else duration))
     if shapes[-1].end < duration:
         shapes.append(Shape("X", shapes[-1].end, duration))
-    shapes = apply_pauses(shapes, silent, quiet)
+    shapes = apply_pauses(shapes, silent, quiet, hushed)
     return merge_short(shapes)
 
 
