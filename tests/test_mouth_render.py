@@ -42,6 +42,29 @@ def _opening_run(n: int, phase: float = 0.0) -> np.ndarray:
     return p
 
 
+def test_a_relaxed_pause_keeps_the_drivers_opening_and_silence_takes_the_actors_rest():
+    from dubber.mouth.target import REST_QUANTILE, actor_targets
+    from dubber.mouth.track import VISEMES, MouthTrack
+
+    bank = _bank(_opening_run(200))
+    n = 60
+    opening = np.full(n, 0.02, np.float32)  # the driver's shut mouth in silence ...
+    opening[:20] = np.linspace(0.05, 0.4, 20)  # ... its speech ...
+    opening[20:35] = 0.3  # ... and a breath between phrases, the lips apart
+    viseme = np.full(n, VISEMES.index("X"), np.uint8)
+    viseme[:35] = VISEMES.index("C")
+    params = np.stack([opening, np.full(n, 0.5), np.full(n, 0.3)], 1).astype(np.float32)
+    speech = np.arange(n) < 20
+    track = MouthTrack(np.arange(n) / 25, viseme, params, speech, np.ones(n, np.float32))
+    out = actor_targets(track, bank)
+    rest = np.quantile(bank.params[:, 0], REST_QUANTILE)
+    assert np.allclose(out[35:, 0], rest)  # silence: the actor's closed mouth
+    # the breath: as open as the same driver opening in speech, well above rest
+    in_speech = out[np.argmin(np.abs(opening[:20] - 0.3)), 0]
+    assert np.allclose(out[20:35, 0], in_speech, atol=0.02) and out[20, 0] > rest + 0.1
+    assert np.all(np.diff(out[:20, 0]) >= 0)  # speech keeps its order
+
+
 def test_similarity_recovers_a_known_transform():
     rng = np.random.default_rng(0)
     src = rng.uniform(0, 100, (20, 2))

@@ -7,7 +7,9 @@ the opening through the actor's own distribution of openings in the bank (quanti
 mapping: the driver's quiet and wide frames become this actor's closed and widest
 mouths), and width and rounding as this actor moves them with the opening (a
 least-squares line over the bank), shifted by the driver's own width and rounding.
-Silence closes the mouth to the actor's rest.
+Where the driver shuts the mouth (viseme X: silence) it takes the actor's rest; in a pause
+the driver only relaxes (a breath between phrases, a short silence) it keeps the driver's
+opening, mapped like speech: talkers breathe through open lips.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ from typing import Mapping
 import numpy as np
 
 from dubber.mouth.bank import MouthBank
-from dubber.mouth.track import MouthTrack
+from dubber.mouth.track import VISEMES, MouthTrack
 
 REST_QUANTILE = 0.05  # the actor's closed mouth: this quantile of the bank's openings
+_X = VISEMES.index("X")
 
 
 class DubMouths:
@@ -88,8 +91,8 @@ def actor_targets(track: MouthTrack, bank: MouthBank) -> np.ndarray:
     ranks = np.searchsorted(np.sort(speaking), driver, side="right") / max(len(speaking), 1)
     actor = opening[opening >= rest]
     mapped = np.quantile(actor if len(actor) else opening, np.clip(ranks, 0.0, 1.0))
-    mapped = np.where(track.speech, mapped, rest)
-    mapped = np.where(driver <= 0, rest, mapped)
+    shut = track.viseme == _X
+    mapped = np.where(shut | (driver <= 0), rest, mapped)
     out[:, 0] = mapped
     # Width and rounding as this actor moves them with the opening, plus the driver's own
     # deviation (0 when the driver has no width or rounding).
@@ -100,7 +103,7 @@ def actor_targets(track: MouthTrack, bank: MouthBank) -> np.ndarray:
             slope, icept = 0.0, float(np.median(own[:, j]))
         dev = track.params[:, j] - (np.median(track.params[track.speech, j])
                                     if track.speech.any() else 0.0)
-        out[:, j] = icept + slope * mapped + np.where(track.speech, dev, 0.0)
+        out[:, j] = icept + slope * mapped + np.where(shut, 0.0, dev)
     return out
 
 
