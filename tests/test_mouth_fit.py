@@ -83,3 +83,12 @@ def test_the_command_refuses_what_it_cannot_fit_in_one_line(tmp_path, capsys):
     assert "at least 3 videos" in capsys.readouterr().err
     assert main([str(SPEECH / "en_radio_8s.wav"), "--hold-out", "en_radio_8s"]) == 2
     assert "no videos to fit on" in capsys.readouterr().err
+
+
+def test_the_regressors_default_size_is_the_feature_layouts():
+    from dubber.models.dims import MouthDriverDims
+    from dubber.mouth.features import CONTEXT_OFFSETS, CONTEXT_WIDTH, N_FEATURES
+
+    d = MouthDriverDims()
+    assert (d.n_features, tuple(d.context_offsets), d.context_width) == (
+        N_FEATURES, CONTEXT_OFFSETS, CONTEXT_WIDTH)

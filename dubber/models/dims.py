@@ -141,7 +141,7 @@ class GPENDims:
 class MouthDriverDims:
     """The mouth driver's regressor: speech features with context -> mouth parameters."""
 
-    n_features: int = 6341  # inputs: dubber.mouth.features.N_FEATURES
+    n_features: int = 4421  # inputs: dubber.mouth.features.N_FEATURES
     hidden: int = 0  # hidden units of the one hidden layer; 0 = linear (ridge)
     n_params: int = 3  # outputs: opening, width, rounding (dubber.mouth.params.PARAMS)
     # The feature layout the weights were fitted on (checked against dubber.mouth.features).

@@ -155,11 +155,10 @@ def quiet_pauses(spans: list[tuple[float, float]], level: np.ndarray) -> list[bo
 
 
 def hushed_spans(level: np.ndarray) -> list[tuple[float, float]]:
-    """(start, end) seconds of every run of steps quieter than ``QUIET_DB`` that lasts
-    ``rules.SHUT_SILENCE`` or more: no sound at all, wherever it lies in a pause."""
-    min_steps = int(round(rules.SHUT_SILENCE * STEPS_PER_SECOND))
+    """(start, end) seconds of every run of steps quieter than ``QUIET_DB``: no sound at
+    all, wherever it lies in a pause (the rules shut the long ones)."""
     return [(a / STEPS_PER_SECOND, b / STEPS_PER_SECOND)
-            for a, b in _runs(np.asarray(level) <= QUIET_DB, True) if b - a >= min_steps]
+            for a, b in _runs(np.asarray(level) <= QUIET_DB, True)]
 
 
 def load_regressor(weights_dir: str | os.PathLike | None = None):
