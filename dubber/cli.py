@@ -40,6 +40,17 @@ class _DefaultGroup(click.Group):
                                      "       dub COMMAND [ARGS]...")
 
 
+class _Finite(click.FloatRange):
+    """A float option within a range that is also a number: ``nan`` and ``inf`` pass
+    click's FloatRange (its comparisons are all false for NaN) and then fail deep inside."""
+
+    def convert(self, value, param, ctx):
+        out = super().convert(value, param, ctx)
+        if out != out or out in (float("inf"), float("-inf")):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return out
+
+
 class _TqdmHandler(logging.Handler):
     """Log lines as ``dub: warning: ...`` that do not tear the progress bar."""
 
@@ -153,7 +164,7 @@ def cli() -> None:
 @click.option("--resume", is_flag=True,
               help="Continue a killed run of the same command from its first missing "
                    "segment (and keep the finished segments if this run stops too).")
-@click.option("--segment-seconds", type=click.FloatRange(min=0),
+@click.option("--segment-seconds", type=_Finite(min=0),
               help="Seconds per resumable segment (default 10; 0: one encode, no resume).")
 @_face_option
 @_tracks_option
@@ -443,7 +454,7 @@ def probe_command(input_path, as_json):
 
 @cli.command("mouth-shapes")
 @click.argument("audio_path", metavar="AUDIO")
-@click.option("--fps", type=click.FloatRange(min=0, min_open=True, max=1000),
+@click.option("--fps", type=_Finite(min=0, min_open=True, max=1000),
               help="Frames per second of the timeline (default 25).")
 @click.option("--video", "video_path", metavar="V",
               help="Use this video's own frame times (any rate, variable included).")
@@ -536,9 +547,9 @@ def weights_describe(preset):
               help="Side of the stored crops (default: the preset's Face-VQGAN resolution).")
 @click.option("--min-frames", type=click.IntRange(min=1), default=30, show_default=True,
               help="Shortest single-speaker segment kept, in 25 fps frames.")
-@click.option("--val-fraction", type=click.FloatRange(0, 0.9), default=0.15, show_default=True,
+@click.option("--val-fraction", type=_Finite(0, 0.9), default=0.15, show_default=True,
               help="Share of the videos held back for validation.")
-@click.option("--max-seconds", type=click.FloatRange(min=0), default=0.0,
+@click.option("--max-seconds", type=_Finite(min=0), default=0.0,
               help="Use only the first this many seconds of each video (0: all).")
 @_verbosity
 @_quiet
@@ -592,11 +603,11 @@ def prepare_command(videos, out, preset, size, min_frames, val_fraction, max_sec
 @click.option("--resume", is_flag=True, help="Continue from the run folder's checkpoint.")
 @click.option("--steps", type=click.IntRange(min=1), help="Optimisation steps in all.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Samples per step.")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Learning rate.")
+@click.option("--lr", type=_Finite(min=0, min_open=True), help="Learning rate.")
 @click.option("--checkpoint-every", type=click.IntRange(min=1), help="Steps between checkpoints.")
 @click.option("--val-every", type=click.IntRange(min=0),
               help="Steps per epoch (validation); 0: one pass over the train frames.")
-@click.option("--max-minutes", type=click.FloatRange(min=0),
+@click.option("--max-minutes", type=_Finite(min=0),
               help="Stop (checkpoint, validate, publish) after this many minutes.")
 @click.option("--device", help="auto, cpu, cuda or cuda:N (default: the preset's).")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",

@@ -15,6 +15,7 @@ so a typo in a preset never silently falls back to a default.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import typing
 from dataclasses import dataclass, field
@@ -346,7 +347,26 @@ class Config:
         _validate(self)
 
 
+def _non_finite(obj, prefix: str = "") -> tuple[str, Any] | None:
+    """The dotted name and value of the first float setting that is NaN or infinite (YAML's
+    .nan and .inf are floats, and NaN passes every range check below), or None."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        name = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            found = _non_finite(value, name + ".")
+            if found:
+                return found
+        values = value if isinstance(value, (tuple, list)) else (value,)
+        if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+            return name, value
+    return None
+
+
 def _validate(cfg: Config) -> None:
+    bad = _non_finite(cfg)
+    if bad:
+        raise UsageError(f"{bad[0]} must be a finite number, got {bad[1]!r}")
     m, e = cfg.media, cfg.encode
     if m.chunk_frames < 1:
         raise UsageError(f"chunk_frames must be at least 1, got {m.chunk_frames}")

@@ -97,6 +97,8 @@ def test_unknown_preset_codec_extension_and_missing_audio(dub, clip_320, tone_3s
     one_line_error(dub(clip_320, "--audio", tone_3s, "-o", tmp_path / "o.avi"), 2, ".mp4")
     one_line_error(dub(clip_320), 2, "--audio")
     one_line_error(dub(clip_320, "--audio", tone_3s, "--codec", "vp9"), 2)
+    one_line_error(dub(clip_320, "--audio", tone_3s, "--segment-seconds", "nan",
+                       "-o", tmp_path / "o.mkv"), 2, "--segment-seconds", "not a finite number")
     assert listing(tmp_path) == []
 
 

@@ -34,6 +34,8 @@ def test_precedence_cli_over_preset_over_defaults(tmp_path):
     ("runtime:\n  device: tpu\n", "unknown device"),
     ("- not a mapping\n", "mapping"),
     ("models:\n  aperture_gain: -1\n", "aperture_gain must be in"),
+    ("runtime:\n  segment_seconds: .nan\n", "runtime.segment_seconds must be a finite"),
+    ("media:\n  analysis_scale: .inf\n", "media.analysis_scale must be a finite"),
 ])
 def test_typos_and_bad_values_are_usage_errors(tmp_path, text, words):
     preset = tmp_path / "bad.yaml"

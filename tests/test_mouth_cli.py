@@ -79,5 +79,6 @@ def test_bad_inputs_are_one_line_and_exit_2(dub, tmp_path):
                    "cannot write")
     r = dub("mouth-shapes", tone, "--fps", "0")
     assert r.code == 2 and "Traceback" not in r.err
+    one_line_error(dub("mouth-shapes", tone, "--fps", "nan"), "not a finite number")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.wav", "notes.wav",
                                                           "silent.mp4", "tone.wav"]

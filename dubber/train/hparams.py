@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,16 @@ class LoopConfig:
 
 
 
+def _truth(text: str) -> bool:
+    """``--set k=v`` for a yes/no setting; a typo is an error, not a silent no."""
+    low = text.lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(text)
+
+
 def override(hp: Any, values: dict[str, Any]) -> Any:
     """``hp`` with ``values`` (strings from ``--set k=v`` are converted to the field type).
 
@@ -47,10 +58,12 @@ def override(hp: Any, values: dict[str, Any]) -> Any:
         cur = getattr(hp, k)
         if isinstance(v, str) and not isinstance(cur, str):
             try:
-                v = (v.lower() in ("1", "true", "yes")) if isinstance(cur, bool) else type(cur)(v)
+                v = _truth(v) if isinstance(cur, bool) else type(cur)(v)
             except ValueError:
                 raise UsageError(
                     f"training setting {k} must be {type(cur).__name__}, got {v!r}"
                 ) from None
+        if isinstance(v, float) and not math.isfinite(v):
+            raise UsageError(f"training setting {k} must be a finite number, got {v!r}")
         changes[k] = v
     return dataclasses.replace(hp, **changes)
