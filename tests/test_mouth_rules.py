@@ -125,6 +125,15 @@ def test_a_short_pause_that_starts_the_audio_relaxes_into_the_speech_a_long_one_
     assert all(shape_at(long, t).viseme == "X" for t in np.arange(0.0, 1.19, 0.01))
 
 
+def test_a_short_pause_that_starts_the_audio_before_a_bilabial_is_shut():
+    # a breath the recogniser heard as a vowel, then speech that opens on an M: the lips
+    # are together before it, so the pause is shut, not left with the breath's shape
+    phones = seq(("SIL", 0.1), ("AH", 0.12), ("SIL", 0.1), ("M", 0.08), ("AA", 0.3))
+    shapes = rules.timeline(phones, [(0.0, 0.32)], 0.7)
+    assert all(shape_at(shapes, t).viseme in ("X", "A") for t in np.arange(0.0, 0.32, 0.01))
+    assert any(s.closure and s.end > 0.32 for s in shapes)  # the M still closes
+
+
 def test_no_sound_inside_a_breathing_pause_shuts_within_150_ms():
     # a 0.8 s pause (sound in it: too short to shut by itself) holding 0.5 s of digital
     # silence, and 0.4 s of it at the very start of the audio

@@ -180,13 +180,13 @@ def apply_pauses(shapes: list[Shape], silent: list[tuple[float, float]],
         if before is None:  # the audio starts with this pause: nothing to close from
             after = _shape_at(out, b + 1e-3) if b - a < limit else None
             relaxed = "X" if after is None else _RELAX.get(after.viseme, after.viseme)
+            relaxed = "X" if relaxed == "A" else relaxed  # closed lips: the mouth shut
             shut = b if relaxed != "X" else a
         else:
             relaxed = before.viseme if before.relaxed else _RELAX.get(before.viseme,
                                                                       before.viseme)
+            relaxed = "X" if relaxed == "A" else relaxed
             shut = min(a + CLOSE_AFTER, b) if b - a >= limit else b
-        if relaxed == "A":
-            relaxed = "X"
         if shut < b:
             out = _shut(out, a, b)
         if shut > a + MIN_SHAPE and relaxed != "X":
