@@ -23,8 +23,8 @@ Our rules (after reading Rhubarb Lip Sync's, ``animationRules.cpp``, ``roughAnim
    of it (a line's digital silence and the breath after it). (A P/B/M the recogniser hears
    wholly inside such a silence is noise and gets no closure.) A pause that starts the
    audio has no shape before it: if too short to shut, it shows the relaxed shape of the
-   speech it leads into (the audio starts in the middle of a scene); if long enough, it is
-   shut from its start.
+   speech it leads into (the audio starts in the middle of a scene; closed lips, a P/B/M
+   to come, relax to the shut mouth); if long enough, it is shut from its start.
 5. **No flutter.** No shape lasts less than ``MIN_SHAPE`` (60 ms): a shorter one is merged
    into the neighbour it resembles (a closure A is lengthened instead, so every P/B/M
    still closes the lips).
