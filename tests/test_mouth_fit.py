@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from dubber.media.audio import load_audio
-from dubber.mouth.fit import Clip, _corr, fit_regressor, learning_curve, main
+from dubber.mouth.fit import Clip, _corr, cross_fit, fit_regressor, learning_curve, main
 from tests.helpers import SPEECH, needs_speech
 
 pytestmark = needs_speech
@@ -80,7 +80,9 @@ def test_the_command_refuses_what_it_cannot_fit_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "missing.mp4" in err[0]
     assert main([str(SPEECH / "en_radio_8s.wav"), "--learning-curve"]) == 2
-    assert "at least 3 videos" in capsys.readouterr().err
+    assert "at least 3 training videos" in capsys.readouterr().err
+    assert main([str(SPEECH / "en_radio_8s.wav"), "--cross-fit", str(tmp_path / "x.mp4")]) == 2
+    assert "--cross-fit needs at least 3 training videos" in capsys.readouterr().err
     assert main([str(SPEECH / "en_radio_8s.wav"), "--hold-out", "en_radio_8s"]) == 2
     assert "no videos to fit on" in capsys.readouterr().err
 
@@ -92,3 +94,18 @@ def test_the_regressors_default_size_is_the_feature_layouts():
     d = MouthDriverDims()
     assert (d.n_features, tuple(d.context_offsets), d.context_width) == (
         N_FEATURES, CONTEXT_OFFSETS, CONTEXT_WIDTH)
+
+
+def test_cross_fit_never_fits_a_video_on_itself(driver, analyses):
+    # three training videos; of the two judged ones, one has lips that follow the speech
+    # and one has lips of pure noise: fitted on itself, the noise would be partly learnt
+    train = [_clip(driver, analyses, f, noise=0.3, seed=i) for i, f in enumerate(FILES[:3])]
+    follows = _clip(driver, analyses, FILES[3], noise=0.3, seed=7)
+    noise = _clip(driver, analyses, FILES[4], noise=0.0)
+    noise.truth = 0.1 + 0.02 * np.random.default_rng(5).standard_normal(noise.truth.shape)
+    rows = cross_fit(train, [follows, noise], driver, lam=3000.0)
+    assert [r["name"] for r in rows] == [FILES[3], FILES[4]]
+    assert abs(rows[1]["more"][0]) < 0.15  # never fitted on its own noise
+    (zero, cal), (zero_more, cal_more) = rows[0]["alone"], rows[0]["more"]
+    assert min(zero, zero_more) > 0.5 and np.isfinite(cal) and np.isfinite(cal_more)
+    assert [r["videos"] for r in rows] == [4, 4]  # the training videos and the other one

@@ -3,6 +3,7 @@
     python -m dubber.mouth.fit [VIDEO ...] [--hold-out NAME ...] [--weights DIR]
                                [--cache DIR] [--lam L] [--dry-run]
                                [--learning-curve [--draws K]]
+                               [--cross-fit VIDEO ... [--folds K]]
 
 Ground truth is the speaking face's mouth parameters from the analysis pass (face mesh,
 :mod:`dubber.mouth.truth`); inputs are the driver's speaker- and language-independent
@@ -14,6 +15,9 @@ ridge regression (closed form, seconds on a CPU). Default videos: every
 ``../shared/media/corpus`` video except the held-out ones. ``--learning-curve`` publishes
 nothing: it prints how the opening's r on a video never fitted on grows with the number of
 training videos (:func:`learning_curve`), which says whether more footage would help.
+``--cross-fit VIDEO ...`` publishes nothing either: it scores those videos by the whole
+driver fitted on the training videos alone and on the training videos plus the other
+judged videos (:func:`cross_fit`), zero-shot and calibrated.
 """
 
 from __future__ import annotations
@@ -176,6 +180,22 @@ def fit_regressor(clips: list[Clip], driver: MouthDriver, lam: float = LAMBDA,
             f = ridge([o for o in clips if o is not c], driver, shifts, lam)
             p = _predict(f, driver.features(c.analysis, c.times))
             lovo.append([_corr(p[:, i], c.truth[:, i]) for i in range(3)])
+    model = _regressor(clips, driver, shifts, lam)
+    figures = {"frames": int(sum(np.all(np.isfinite(c.truth), 1).sum() for c in clips)),
+               "videos": len(clips)}
+    if lovo:
+        m = np.nanmean(lovo, 0)
+        figures.update({"lovo_r_opening": round(float(m[0]), 3),
+                        "lovo_r_width": round(float(m[1]), 3),
+                        "lovo_r_rounding": round(float(m[2]), 3)})
+    figures["offsets_s"] = {k: round(v, 2) for k, v in shifts.items()}
+    return model.eval(), figures
+
+
+def _regressor(clips: list[Clip], driver: MouthDriver, shifts: dict[str, float],
+               lam: float) -> MouthRegressor:
+    """The regressor fitted on ``clips`` (their offsets ``shifts`` removed), in face-mesh
+    units, ready for a :class:`MouthDriver`."""
     mu, sd, w = ridge(clips, driver, shifts, lam)
     # Ridge shrinks towards the mean: give the predictions the swing of real mouths (unit
     # spread per video), so that rule-made closures are not outliers against them.
@@ -194,15 +214,54 @@ def fit_regressor(clips: list[Clip], driver: MouthDriver, lam: float = LAMBDA,
         model.rest.copy_(torch.from_numpy(rest))
         model.net.weight.copy_(torch.from_numpy(w.T))
         model.net.bias.zero_()
-    figures = {"frames": int(sum(np.all(np.isfinite(c.truth), 1).sum() for c in clips)),
-               "videos": len(clips)}
-    if lovo:
-        m = np.nanmean(lovo, 0)
-        figures.update({"lovo_r_opening": round(float(m[0]), 3),
-                        "lovo_r_width": round(float(m[1]), 3),
-                        "lovo_r_rounding": round(float(m[2]), 3)})
-    figures["offsets_s"] = {k: round(v, 2) for k, v in shifts.items()}
-    return model.eval(), figures
+    return model.eval()
+
+
+def cross_fit(train: list[Clip], others: list[Clip], driver: MouthDriver, folds: int = 0,
+              lam: float = LAMBDA) -> list[dict]:
+    """What more training speakers buy on videos kept for judging: each of ``others`` is
+    scored by the whole driver (timing rules included) fitted on ``train`` alone, and
+    fitted on ``train`` with the ``others`` outside its fold (``folds`` folds, every
+    ``folds``-th video in one; 0: one fold per video).
+
+    The ``others``' offsets are found by the fit on ``train`` alone, so that no judged
+    video's lips choose another's. Scores: the opening's r at lag 0 over the whole video
+    (zero-shot), and calibrated on its first half (:func:`~dubber.mouth.calibrate.
+    calibrate`, the adaptation included) and measured on its second, as the driver's
+    bench does.
+
+    Returns:
+        one dict per video of ``others``: ``name``, ``fold``, ``alone`` and ``more`` (each
+        (zero-shot r, calibrated r)), ``videos`` (how many the larger fit had).
+    """
+    from dubber.mouth.calibrate import calibrate
+
+    shifts = audio_offsets(train, driver, lam)
+    base = ridge(train, driver, shifts, lam)
+    shifts.update({c.name: best_shift(base, c, driver) for c in others})
+    folds = len(others) if folds <= 0 else min(folds, len(others))
+
+    def score(c: Clip, regressor) -> tuple[float, float]:
+        d = MouthDriver(regressor=regressor, workers=0)
+        h = len(c.times) // 2
+        zero = _corr(d.track(c.analysis, c.times).opening, c.truth[:, 0])
+        try:
+            cal = calibrate(c.truth[:h], c.times[:h], c.analysis, d)
+        except ValueError:  # too few measured frames in the first half
+            return zero, float("nan")
+        return zero, _corr(d.track(c.analysis, c.times[h:], calibration=cal).opening,
+                           c.truth[h:, 0])
+
+    alone = _regressor(train, driver, shifts, lam)
+    out = []
+    for f in range(folds):
+        judged = others[f::folds]
+        keep = train + [c for c in others if not any(c is j for j in judged)]
+        more = _regressor(keep, driver, shifts, lam)
+        out += [{"name": c.name, "fold": f, "alone": score(c, alone), "more": score(c, more),
+                 "videos": len(keep)} for c in judged]
+    order = {c.name: i for i, c in enumerate(others)}
+    return sorted(out, key=lambda row: order[row["name"]])
 
 
 def _rest(clips: list[Clip], driver: MouthDriver) -> np.ndarray:
@@ -233,6 +292,12 @@ def main(argv: list[str] | None = None) -> int:
                          "nothing")
     ap.add_argument("--draws", type=int, default=8,
                     help="random training sets per video and size (--learning-curve)")
+    ap.add_argument("--cross-fit", nargs="+", default=[], metavar="VIDEO",
+                    help="score these videos by the driver fitted on the training videos "
+                         "alone and with the other ones of these outside its fold (what more "
+                         "speakers buy); publish nothing")
+    ap.add_argument("--folds", type=int, default=0,
+                    help="folds of the --cross-fit videos (default: one per video)")
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     videos = [Path(v) for v in a.videos] or sorted(CORPUS.glob("*.mp4"))
@@ -240,20 +305,38 @@ def main(argv: list[str] | None = None) -> int:
     if not videos:
         print("no videos to fit on", file=sys.stderr)
         return 2
-    if a.learning_curve and len(videos) < 3:
-        print("a learning curve needs at least 3 videos", file=sys.stderr)
+    if (a.learning_curve or a.cross_fit) and len(videos) < 3:
+        what = "a learning curve" if a.learning_curve else "--cross-fit"
+        print(f"{what} needs at least 3 training videos", file=sys.stderr)
         return 2
+    judged = [Path(v) for v in a.cross_fit]
     driver = MouthDriver(regressor=MouthRegressor(MouthDriverDims()))
-    clips = []
+    clips: list[Clip] = []
+    others: list[Clip] = []
     try:
-        for v in videos:
-            log.info("analysing %s", v.name)
-            clips.append(prepare(v, driver, a.cache))
+        for group, paths in ((clips, videos), (others, judged)):
+            for v in paths:
+                log.info("analysing %s", v.name)
+                group.append(prepare(v, driver, a.cache))
     except DubberError as exc:
         print(f"{ap.prog}: error: {exc}", file=sys.stderr)
         return exc.exit_code
     finally:
         driver.close()
+    if others:
+        logging.getLogger("dubber.mouth.calibrate").setLevel(logging.WARNING)  # a line each
+        rows = cross_fit(clips, others, driver, a.folds, a.lam)
+        print(f"opening r of the whole driver on each --cross-fit video: fitted on the "
+              f"{len(clips)} training videos alone | with the other --cross-fit videos "
+              "outside its fold; zero-shot (the whole video) and calibrated (first half -> "
+              "second)")
+        for row in rows + [{"name": "mean", "alone": np.nanmean([r["alone"] for r in rows], 0),
+                            "more": np.nanmean([r["more"] for r in rows], 0),
+                            "videos": max(r["videos"] for r in rows)}]:
+            (z0, c0), (z1, c1) = row["alone"], row["more"]
+            print(f"  {row['name']:32s} {z0:.3f} {c0:.3f} | {z1:.3f} {c1:.3f} "
+                  f"({row['videos']} videos)")
+        return 0
     if a.learning_curve:
         sizes = sorted({max(1, round(f * (len(clips) - 1))) for f in (0.25, 0.5, 0.75, 1.0)})
         print(f"opening r (regressor alone) on a video never fitted on, {len(clips)} videos, "
