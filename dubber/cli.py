@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import signal
 import sys
 from dataclasses import asdict
@@ -46,7 +47,7 @@ class _Finite(click.FloatRange):
 
     def convert(self, value, param, ctx):
         out = super().convert(value, param, ctx)
-        if out != out or out in (float("inf"), float("-inf")):
+        if not math.isfinite(out):
             self.fail(f"{value!r} is not a finite number.", param, ctx)
         return out
 

@@ -25,3 +25,15 @@ def test_values_take_the_settings_types():
 def test_mistakes_are_usage_errors(key, value, words):
     with pytest.raises(UsageError, match=words):
         override(LoopConfig(), {key: value})
+
+
+@pytest.mark.parametrize("key, value, words", [
+    ("align", "ture", "must be bool"),
+    ("lr", "nan", "must be a finite number"),
+])
+def test_the_sync_models_settings_refuse_the_same_mistakes(tmp_path, key, value, words):
+    from dubber.config import load_config
+    from dubber.sync.train import train_sync_model
+
+    with pytest.raises(UsageError, match=words):  # before any video is read
+        train_sync_model(tmp_path, load_config("unittest"), {key: value}, publish=False)

@@ -180,7 +180,7 @@ def fit_regressor(clips: list[Clip], driver: MouthDriver, lam: float = LAMBDA,
             f = ridge([o for o in clips if o is not c], driver, shifts, lam)
             p = _predict(f, driver.features(c.analysis, c.times))
             lovo.append([_corr(p[:, i], c.truth[:, i]) for i in range(3)])
-    model = _regressor(clips, driver, shifts, lam)
+    model = _regressor(ridge(clips, driver, shifts, lam), clips, driver)
     figures = {"frames": int(sum(np.all(np.isfinite(c.truth), 1).sum() for c in clips)),
                "videos": len(clips)}
     if lovo:
@@ -192,11 +192,10 @@ def fit_regressor(clips: list[Clip], driver: MouthDriver, lam: float = LAMBDA,
     return model.eval(), figures
 
 
-def _regressor(clips: list[Clip], driver: MouthDriver, shifts: dict[str, float],
-               lam: float) -> MouthRegressor:
-    """The regressor fitted on ``clips`` (their offsets ``shifts`` removed), in face-mesh
-    units, ready for a :class:`MouthDriver`."""
-    mu, sd, w = ridge(clips, driver, shifts, lam)
+def _regressor(fit, clips: list[Clip], driver: MouthDriver) -> MouthRegressor:
+    """The regressor of a :func:`ridge` ``fit`` on ``clips``, in face-mesh units, ready for
+    a :class:`MouthDriver`."""
+    mu, sd, w = fit
     # Ridge shrinks towards the mean: give the predictions the swing of real mouths (unit
     # spread per video), so that rule-made closures are not outliers against them.
     spread = np.mean([_predict((mu, sd, w), driver.features(c.analysis, c.times)).std(0)
@@ -241,8 +240,7 @@ def cross_fit(train: list[Clip], others: list[Clip], driver: MouthDriver, folds:
     shifts.update({c.name: best_shift(base, c, driver) for c in others})
     folds = len(others) if folds <= 0 else min(folds, len(others))
 
-    def score(c: Clip, regressor) -> tuple[float, float]:
-        d = MouthDriver(regressor=regressor, workers=0)
+    def score(c: Clip, d: MouthDriver) -> tuple[float, float]:
         h = len(c.times) // 2
         zero = _corr(d.track(c.analysis, c.times).opening, c.truth[:, 0])
         try:
@@ -252,16 +250,16 @@ def cross_fit(train: list[Clip], others: list[Clip], driver: MouthDriver, folds:
         return zero, _corr(d.track(c.analysis, c.times[h:], calibration=cal).opening,
                            c.truth[h:, 0])
 
-    alone = _regressor(train, driver, shifts, lam)
-    out = []
+    alone = MouthDriver(regressor=_regressor(base, train, driver), workers=0)
+    rows: list[dict] = [{} for _ in others]
     for f in range(folds):
-        judged = others[f::folds]
-        keep = train + [c for c in others if not any(c is j for j in judged)]
-        more = _regressor(keep, driver, shifts, lam)
-        out += [{"name": c.name, "fold": f, "alone": score(c, alone), "more": score(c, more),
-                 "videos": len(keep)} for c in judged]
-    order = {c.name: i for i, c in enumerate(others)}
-    return sorted(out, key=lambda row: order[row["name"]])
+        keep = train + [c for i, c in enumerate(others) if i % folds != f]
+        more = MouthDriver(regressor=_regressor(ridge(keep, driver, shifts, lam), keep, driver),
+                           workers=0)
+        for i in range(f, len(others), folds):
+            rows[i] = {"name": others[i].name, "fold": f, "alone": score(others[i], alone),
+                       "more": score(others[i], more), "videos": len(keep)}
+    return rows
 
 
 def _rest(clips: list[Clip], driver: MouthDriver) -> np.ndarray:

@@ -345,6 +345,7 @@ def train_sync_model(folder, cfg, settings: dict, weights_dir=None, publish: boo
     from dubber.errors import UsageError
     from dubber.models.registry import resolve_weights_dir
     from dubber.sync.data import dataset
+    from dubber.train.hparams import setting_value
 
     settings = {k: v for k, v in settings.items() if v is not None}
     val_names = str(settings.pop("val", ""))
@@ -358,11 +359,8 @@ def train_sync_model(folder, cfg, settings: dict, weights_dir=None, publish: boo
         if k not in known:
             raise UsageError(f"sync-model has no setting {k!r}; known: "
                              f"{', '.join(sorted(known))}, val")
-        typ = type(getattr(SyncModelTrainConfig(), k))
-        try:
-            hp_values[k] = (str(v).lower() in ("1", "true", "yes")) if typ is bool else typ(v)
-        except ValueError:
-            raise UsageError(f"{k} must be a {typ.__name__}, got {v!r}") from None
+        # as text, so that a number given for another type is converted as --set's are
+        hp_values[k] = setting_value(k, str(v), getattr(SyncModelTrainConfig(), k))
     hp = SyncModelTrainConfig(**hp_values)
     folder = Path(folder)
     train_v, val_v = split_videos(folder, val_names)

@@ -55,15 +55,24 @@ def override(hp: Any, values: dict[str, Any]) -> Any:
                 f"unknown training setting {k!r} for {type(hp).__name__}; "
                 f"known: {', '.join(sorted(fields))}"
             )
-        cur = getattr(hp, k)
-        if isinstance(v, str) and not isinstance(cur, str):
-            try:
-                v = _truth(v) if isinstance(cur, bool) else type(cur)(v)
-            except ValueError:
-                raise UsageError(
-                    f"training setting {k} must be {type(cur).__name__}, got {v!r}"
-                ) from None
-        if isinstance(v, float) and not math.isfinite(v):
-            raise UsageError(f"training setting {k} must be a finite number, got {v!r}")
-        changes[k] = v
+        changes[k] = setting_value(k, v, getattr(hp, k))
     return dataclasses.replace(hp, **changes)
+
+
+def setting_value(name: str, value: Any, current: Any) -> Any:
+    """A training setting's new ``value`` (a string from ``--set k=v`` is converted to the
+    type of its ``current`` value).
+
+    Raises:
+        UsageError: a value of the wrong type, or a number that is not finite.
+    """
+    if isinstance(value, str) and not isinstance(current, str):
+        try:
+            value = _truth(value) if isinstance(current, bool) else type(current)(value)
+        except ValueError:
+            raise UsageError(
+                f"training setting {name} must be {type(current).__name__}, got {value!r}"
+            ) from None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise UsageError(f"training setting {name} must be a finite number, got {value!r}")
+    return value
