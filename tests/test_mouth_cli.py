@@ -61,6 +61,19 @@ def test_digital_silence_is_a_mouth_at_rest(dub, tmp_path):
     assert len(rows) == 38 and {x[2] for x in rows} == {"X"} and {x[6] for x in rows} == {"0"}
 
 
+def test_audio_shorter_than_two_steps_is_a_frame_at_rest(dub, tmp_path):
+    # under 20 ms the loudness's 3-step mean came out longer than the audio: an internal
+    # error, exit 1
+    for ms in (1, 15):
+        blip = tmp_path / f"blip{ms}.wav"
+        ffmpeg("-f", "lavfi", "-i", "sine=frequency=300:sample_rate=16000",
+               "-t", str(ms / 1000), str(blip))
+        r = dub("mouth-shapes", blip, "-q")
+        assert r.code == 0, r
+        rows = [line.split("\t") for line in r.out.strip().splitlines()[1:]]
+        assert len(rows) == 1 and rows[0][2] == "X" and rows[0][6] == "0", rows
+
+
 def test_bad_inputs_are_one_line_and_exit_2(dub, tmp_path):
     text = tmp_path / "notes.wav"
     text.write_text("not audio\n" * 20)

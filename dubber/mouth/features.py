@@ -56,7 +56,9 @@ def step_features(posteriors: np.ndarray, ac: Acoustics, visemes: np.ndarray,
     if post.shape != (n, N_POSTERIORS):
         raise ValueError(f"posteriors of shape {post.shape}, expected {(n, N_POSTERIORS)}")
     loud = np.clip(ac.loudness / 20.0, -4.0, 0.5)
-    rise = np.gradient(np.convolve(loud, np.ones(3) / 3, mode="same")) * 5.0
+    # a 3-step mean (as np.convolve's "same" mode, which lengthens fewer than 3 steps)
+    smooth = np.convolve(loud, np.ones(3) / 3, mode="full")[1:n + 1]
+    rise = np.gradient(smooth) * 5.0 if n > 1 else np.zeros(n)
     acoustic = np.stack([loud, ac.vad, ac.f1 * ac.voiced, ac.f2 * ac.voiced, ac.voiced,
                          ac.pitch * ac.voiced, np.clip(rise, -3, 3)], 1)
     shapes = np.zeros((n, len(VISEMES)), np.float32)
