@@ -462,12 +462,14 @@ def probe_command(input_path, as_json):
 @click.option("--format", "fmt", type=click.Choice(["tsv", "json"]), default="tsv",
               show_default=True, help="Output format.")
 @click.option("-o", "--output", metavar="FILE", help="Write here instead of to stdout.")
+@click.option("--force", is_flag=True, help="Replace FILE if it exists.")
 @click.option("--weights", "weights_dir", metavar="DIR",
               help="Folder with mouth-driver.safetensors (default: $DUBBER_WEIGHTS, else "
                    "the repository's weights/).")
 @_verbosity
 @_quiet
-def mouth_shapes_command(audio_path, fps, video_path, fmt, output, weights_dir, verbose, quiet):
+def mouth_shapes_command(audio_path, fps, video_path, fmt, output, force, weights_dir, verbose,
+                         quiet):
     """The mouth track of AUDIO, frame by frame: viseme (Rhubarb's A-H, X), opening, width,
     rounding (face-mesh units), speech flag and confidence. Any language."""
     import numpy as np
@@ -475,11 +477,13 @@ def mouth_shapes_command(audio_path, fps, video_path, fmt, output, weights_dir, 
     from dubber.errors import UsageError
     from dubber.media.audio import load_audio
     from dubber.mouth.driver import MouthDriver
-    from dubber.mouth.export import save_track, write_track
+    from dubber.mouth.export import check_track_output, save_track, write_track
 
     _setup_logging(verbose, quiet)
     if fps and video_path:
         raise UsageError("give --fps or --video, not both")
+    if output:
+        check_track_output(output, (audio_path, video_path), force)
     samples = load_audio(audio_path)
     if video_path:
         from dubber.mouth.truth import video_frame_times

@@ -74,6 +74,24 @@ def test_audio_shorter_than_two_steps_is_a_frame_at_rest(dub, tmp_path):
         assert len(rows) == 1 and rows[0][2] == "X" and rows[0][6] == "0", rows
 
 
+@needs_speech
+def test_loud_stereo_reads_as_its_mono(dub, tmp_path):
+    # the same channel twice, near full scale: the downmix to mono adds up past full scale,
+    # which the recogniser's 16-bit input clipped, and the visemes changed
+    mono, stereo = tmp_path / "mono.wav", tmp_path / "stereo.wav"
+    ffmpeg("-i", str(SPEECH / "zh_read_4s.wav"), "-af",
+           "volume=30dB,alimiter=limit=0.97", "-ac", "1", str(mono))
+    ffmpeg("-i", str(mono), "-af", "pan=stereo|c0=c0|c1=c0", str(stereo))
+    tracks = []
+    for wav in (mono, stereo):
+        r = dub("mouth-shapes", wav, "-q")
+        assert r.code == 0, r
+        tracks.append([line.split("\t") for line in r.out.strip().splitlines()[1:]])
+    assert [x[2] for x in tracks[0]] == [x[2] for x in tracks[1]]
+    opening = np.array([[float(x[3]) for x in t] for t in tracks])
+    assert np.abs(opening[0] - opening[1]).max() < 0.01
+
+
 def test_bad_inputs_are_one_line_and_exit_2(dub, tmp_path):
     text = tmp_path / "notes.wav"
     text.write_text("not audio\n" * 20)
@@ -90,6 +108,25 @@ def test_bad_inputs_are_one_line_and_exit_2(dub, tmp_path):
     one_line_error(dub("mouth-shapes", tone, "--video", text), "not a video")
     one_line_error(dub("mouth-shapes", tone, "-o", tmp_path / "no" / "such" / "dir.tsv"),
                    "cannot write")
+    # -o never replaces an input (it did: the TSV took the place of the audio or the video),
+    # is not a folder (an internal error), and replaces another file only with --force
+    before = tone.read_bytes(), video.read_bytes()
+    one_line_error(dub("mouth-shapes", tone, "-o", tone, "--force"), "is the input")
+    link = tmp_path / "link.wav"
+    link.symlink_to(tone)
+    one_line_error(dub("mouth-shapes", tone, "-o", link, "--force"), "is the input")
+    link.unlink()
+    one_line_error(dub("mouth-shapes", tone, "--video", video, "-o", video, "--force"),
+                   "is the input")
+    assert (tone.read_bytes(), video.read_bytes()) == before
+    one_line_error(dub("mouth-shapes", tone, "-o", tmp_path), "is a folder")
+    taken = tmp_path / "taken.tsv"
+    taken.write_text("keep me\n")
+    one_line_error(dub("mouth-shapes", tone, "-o", taken), "already exists", "--force")
+    assert taken.read_text() == "keep me\n"
+    r = dub("mouth-shapes", tone, "-o", taken, "--force", "-q")
+    assert r.code == 0 and taken.read_text().startswith("frame\ttime"), r
+    taken.unlink()
     r = dub("mouth-shapes", tone, "--fps", "0")
     assert r.code == 2 and "Traceback" not in r.err
     one_line_error(dub("mouth-shapes", tone, "--fps", "nan"), "not a finite number")

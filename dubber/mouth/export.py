@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import IO
 
-from dubber.errors import OutputError
+from dubber.errors import OutputError, UsageError
 from dubber.files import temp_beside
 from dubber.mouth.track import MouthTrack
 
@@ -57,6 +57,30 @@ def write_track(track: MouthTrack, out: IO[str], fmt: str = "tsv", source: str =
         out.write(f"{r['frame']}\t{r['time']:.6f}\t{r['viseme']}\t{r['opening']:.4f}\t"
                   f"{r['width']:.4f}\t{r['rounding']:.4f}\t{int(r['speech'])}\t"
                   f"{r['confidence']:.3f}\n")
+
+
+def check_track_output(path: str | os.PathLike, inputs: tuple, force: bool = False) -> None:
+    """Refuse, before any work, an output that is one of ``inputs`` (the same file by any
+    name: a link, ``..``), a folder, or an existing file without ``force``.
+
+    Raises UsageError / OutputError.
+    """
+    path = Path(path)
+    for given in inputs:
+        if given is None:
+            continue
+        given = Path(given)
+        same = path.resolve() == given.resolve() or (
+            path.exists() and given.exists() and os.path.samefile(path, given))
+        if same:
+            raise UsageError(f"the output {path} is the input {given}: choose another name "
+                             "with -o")
+    if path.is_dir():
+        raise OutputError(f"{path} is a folder: give a file name with -o")
+    if path.exists() and not force:
+        raise OutputError(f"{path} already exists: add --force to replace it")
+    if not path.parent.is_dir():
+        raise OutputError(f"cannot write {path}: the folder {path.parent} does not exist")
 
 
 def save_track(track: MouthTrack, path: str | os.PathLike, fmt: str = "tsv",

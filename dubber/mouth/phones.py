@@ -304,7 +304,11 @@ def serve() -> None:
 
 
 def _pcm(samples: np.ndarray) -> bytes:
-    return (np.clip(samples, -1.0, 1.0) * 32767).astype("<i2").tobytes()
+    # A piece louder than full scale (a downmix of loud, alike channels adds up to +6 dB)
+    # is scaled to fit rather than clipped: clipping changed the phones, the gain does not
+    # (each piece is decoded with its own cepstral mean).
+    peak = float(np.max(np.abs(samples), initial=0.0))
+    return (samples / max(peak, 1.0) * 32767).astype("<i2").tobytes()
 
 
 def _new_decoder():
