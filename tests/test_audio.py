@@ -71,6 +71,16 @@ def test_audio_errors(tmp_path, clip_320):
         AudioTrack(empty)
 
 
+def test_a_millisecond_at_48_khz_is_a_millisecond(tmp_path):
+    # 48 samples never left the resampler's filter: "an audio stream with no samples"
+    blip = tmp_path / "blip.wav"
+    ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-af",
+           "atrim=end_sample=48", str(blip))
+    assert len(load_audio(blip)) == SAMPLE_RATE // 1000
+    with AudioTrack(blip) as track:
+        assert track.n_samples == SAMPLE_RATE // 1000
+
+
 def test_log_mel_shape_silence_and_pitch():
     silence = np.zeros(SAMPLE_RATE, np.float32)
     mel = log_mel(silence)

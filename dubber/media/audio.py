@@ -93,16 +93,25 @@ def _resampled_blocks(path: Path, stream_index: int | None, sample_rate: int):
         cc = stream.codec_context
         channels = cc.layout.nb_channels if cc.layout else 0
         yield stream.index, cc.name, int(cc.sample_rate or 0), int(channels)
+        heard, given = 0, 0  # samples decoded, samples yielded
         try:
             for frame in container.decode(stream):
+                heard += frame.samples
                 frame.pts = None  # let swresample keep its own continuous timeline
                 for out in resampler.resample(frame):
+                    given += out.samples
                     yield out.to_ndarray().reshape(-1)
             for out in resampler.resample(None):
+                given += out.samples
                 yield out.to_ndarray().reshape(-1)
         except av.FFmpegError as exc:
             raise InputError(f"{path} is corrupt: audio decoding failed "
                              f"({str(exc).splitlines()[0]})") from None
+        if heard and not given:
+            # a few samples (1 ms at 48 kHz) never leave the resampler's filter: the sound
+            # is too short to hear, its length is kept as silence
+            rate = int(cc.sample_rate or sample_rate)
+            yield np.zeros(max(1, round(heard * sample_rate / rate)), np.float32)
 
 
 def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE,
