@@ -30,20 +30,41 @@ log = logging.getLogger(__name__)
 BACKENDS = ("local", "ray")
 
 
-def state_path(manifest: Path, state: str | os.PathLike | None = None) -> Path:
-    """Where a manifest's job state lives: ``state`` (a file, or a folder to put it in),
-    else ``MANIFEST.batch.sqlite`` beside the manifest."""
+def state_path(manifest: Path, state: str | os.PathLike | None = None,
+               create: bool = True) -> Path:
+    """Where a manifest's job state lives: ``state`` (a file, or a folder to put it in,
+    made unless ``create`` is false), else ``MANIFEST.batch.sqlite`` beside the manifest."""
+    manifest = Path(manifest)
     if state is None:
         return manifest.with_name(manifest.stem + ".batch.sqlite")
     state = Path(state)
     if state.is_dir() or not state.suffix:
-        state.mkdir(parents=True, exist_ok=True)
+        if create:
+            state.mkdir(parents=True, exist_ok=True)
         return state / (manifest.stem + ".batch.sqlite")
     return state
 
 
+def done_episodes(state_file: Path) -> set[str]:
+    """The episodes a job state records as done (none without a state file); read only."""
+    if not Path(state_file).is_file():
+        return set()
+    try:
+        db = sqlite3.connect(f"file:{state_file}?mode=ro", uri=True, timeout=30)
+        try:
+            return {r[0] for r in db.execute(
+                "SELECT name FROM episodes WHERE status='done'")}
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return set()
+
+
 class BatchState:
     """The job table of one manifest."""
+
+    # Added since the first state files: the sync check's line (check: true).
+    _NEW_COLUMNS = (("sync", "TEXT"),)
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -55,6 +76,14 @@ class BatchState:
                 seconds REAL, error TEXT, output TEXT, frames INTEGER,
                 segments TEXT);
         """)
+        self._add_columns()
+
+    def _add_columns(self) -> None:
+        """Columns newer than a state file written by an older dubber."""
+        have = {r[1] for r in self.db.execute("PRAGMA table_info(episodes)")}
+        for name, kind in self._NEW_COLUMNS:
+            if name not in have:
+                self.db.execute(f"ALTER TABLE episodes ADD COLUMN {name} {kind}")
 
     def close(self) -> None:
         self.db.close()
@@ -71,14 +100,15 @@ class BatchState:
 
     def running(self, name: str) -> None:
         self.db.execute("UPDATE episodes SET status='running', attempts=attempts+1, "
-                        "started=?, error=NULL WHERE name=?", (time.time(), name))
+                        "started=?, error=NULL, sync=NULL WHERE name=?", (time.time(), name))
 
     def result(self, name: str, res: dict) -> None:
         self.db.execute(
             "UPDATE episodes SET status=?, finished=?, seconds=?, error=?, frames=?, "
-            "segments=? WHERE name=?",
+            "segments=?, sync=? WHERE name=?",
             ("done" if res["ok"] else "failed", time.time(), res.get("seconds"),
-             res.get("error"), res.get("frames"), json.dumps(res.get("segments")), name))
+             res.get("error"), res.get("frames"), json.dumps(res.get("segments")),
+             res.get("sync"), name))
 
 
 # -- one episode (in a worker process, a Ray task, or in-process) -------------------------
@@ -106,6 +136,16 @@ def run_episode(spec: dict, cfg: Config) -> dict:
                                resume=True, keep_parts=True)
         out.update(ok=True, frames=result.frames,
                    segments=[[r["starts"], r["renders"]] for r in result.segments])
+        # As `dub` does, but only when asked for: not after a pass-through unless a
+        # report is wanted.
+        if spec.get("report") or (spec.get("check") and not cfg.runtime.passthrough):
+            from dubber.sync.check import check_line
+
+            try:
+                out["sync"] = check_line(output, spec["audio"], cfg, spec.get("weights"),
+                                         spec.get("report"))
+            except DubberError as exc:  # the episode is done; only its check failed
+                out["sync"] = f"sync: not checked ({exc})"
     except DubberError as exc:
         out["error"] = str(exc)
     except Exception as exc:  # a bug: the episode fails, the batch goes on
@@ -220,7 +260,7 @@ def _summary_row(r: dict) -> dict:
     segs = json.loads(r["segments"]) if r.get("segments") else None
     return {"name": r["name"], "status": r["status"], "output": r["output"],
             "attempts": r["attempts"], "seconds": r["seconds"], "frames": r["frames"],
-            "error": r["error"],
+            "error": r["error"], "sync": r.get("sync"),
             "segments": None if segs is None else {
                 "count": len(segs), "started": sum(s[0] for s in segs),
                 "rendered": sum(s[1] for s in segs)}}

@@ -63,6 +63,16 @@ def container_for(path: Path) -> str:
     return fmt
 
 
+def check_codec_container(codec: str, output: Path) -> str:
+    """The container of ``output`` if it can hold ``codec`` video; raises UsageError."""
+    container = container_for(output)
+    if container not in _CODEC_CONTAINERS[codec]:
+        good = ", ".join(sorted(s for s, c in CONTAINERS.items()
+                                if c in _CODEC_CONTAINERS[codec]))
+        raise UsageError(f"{codec} video cannot go in {output.suffix}: use {good}")
+    return container
+
+
 def output_pix_fmt(layout: PixelLayout, codec: str) -> str:
     """The encoded pixel format: the input's own where the codec can carry it."""
     fmt = layout.pix_fmt
@@ -92,11 +102,7 @@ class MuxPlan:
     @classmethod
     def make(cls, info: VideoInfo, dub_path: Path, dub_stream: int, output: Path,
              cfg: EncodeConfig) -> "MuxPlan":
-        container = container_for(output)
-        if container not in _CODEC_CONTAINERS[cfg.codec]:
-            good = ", ".join(sorted(s for s, c in CONTAINERS.items()
-                                    if c in _CODEC_CONTAINERS[cfg.codec]))
-            raise UsageError(f"{cfg.codec} video cannot go in {output.suffix}: use {good}")
+        container = check_codec_container(cfg.codec, output)
         return cls(info, dub_path, dub_stream, output, cfg, container,
                    output_pix_fmt(info.layout, cfg.codec))
 
