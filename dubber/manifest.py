@@ -34,7 +34,8 @@ import yaml
 from dubber.config import DEFAULT_PRESET, VIDEO_CODECS, Config, load_config
 from dubber.errors import DubberError, UsageError
 from dubber.files import file_key, same_file
-from dubber.media.encode import CONTAINERS, check_codec_container
+from dubber.languages import language_problem
+from dubber.media.encode import CONTAINERS, check_container
 
 
 # option -> (config section, field, type check, description of the allowed values)
@@ -66,7 +67,9 @@ _OPTIONS: dict[str, tuple[str | None, str, Any, str]] = {
     "crf": ("encode", "crf", *_int(0, 51)),
     "speed": ("encode", "speed", _is_str, "an x264/x265 speed preset"),
     "keep_original_audio": ("encode", "keep_original_audio", _is_bool, "true or false"),
-    "dub_language": ("encode", "dub_language", _is_str, "an ISO 639-2 code"),
+    "dub_language": ("encode", "dub_language",
+                     lambda v: isinstance(v, str) and language_problem(v) is None,
+                     "a lowercase ISO 639-2 code (hin, fra, zho; not hi)"),
     "strict_length": ("encode", "strict_length", _is_bool, "true or false"),
     "face": ("faces", "face", lambda v: isinstance(v, (str, int)) and not isinstance(v, bool),
              "speaker, largest, all or a track id"),
@@ -346,7 +349,7 @@ def _episode(name: str, entry: Mapping, layer: dict, base: Path,
     if stems and cfg.runtime.passthrough:
         return None, ["stems: need the model stages (not passthrough)"]
     try:
-        check_codec_container(cfg.encode.codec, output)
+        check_container(cfg.encode, output)
     except UsageError as exc:
         return None, [f"output: {exc}"]
     return Episode(name, src, output, cfg, audio, stems, stem_tracks, weights, tracks,

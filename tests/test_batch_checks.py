@@ -114,3 +114,15 @@ def test_no_check_check_and_report_are_taken_resume_is_refused_with_why(dub, cli
     r = dub("batch", bad)
     one_line_error(r, 2, 'episode "a": resume: not a manifest option: every episode',
                    'episode "b": check, no-check')
+
+
+def test_a_bad_language_tag_is_refused_up_front(dub, clip_320, tone_3s, tmp_path):
+    manifest = write_manifest(tmp_path, [
+        episode("a", clip_320, tone_3s, "out/a.mp4", **{"dub-language": "xx"}),
+        episode("b", clip_320, tone_3s, "out/b.mov", **{"dub-language": "deu"}),
+        episode("c", clip_320, tone_3s, "out/c.mov", **{"dub-language": "ger"})])
+    r = dub("batch", manifest)
+    one_line_error(r, 2, 'episode "a": dub_language: must be a lowercase ISO 639-2 code',
+                   'episode "b": output: --dub-language \'deu\' cannot be stored in a .mov')
+    assert 'episode "c"' not in r.err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["season.yaml"]

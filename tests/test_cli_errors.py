@@ -145,3 +145,16 @@ def test_output_equal_to_the_dub_track_is_refused(dub, clip_320, tmp_path):
         one_line_error(r, 2, "is the dub track")
     assert track.read_bytes() == before
     assert listing(tmp_path) == ["dub.mp4", "hard.mp4", "link.mp4"]
+
+
+def test_a_language_tag_the_output_cannot_carry_is_refused(dub, clip_320, tone_3s, tmp_path):
+    # ffmpeg drops these without a word: mp4 keeps three lowercase letters, .mov only
+    # QuickTime's own table.
+    for lang, out, words in (("xx", "o.mp4", ("not an ISO 639-2",)),
+                             ("hi", "o.mp4", ("ISO 639-1", "hin")),
+                             ("HIN", "o.mkv", ("lowercase", "hin")),
+                             ("deu", "o.mov", (".mov", ".mp4 or .mkv"))):
+        r = dub(clip_320, "--audio", tone_3s, "-o", tmp_path / out, "--dub-language", lang,
+                *FAST)
+        one_line_error(r, 2, "--dub-language", *words)
+    assert listing(tmp_path) == []

@@ -34,6 +34,7 @@ from dubber.chunk import Chunk
 from dubber.config import EncodeConfig
 from dubber.errors import RunError, UsageError
 from dubber.files import temp_beside
+from dubber.languages import language_problem
 from dubber.media.ffmpeg import ffmpeg_exe
 from dubber.media.frames import PixelLayout
 from dubber.media.probe import VideoInfo
@@ -63,13 +64,17 @@ def container_for(path: Path) -> str:
     return fmt
 
 
-def check_codec_container(codec: str, output: Path) -> str:
-    """The container of ``output`` if it can hold ``codec`` video; raises UsageError."""
+def check_container(cfg: EncodeConfig, output: Path) -> str:
+    """The container of ``output`` if it can hold ``cfg``'s video codec and dub language
+    tag; raises UsageError."""
     container = container_for(output)
-    if container not in _CODEC_CONTAINERS[codec]:
+    if container not in _CODEC_CONTAINERS[cfg.codec]:
         good = ", ".join(sorted(s for s, c in CONTAINERS.items()
-                                if c in _CODEC_CONTAINERS[codec]))
-        raise UsageError(f"{codec} video cannot go in {output.suffix}: use {good}")
+                                if c in _CODEC_CONTAINERS[cfg.codec]))
+        raise UsageError(f"{cfg.codec} video cannot go in {output.suffix}: use {good}")
+    problem = language_problem(cfg.dub_language, container)
+    if problem:
+        raise UsageError(f"--dub-language {problem}")
     return container
 
 
@@ -102,7 +107,7 @@ class MuxPlan:
     @classmethod
     def make(cls, info: VideoInfo, dub_path: Path, dub_stream: int, output: Path,
              cfg: EncodeConfig) -> "MuxPlan":
-        container = check_codec_container(cfg.codec, output)
+        container = check_container(cfg, output)
         return cls(info, dub_path, dub_stream, output, cfg, container,
                    output_pix_fmt(info.layout, cfg.codec))
 
