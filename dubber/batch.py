@@ -2,8 +2,10 @@
 processes, or as Ray tasks; job state in SQLite; a failed episode does not stop the others.
 
 State: ``MANIFEST.batch.sqlite`` beside the manifest (or ``--state FILE``), one row per
-episode: status (pending, running, done, failed), attempts, timings, the error, and how
-often each of its segments was started and finished. Only the coordinating process writes
+episode: status (pending, running, done, failed), attempts, timings, the error, how often
+each of its segments was started and finished, and which process runs it (``dub batch
+status`` calls a running episode whose process is gone, a batch killed or stopped,
+interrupted). Only the coordinating process writes
 it; workers return their results. Every episode renders resumably (``--resume`` and the
 parts kept on failure): a batch killed in the middle continues, on the next ``dub batch``,
 from each episode's first missing segment; episodes already done are skipped.
@@ -14,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import sqlite3
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -63,8 +66,9 @@ def done_episodes(state_file: Path) -> set[str]:
 class BatchState:
     """The job table of one manifest."""
 
-    # Added since the first state files: the sync check's line (check: true).
-    _NEW_COLUMNS = (("sync", "TEXT"),)
+    # Added since the first state files: the sync check's line (check: true); the
+    # process that runs the episode (process_token), to tell a live run from a dead one.
+    _NEW_COLUMNS = (("sync", "TEXT"), ("owner", "TEXT"))
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -100,7 +104,8 @@ class BatchState:
 
     def running(self, name: str) -> None:
         self.db.execute("UPDATE episodes SET status='running', attempts=attempts+1, "
-                        "started=?, error=NULL, sync=NULL WHERE name=?", (time.time(), name))
+                        "started=?, error=NULL, sync=NULL, owner=? WHERE name=?",
+                        (time.time(), process_token(), name))
 
     def result(self, name: str, res: dict) -> None:
         self.db.execute(
@@ -109,6 +114,35 @@ class BatchState:
             ("done" if res["ok"] else "failed", time.time(), res.get("seconds"),
              res.get("error"), res.get("frames"), json.dumps(res.get("segments")),
              res.get("sync"), name))
+
+
+def process_token(pid: int | None = None) -> str | None:
+    """``HOST:PID:START`` naming a live process (START: its start time, so that a pid used
+    again by another process is not taken for it); None if there is no such process."""
+    pid = os.getpid() if pid is None else pid
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        start = stat.rsplit(")", 1)[1].split()[19]  # field 22, after the command's ")"
+    except (OSError, IndexError):
+        try:  # no /proc: the pid alone
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except OSError:
+            pass  # alive, someone else's
+        start = "?"
+    return f"{socket.gethostname()}:{pid}:{start}"
+
+
+def owner_alive(owner: str | None) -> bool | None:
+    """Whether the process of a :func:`process_token` still runs; None when that cannot be
+    told from here (another host, or no token: a state written by an older dubber)."""
+    if not owner:
+        return None
+    host, pid, _ = owner.rsplit(":", 2)
+    if host != socket.gethostname():
+        return None
+    return process_token(int(pid)) == owner
 
 
 # -- one episode (in a worker process, a Ray task, or in-process) -------------------------
@@ -279,6 +313,8 @@ def batch_status(manifest: Manifest, state_file: Path) -> list[dict]:
                 "name": e.name, "status": "pending", "attempts": 0, "seconds": None,
                 "frames": None, "error": None, "output": str(e.output), "segments": None}
             item = _summary_row(row)
+            if item["status"] == "running" and owner_alive(row.get("owner")) is False:
+                item["status"] = "interrupted"  # its batch was killed or stopped
             parts = read_state(e.output) if item["status"] != "done" else None
             if parts:
                 item["progress"] = {"segments_done": sum(p["done"] for p in parts),

@@ -126,3 +126,27 @@ def test_a_bad_language_tag_is_refused_up_front(dub, clip_320, tone_3s, tmp_path
                    'episode "b": output: --dub-language \'deu\' cannot be stored in a .mov')
     assert 'episode "c"' not in r.err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["season.yaml"]
+
+
+def test_status_tells_an_interrupted_batch_from_a_running_one(dub, clip_320, tone_3s,
+                                                              tmp_path):
+    import socket
+
+    from dubber.batch import BatchState
+    from dubber.manifest import load_manifest
+
+    manifest = write_manifest(tmp_path, [episode("a", clip_320, tone_3s, "out/a.mp4"),
+                                         episode("b", clip_320, tone_3s, "out/b.mp4")])
+    state = BatchState(tmp_path / "season.batch.sqlite")
+    state.sync(load_manifest(manifest).episodes)
+    state.running("a")  # by this process, alive
+    state.running("b")
+    # b's batch is gone: this pid now names another process (another start time).
+    state.db.execute("UPDATE episodes SET owner=? WHERE name='b'",
+                     (f"{socket.gethostname()}:{os.getpid()}:0",))
+    state.close()
+    r = dub("batch", "status", manifest, "--json")
+    assert r.code == 0, r
+    import json
+
+    assert [row["status"] for row in json.loads(r.out)] == ["running", "interrupted"]
