@@ -108,6 +108,9 @@ class MuxPlan:
     def make(cls, info: VideoInfo, dub_path: Path, dub_stream: int, output: Path,
              cfg: EncodeConfig) -> "MuxPlan":
         container = check_container(cfg, output)
+        if cfg.keep_original_audio and not info.audio:
+            log.warning("%s has no audio: --keep-original-audio adds no Original track",
+                        info.path.name)
         return cls(info, dub_path, dub_stream, output, cfg, container,
                    output_pix_fmt(info.layout, cfg.codec))
 
