@@ -134,9 +134,10 @@ def _norm(key: Any) -> str:
     return str(key).replace("-", "_")
 
 
-def _options(entry: Mapping) -> dict:
-    """An option layer with normalised keys (``no-check: B`` read as ``check: not B``)."""
-    out = {_norm(k): v for k, v in entry.items() if k not in _EPISODE_KEYS}
+def _options(entry: Mapping, skip: Collection[str] = _EPISODE_KEYS) -> dict:
+    """An option layer with normalised keys (``no-check: B`` read as ``check: not B``),
+    without the keys in ``skip``."""
+    out = {_norm(k): v for k, v in entry.items() if k not in skip}
     if isinstance(out.get("no_check"), bool) and "check" not in out:
         out["check"] = not out.pop("no_check")
     return out
@@ -172,7 +173,7 @@ def load_manifest(path: str | Path, check_files: bool = True,
     if not isinstance(defaults, Mapping):
         problems.append("defaults: must be a mapping of dub options")
         defaults = {}
-    problems += [f"defaults: {p}" for p in _check_options(_options(defaults))]
+    problems += [f"defaults: {p}" for p in _check_options(_options(defaults, ()))]
     episodes = data.get("episodes")
     if not isinstance(episodes, list) or not episodes:
         problems.append("episodes: must be a non-empty list")
@@ -197,7 +198,7 @@ def load_manifest(path: str | Path, check_files: bool = True,
         else:
             problems.append(f"{label}: name: missing or not a string")
             name = f"#{i + 1}"
-        layer = {**_options(defaults), **_options(entry)}
+        layer = {**_options(defaults, ()), **_options(entry)}
         mine = [f"{label}: {p}" for p in _check_options(_options(entry))]
         problems += mine
         ep, errs = _episode(name, entry, layer, base, check_files)
@@ -222,6 +223,12 @@ def load_manifest(path: str | Path, check_files: bool = True,
             whose = "its own" if hit[0] == ep.name else f'episode "{hit[0]}"\'s'
             problems.append(f'episode "{ep.name}": output: is {whose} {hit[1]}')
             clashes.add(ep.name)
+        if ep.report is not None:  # the sync check's report is written too
+            key = file_key(ep.report)
+            hit = sources.get(key) or ((outputs[key], "output") if key in outputs else None)
+            if hit is not None:
+                whose = "its own" if hit[0] == ep.name else f'episode "{hit[0]}"\'s'
+                problems.append(f'episode "{ep.name}": report: is {whose} {hit[1]}')
     if check_files:
         problems += _check_outputs([e for e in out if e.name not in clashes], done)
     if problems:
@@ -251,7 +258,7 @@ def _check_outputs(episodes: list[Episode], done: Collection[str]) -> list[str]:
 def _check_options(options: Mapping[str, Any]) -> list[str]:
     problems = []
     if "check" in options and options.get("no_check") is options["check"]:
-        problems.append("check, no-check: say the opposite; give one")
+        problems.append("check, no-check: contradict each other; give one")
     for key, value in options.items():
         if key in _OPTIONS:
             check, what = _OPTIONS[key][2], _OPTIONS[key][3]

@@ -4,6 +4,7 @@ pass-through that shows a finished episode's output is not taken for a clash on 
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -110,10 +111,15 @@ def test_no_check_check_and_report_are_taken_resume_is_refused_with_why(dub, cli
     assert rows[2]["sync"].startswith("sync: not checked") and "dub: c: done" in r.err
     bad = write_manifest(tmp_path / "bad", [
         episode("a", clip_320, tone_3s, "a.mp4", resume=True),
-        episode("b", clip_320, tone_3s, "b.mp4", check=True, **{"no-check": True})])
+        episode("b", clip_320, tone_3s, "b.mp4", check=True, **{"no-check": True}),
+        episode("c", clip_320, tone_3s, "c.mp4", report="c.mp4"),
+        {"name": "d", "input": str(clip_320), "audio": str(tone_3s), "output": "d.mp4",
+         "verbose": True}])
     r = dub("batch", bad)
     one_line_error(r, 2, 'episode "a": resume: not a manifest option: every episode',
-                   'episode "b": check, no-check')
+                   'episode "b": check, no-check: contradict',
+                   'episode "c": report: is its own output',
+                   'episode "d": verbose: not a manifest option: give -v to dub batch')
 
 
 def test_a_bad_language_tag_is_refused_up_front(dub, clip_320, tone_3s, tmp_path):
@@ -147,6 +153,4 @@ def test_status_tells_an_interrupted_batch_from_a_running_one(dub, clip_320, ton
     state.close()
     r = dub("batch", "status", manifest, "--json")
     assert r.code == 0, r
-    import json
-
     assert [row["status"] for row in json.loads(r.out)] == ["running", "interrupted"]
