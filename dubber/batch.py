@@ -2,8 +2,10 @@
 processes, or as Ray tasks; job state in SQLite; a failed episode does not stop the others.
 
 State: ``MANIFEST.batch.sqlite`` beside the manifest (or ``--state FILE``), one row per
-episode: status (pending, running, done, failed), attempts, timings, the error, and how
-often each of its segments was started and finished. Only the coordinating process writes
+episode: status (pending, running, done, failed), attempts, timings, the error, how often
+each of its segments was started and finished, and which process runs it (``dub batch
+status`` calls a running episode whose process is gone, a batch killed or stopped,
+interrupted). Only the coordinating process writes
 it; workers return their results. Every episode renders resumably (``--resume`` and the
 parts kept on failure): a batch killed in the middle continues, on the next ``dub batch``,
 from each episode's first missing segment; episodes already done are skipped.
@@ -14,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import sqlite3
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -30,20 +33,42 @@ log = logging.getLogger(__name__)
 BACKENDS = ("local", "ray")
 
 
-def state_path(manifest: Path, state: str | os.PathLike | None = None) -> Path:
-    """Where a manifest's job state lives: ``state`` (a file, or a folder to put it in),
-    else ``MANIFEST.batch.sqlite`` beside the manifest."""
+def state_path(manifest: Path, state: str | os.PathLike | None = None,
+               create: bool = True) -> Path:
+    """Where a manifest's job state lives: ``state`` (a file, or a folder to put it in,
+    made unless ``create`` is false), else ``MANIFEST.batch.sqlite`` beside the manifest."""
+    manifest = Path(manifest)
     if state is None:
         return manifest.with_name(manifest.stem + ".batch.sqlite")
     state = Path(state)
     if state.is_dir() or not state.suffix:
-        state.mkdir(parents=True, exist_ok=True)
+        if create:
+            state.mkdir(parents=True, exist_ok=True)
         return state / (manifest.stem + ".batch.sqlite")
     return state
 
 
+def done_episodes(state_file: Path) -> set[str]:
+    """The episodes a job state records as done (none without a state file); read only."""
+    if not Path(state_file).is_file():
+        return set()
+    try:
+        db = sqlite3.connect(f"file:{state_file}?mode=ro", uri=True, timeout=30)
+        try:
+            return {r[0] for r in db.execute(
+                "SELECT name FROM episodes WHERE status='done'")}
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return set()
+
+
 class BatchState:
     """The job table of one manifest."""
+
+    # Added since the first state files: the sync check's line (check: true); the
+    # process that runs the episode (process_token), to tell a live run from a dead one.
+    _NEW_COLUMNS = (("sync", "TEXT"), ("owner", "TEXT"))
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -55,6 +80,14 @@ class BatchState:
                 seconds REAL, error TEXT, output TEXT, frames INTEGER,
                 segments TEXT);
         """)
+        self._add_columns()
+
+    def _add_columns(self) -> None:
+        """Columns newer than a state file written by an older dubber."""
+        have = {r[1] for r in self.db.execute("PRAGMA table_info(episodes)")}
+        for name, kind in self._NEW_COLUMNS:
+            if name not in have:
+                self.db.execute(f"ALTER TABLE episodes ADD COLUMN {name} {kind}")
 
     def close(self) -> None:
         self.db.close()
@@ -71,14 +104,45 @@ class BatchState:
 
     def running(self, name: str) -> None:
         self.db.execute("UPDATE episodes SET status='running', attempts=attempts+1, "
-                        "started=?, error=NULL WHERE name=?", (time.time(), name))
+                        "started=?, error=NULL, sync=NULL, owner=? WHERE name=?",
+                        (time.time(), process_token(), name))
 
     def result(self, name: str, res: dict) -> None:
         self.db.execute(
             "UPDATE episodes SET status=?, finished=?, seconds=?, error=?, frames=?, "
-            "segments=? WHERE name=?",
+            "segments=?, sync=? WHERE name=?",
             ("done" if res["ok"] else "failed", time.time(), res.get("seconds"),
-             res.get("error"), res.get("frames"), json.dumps(res.get("segments")), name))
+             res.get("error"), res.get("frames"), json.dumps(res.get("segments")),
+             res.get("sync"), name))
+
+
+def process_token(pid: int | None = None) -> str | None:
+    """``HOST:PID:START`` naming a live process (START: its start time, so that a pid used
+    again by another process is not taken for it); None if there is no such process."""
+    pid = os.getpid() if pid is None else pid
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        start = stat.rsplit(")", 1)[1].split()[19]  # field 22, after the command's ")"
+    except (OSError, IndexError):
+        try:  # no /proc: the pid alone
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except OSError:
+            pass  # alive, someone else's
+        start = "?"
+    return f"{socket.gethostname()}:{pid}:{start}"
+
+
+def owner_alive(owner: str | None) -> bool | None:
+    """Whether the process of a :func:`process_token` still runs; None when that cannot be
+    told from here (another host, or no token: a state written by an older dubber)."""
+    if not owner:
+        return None
+    host, pid, _ = owner.rsplit(":", 2)
+    if host != socket.gethostname():
+        return None
+    return process_token(int(pid)) == owner
 
 
 # -- one episode (in a worker process, a Ray task, or in-process) -------------------------
@@ -106,6 +170,16 @@ def run_episode(spec: dict, cfg: Config) -> dict:
                                resume=True, keep_parts=True)
         out.update(ok=True, frames=result.frames,
                    segments=[[r["starts"], r["renders"]] for r in result.segments])
+        # As `dub` does, but only when asked for: not after a pass-through unless a
+        # report is wanted.
+        if spec.get("report") or (spec.get("check") and not cfg.runtime.passthrough):
+            from dubber.sync.check import check_line
+
+            try:
+                out["sync"] = check_line(output, spec["audio"], cfg, spec.get("weights"),
+                                         spec.get("report"))
+            except DubberError as exc:  # the episode is done; only its check failed
+                out["sync"] = f"sync: not checked ({exc})"
     except DubberError as exc:
         out["error"] = str(exc)
     except Exception as exc:  # a bug: the episode fails, the batch goes on
@@ -220,7 +294,7 @@ def _summary_row(r: dict) -> dict:
     segs = json.loads(r["segments"]) if r.get("segments") else None
     return {"name": r["name"], "status": r["status"], "output": r["output"],
             "attempts": r["attempts"], "seconds": r["seconds"], "frames": r["frames"],
-            "error": r["error"],
+            "error": r["error"], "sync": r.get("sync"),
             "segments": None if segs is None else {
                 "count": len(segs), "started": sum(s[0] for s in segs),
                 "rendered": sum(s[1] for s in segs)}}
@@ -239,6 +313,8 @@ def batch_status(manifest: Manifest, state_file: Path) -> list[dict]:
                 "name": e.name, "status": "pending", "attempts": 0, "seconds": None,
                 "frames": None, "error": None, "output": str(e.output), "segments": None}
             item = _summary_row(row)
+            if item["status"] == "running" and owner_alive(row.get("owner")) is False:
+                item["status"] = "interrupted"  # its batch was killed or stopped
             parts = read_state(e.output) if item["status"] != "done" else None
             if parts:
                 item["progress"] = {"segments_done": sum(p["done"] for p in parts),

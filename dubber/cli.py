@@ -219,24 +219,16 @@ def run_command(input_path, audio_path, output, force, preset, device, passthrou
 
 
 def _check_output(output, audio_path, cfg, weights_dir, report_path, quiet) -> None:
-    """The sync check that ends every dub: one line; the report to ``report_path``. A
-    check that cannot run (no readable face in the output) says so and fails nothing."""
-    from dubber.errors import InputError
-    from dubber.sync.check import check_sync
+    """The sync check that ends every dub: one line; the report to ``report_path``."""
+    from dubber.sync.check import check_line
 
     bar = _AnalysisBar(quiet)
     try:
-        rep = check_sync(output, audio_path, cfg, weights_dir, progress=bar)
-    except InputError as exc:
-        if not quiet:
-            click.echo(f"sync: not checked ({exc})")
-        return
+        line = check_line(output, audio_path, cfg, weights_dir, report_path, progress=bar)
     finally:
         bar.close()
-    if report_path:
-        rep.save(report_path)
     if not quiet:
-        click.echo(rep.line() + (f"; report {report_path}" if report_path else ""))
+        click.echo(line)
 
 
 class _BatchGroup(click.Group):
@@ -275,19 +267,23 @@ def batch_group() -> None:
 @_quiet
 def batch_run(manifest_path, workers, backend, address, state, verbose, quiet):
     """Render every episode of MANIFEST not yet done; print a JSON summary."""
-    from dubber.batch import run_batch, state_path
+    from dubber.batch import done_episodes, run_batch, state_path
     from dubber.manifest import load_manifest
 
     _setup_logging(verbose, quiet)
     if address and backend != "ray":
         raise click.UsageError("--address needs --backend ray")
-    manifest = load_manifest(manifest_path)
+    # Outputs of episodes already done are kept (skipped), not checked as if to be written.
+    done = done_episodes(state_path(Path(manifest_path), state, create=False))
+    manifest = load_manifest(manifest_path, done=done)
 
     def on_result(res):
         if quiet:
             return
         what = (f"done in {res['seconds']:.1f} s" if res["ok"]
                 else f"failed: {res['error']}")
+        if res.get("sync"):
+            what += f"; {res['sync']}"
         click.echo(f"dub: {res['name']}: {what}", err=True)
 
     summary = run_batch(manifest, state_path(manifest.path, state), workers, backend, address,

@@ -25,6 +25,7 @@ from typing import Any, Mapping
 import yaml
 
 from dubber.errors import UsageError
+from dubber.languages import language_problem
 from dubber.models.dims import GeneratorDims, GPENDims, LipSyncDims, SyncNetDims, VQGANDims
 
 PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
@@ -380,6 +381,9 @@ def _validate(cfg: Config) -> None:
         raise UsageError(f"unknown video codec {e.codec!r}; choose one of {', '.join(VIDEO_CODECS)}")
     if not 0 <= e.crf <= 51:
         raise UsageError(f"crf must be between 0 and 51, got {e.crf}")
+    problem = language_problem(e.dub_language)
+    if problem:
+        raise UsageError(f"--dub-language {problem}")
     _validate_faces(cfg.faces)
     _validate_models(cfg.models)
     _validate_mouth(cfg.mouth)

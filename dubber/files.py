@@ -36,3 +36,25 @@ def temp_beside(path: Path, suffix: str = "") -> Path:
     finally:
         os.close(fd)
     return Path(name)
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether ``a`` and ``b`` name one file: the same path once symlinks are resolved, or
+    (both existing) the same inode, a hard link."""
+    if Path(a).resolve() == Path(b).resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist
+        return False
+
+
+def file_key(path: str | os.PathLike) -> tuple:
+    """A key equal for two paths exactly when :func:`same_file` says they name one file
+    (for comparing many paths at once): the inode of an existing file, else the resolved
+    path."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return ("path", str(Path(path).resolve()))
+    return ("inode", st.st_dev, st.st_ino)

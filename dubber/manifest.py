@@ -27,13 +27,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Collection, Mapping
 
 import yaml
 
 from dubber.config import DEFAULT_PRESET, VIDEO_CODECS, Config, load_config
 from dubber.errors import DubberError, UsageError
-from dubber.media.encode import CONTAINERS
+from dubber.files import file_key, same_file
+from dubber.languages import language_problem
+from dubber.media.encode import CONTAINERS, check_container
 
 
 # option -> (config section, field, type check, description of the allowed values)
@@ -65,7 +67,9 @@ _OPTIONS: dict[str, tuple[str | None, str, Any, str]] = {
     "crf": ("encode", "crf", *_int(0, 51)),
     "speed": ("encode", "speed", _is_str, "an x264/x265 speed preset"),
     "keep_original_audio": ("encode", "keep_original_audio", _is_bool, "true or false"),
-    "dub_language": ("encode", "dub_language", _is_str, "an ISO 639-2 code"),
+    "dub_language": ("encode", "dub_language",
+                     lambda v: isinstance(v, str) and language_problem(v) is None,
+                     "a lowercase ISO 639-2 code (hin, fra, zho; not hi)"),
     "strict_length": ("encode", "strict_length", _is_bool, "true or false"),
     "face": ("faces", "face", lambda v: isinstance(v, (str, int)) and not isinstance(v, bool),
              "speaker, largest, all or a track id"),
@@ -75,7 +79,15 @@ _OTHER = {"preset": (_is_str, "a preset name or YAML path"),
           "weights": (_is_str, "a folder"),
           "tracks": (_is_str, "a tracks file"),
           "force": (_is_bool, "true or false"),
+          # the sync check of the output against the dub after the render (``dub``'s
+          # --check; off in a batch unless asked for); ``no-check: true`` is check: false
+          "check": (_is_bool, "true or false"),
+          "no_check": (_is_bool, "true or false"),
+          "report": (_is_str, "a file name (the sync check's JSON report)"),
           "set": (lambda v: isinstance(v, Mapping), "a mapping {section: {field: value}}")}
+# ``dub`` options a manifest does not take, and why.
+_BATCH_WIDE = {"resume": "every episode of a batch resumes",
+               "verbose": "give -v to dub batch", "quiet": "give -q to dub batch"}
 _EPISODE_KEYS = {"name", "input", "audio", "stems", "stem_tracks", "output"}
 
 
@@ -93,6 +105,8 @@ class Episode:
     weights: Path | None = None
     tracks: Path | None = None
     force: bool = False
+    check: bool = False  # run the sync check of the output after the render
+    report: Path | None = None  # the sync check's full report (implies the check)
 
     def spec(self) -> dict:
         """A plain, picklable description (for worker processes and Ray tasks)."""
@@ -102,7 +116,8 @@ class Episode:
                 "stem_tracks": dict(self.stem_tracks),
                 "weights": str(self.weights) if self.weights else None,
                 "tracks": str(self.tracks) if self.tracks else None,
-                "force": self.force}
+                "force": self.force, "check": self.check,
+                "report": str(self.report) if self.report else None}
 
 
 @dataclass(frozen=True)
@@ -119,8 +134,24 @@ def _norm(key: Any) -> str:
     return str(key).replace("-", "_")
 
 
-def load_manifest(path: str | Path, check_files: bool = True) -> Manifest:
+def _options(entry: Mapping, skip: Collection[str] = _EPISODE_KEYS) -> dict:
+    """An option layer with normalised keys (``no-check: B`` read as ``check: not B``),
+    without the keys in ``skip``."""
+    out = {_norm(k): v for k, v in entry.items() if k not in skip}
+    if isinstance(out.get("no_check"), bool) and "check" not in out:
+        out["check"] = not out.pop("no_check")
+    return out
+
+
+def load_manifest(path: str | Path, check_files: bool = True,
+                  done: Collection[str] = ()) -> Manifest:
     """Read and check a manifest.
+
+    Besides the manifest itself, no episode may write over a file another one reads (its
+    input, audio or stems), nor two episodes the same output. With ``check_files`` the
+    inputs must exist and every output passes the single-title command's own check (not an
+    existing file without ``force``, a writable folder), except the outputs of the episodes
+    named in ``done`` that exist (a batch skips those).
 
     Raises:
         UsageError: listing every problem, each as ``episode "NAME": KEY: what is wrong``.
@@ -142,8 +173,7 @@ def load_manifest(path: str | Path, check_files: bool = True) -> Manifest:
     if not isinstance(defaults, Mapping):
         problems.append("defaults: must be a mapping of dub options")
         defaults = {}
-    problems += [f"defaults: {p}" for p in _check_options(
-        {_norm(k): v for k, v in defaults.items()})]
+    problems += [f"defaults: {p}" for p in _check_options(_options(defaults, ()))]
     episodes = data.get("episodes")
     if not isinstance(episodes, list) or not episodes:
         problems.append("episodes: must be a non-empty list")
@@ -152,7 +182,8 @@ def load_manifest(path: str | Path, check_files: bool = True) -> Manifest:
     out: list[Episode] = []
     raw: dict[str, dict] = {}
     names: set[str] = set()
-    outputs: dict[Path, str] = {}
+    outputs: dict[tuple, str] = {}  # file_key -> episode
+    sources: dict[tuple, tuple[str, str]] = {}  # file_key -> (episode, what it is to it)
     for i, entry in enumerate(episodes):
         label = f"episode #{i + 1}"
         if not isinstance(entry, Mapping):
@@ -167,21 +198,39 @@ def load_manifest(path: str | Path, check_files: bool = True) -> Manifest:
         else:
             problems.append(f"{label}: name: missing or not a string")
             name = f"#{i + 1}"
-        layer = {**{_norm(k): v for k, v in defaults.items()},
-                 **{_norm(k): v for k, v in entry.items() if k not in _EPISODE_KEYS}}
-        mine = [f"{label}: {p}" for p in _check_options(
-            {_norm(k): v for k, v in entry.items() if k not in _EPISODE_KEYS})]
+        layer = {**_options(defaults, ()), **_options(entry)}
+        mine = [f"{label}: {p}" for p in _check_options(_options(entry))]
         problems += mine
         ep, errs = _episode(name, entry, layer, base, check_files)
         problems += [f"{label}: {e}" for e in errs]
         if ep is not None and not mine:
-            key = ep.output.resolve()
+            key = file_key(ep.output)
             if key in outputs:
                 problems.append(f"{label}: output: the same file as episode "
                                 f'"{outputs[key]}"')
             outputs[key] = name
+            for role, f in (("input", ep.input), ("audio", ep.audio), *(
+                    (f"stems.{who}", p) for who, p in ep.stems.items())):
+                if f is not None:
+                    sources.setdefault(file_key(f), (name, role))
             out.append(ep)
             raw[name] = layer
+    # An output over a file an episode reads (its own input is checked in _episode).
+    clashes = set()
+    for ep in out:
+        hit = sources.get(file_key(ep.output))
+        if hit is not None and hit != (ep.name, "input"):
+            whose = "its own" if hit[0] == ep.name else f'episode "{hit[0]}"\'s'
+            problems.append(f'episode "{ep.name}": output: is {whose} {hit[1]}')
+            clashes.add(ep.name)
+        if ep.report is not None:  # the sync check's report is written too
+            key = file_key(ep.report)
+            hit = sources.get(key) or ((outputs[key], "output") if key in outputs else None)
+            if hit is not None:
+                whose = "its own" if hit[0] == ep.name else f'episode "{hit[0]}"\'s'
+                problems.append(f'episode "{ep.name}": report: is {whose} {hit[1]}')
+    if check_files:
+        problems += _check_outputs([e for e in out if e.name not in clashes], done)
     if problems:
         shown = "; ".join(problems[:6]) + (f"; and {len(problems) - 6} more"
                                            if len(problems) > 6 else "")
@@ -189,13 +238,35 @@ def load_manifest(path: str | Path, check_files: bool = True) -> Manifest:
     return Manifest(path, tuple(out), raw)
 
 
+def _check_outputs(episodes: list[Episode], done: Collection[str]) -> list[str]:
+    """The single-title command's output check (``dubber.pipeline.check_output``) for every
+    episode that will render."""
+    from dubber.pipeline import check_output
+
+    problems = []
+    for ep in episodes:
+        if ep.name in done and ep.output.exists():
+            continue
+        try:
+            check_output(ep.input, ep.output, ep.force, ep.audio, make_folder=True)
+        except DubberError as exc:
+            msg = str(exc).replace("add --force", "add force: true").replace(" with -o", "")
+            problems.append(f'episode "{ep.name}": output: {msg}')
+    return problems
+
+
 def _check_options(options: Mapping[str, Any]) -> list[str]:
     problems = []
+    if "check" in options and options.get("no_check") is options["check"]:
+        problems.append("check, no-check: contradict each other; give one")
     for key, value in options.items():
         if key in _OPTIONS:
             check, what = _OPTIONS[key][2], _OPTIONS[key][3]
         elif key in _OTHER:
             check, what = _OTHER[key]
+        elif key in _BATCH_WIDE:
+            problems.append(f"{key}: not a manifest option: {_BATCH_WIDE[key]}")
+            continue
         else:
             problems.append(f"{key}: not a dub option")
             continue
@@ -268,10 +339,14 @@ def _episode(name: str, entry: Mapping, layer: dict, base: Path,
         output = file("output", entry["output"], must_exist=False)
         if output is not None and output.suffix.lower() not in CONTAINERS:
             errs.append(f"output: {entry['output']} must end in .mp4, .mov or .mkv")
-        if output is not None and src is not None and output.resolve() == src.resolve():
+        if output is not None and src is not None and same_file(output, src):
             errs.append("output: is the input")
     weights = file("weights", layer["weights"], must_exist=False) if "weights" in layer else None
     tracks = file("tracks", layer["tracks"]) if "tracks" in layer else None
+    report = file("report", layer["report"], must_exist=False) if "report" in layer else None
+    check = bool(layer.get("check", False)) or report is not None
+    if stems and check:
+        errs.append("check: the sync check takes one dub track, not stems")
     if errs:
         return None, errs
     try:
@@ -280,5 +355,9 @@ def _episode(name: str, entry: Mapping, layer: dict, base: Path,
         return None, [f"options: {exc}"]
     if stems and cfg.runtime.passthrough:
         return None, ["stems: need the model stages (not passthrough)"]
+    try:
+        check_container(cfg.encode, output)
+    except UsageError as exc:
+        return None, [f"output: {exc}"]
     return Episode(name, src, output, cfg, audio, stems, stem_tracks, weights, tracks,
-                   bool(layer.get("force", False))), []
+                   bool(layer.get("force", False)), check, report), []

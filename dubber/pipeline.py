@@ -19,6 +19,7 @@ from dubber import segments
 from dubber.chunk import Stage, run_stages
 from dubber.config import Config
 from dubber.errors import InputError, OutputError, UsageError
+from dubber.files import same_file
 from dubber.media.audio import AudioTrack
 from dubber.media.color import ColorSpec
 from dubber.media.decode import read_chunks
@@ -45,19 +46,25 @@ def default_output(input_path: Path, cfg: Config) -> Path:
     return input_path.with_name(f"{input_path.stem}.dubbed{DEFAULT_SUFFIX[cfg.encode.codec]}")
 
 
-def check_output(input_path: Path, output: Path, force: bool) -> None:
-    """Refuse outputs that would overwrite the input, an existing file without ``force``, or
-    that cannot be written. Raises UsageError / OutputError."""
+def check_output(input_path: Path, output: Path, force: bool,
+                 audio_path: Path | None = None, make_folder: bool = False) -> None:
+    """Refuse outputs that would overwrite the input or the dub track (``audio_path``), an
+    existing file without ``force``, or that cannot be written. With ``make_folder`` (a
+    batch, which creates output folders) the output folder may be missing: its nearest
+    existing parent must be writable. Raises UsageError / OutputError."""
     container_for(output)
-    if output.exists() and input_path.exists() and os.path.samefile(output, input_path):
+    if same_file(output, input_path):
         raise UsageError(f"the output {output} is the input: choose another name with -o")
-    if output.resolve() == input_path.resolve():
-        raise UsageError(f"the output {output} is the input: choose another name with -o")
+    if audio_path is not None and same_file(output, audio_path):
+        raise UsageError(f"the output {output} is the dub track (--audio): choose another "
+                         "name with -o")
     if output.is_dir():
         raise OutputError(f"{output} is a folder: give a file name with -o")
     if output.exists() and not force:
         raise OutputError(f"{output} already exists: add --force to replace it")
     folder = output.parent
+    while make_folder and not folder.exists() and folder != folder.parent:
+        folder = folder.parent
     if not folder.is_dir():
         raise OutputError(f"the output folder {folder} does not exist")
     # Try it: os.access says yes to root even on read-only mounts and pseudo-filesystems.
@@ -143,7 +150,7 @@ def render(
     # 1. Inputs and output: every check that can fail does so before any work.
     info = probe(input_path)
     out = Path(output) if output is not None else default_output(input_path, cfg)
-    check_output(input_path, out, force)
+    check_output(input_path, out, force, audio_path)
     log.info("input: %s", info.describe())
     with AudioTrack(audio_path, tmp_dir=None) as dub:
         action = length_policy(info, dub.duration, cfg.encode.strict_length)

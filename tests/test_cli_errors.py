@@ -131,3 +131,30 @@ def test_interrupt_leaves_no_output(gen, tone_3s, tmp_path, sig):
     assert listing(tmp_path) == []  # no output, no temp file
     leftovers = subprocess.run(["pgrep", "-f", str(out)], capture_output=True, text=True)
     assert leftovers.stdout.strip() == ""  # ffmpeg was stopped too
+
+
+def test_output_equal_to_the_dub_track_is_refused(dub, clip_320, tmp_path):
+    track = tmp_path / "dub.mp4"  # a dub track may be any file with audio, an mp4 too
+    track.write_bytes(clip_320.read_bytes())
+    (tmp_path / "link.mp4").symlink_to(track)
+    os.link(track, tmp_path / "hard.mp4")
+    before = track.read_bytes()
+    for target in (track, tmp_path / "." / "dub.mp4", tmp_path / "link.mp4",
+                   tmp_path / "hard.mp4"):
+        r = dub(clip_320, "--audio", track, "-o", target, "--force", *FAST)
+        one_line_error(r, 2, "is the dub track")
+    assert track.read_bytes() == before
+    assert listing(tmp_path) == ["dub.mp4", "hard.mp4", "link.mp4"]
+
+
+def test_a_language_tag_the_output_cannot_carry_is_refused(dub, clip_320, tone_3s, tmp_path):
+    # ffmpeg drops these without a word: mp4 keeps three lowercase letters, .mov only
+    # QuickTime's own table.
+    for lang, out, words in (("xx", "o.mp4", ("not an ISO 639-2",)),
+                             ("hi", "o.mp4", ("ISO 639-1", "hin")),
+                             ("HIN", "o.mkv", ("lowercase", "hin")),
+                             ("deu", "o.mov", (".mov", ".mp4 or .mkv"))):
+        r = dub(clip_320, "--audio", tone_3s, "-o", tmp_path / out, "--dub-language", lang,
+                *FAST)
+        one_line_error(r, 2, "--dub-language", *words)
+    assert listing(tmp_path) == []

@@ -219,3 +219,14 @@ def test_output_has_the_permissions_of_any_new_file(dub, clip_320, tone_3s, tmp_
         assert stat.S_IMODE((tmp_path / "b.mp4").stat().st_mode) == 0o600
     finally:
         os.umask(old)
+
+
+def test_keep_original_audio_without_original_audio_warns(dub, gen, tone_3s, tmp_path):
+    clip = make_clip(gen / "silent_320.mp4", seconds=0.5, audio=False)
+    out = tmp_path / "o.mp4"
+    r = dub(clip, "--audio", tone_3s, "-o", out, "--keep-original-audio", "--preset",
+            "unittest", "--passthrough")  # not -q: it hides warnings
+    assert r.code == 0, r
+    warnings = [x for x in r.err.splitlines() if x.startswith("dub: warning:")]
+    assert any("no audio" in w and "Original" in w for w in warnings), r.err
+    assert [a["title"] for a in audio_streams(out)] == ["Dub"]

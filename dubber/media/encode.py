@@ -34,6 +34,7 @@ from dubber.chunk import Chunk
 from dubber.config import EncodeConfig
 from dubber.errors import RunError, UsageError
 from dubber.files import temp_beside
+from dubber.languages import language_problem
 from dubber.media.ffmpeg import ffmpeg_exe
 from dubber.media.frames import PixelLayout
 from dubber.media.probe import VideoInfo
@@ -61,6 +62,20 @@ def container_for(path: Path) -> str:
     if fmt is None:
         raise UsageError(f"cannot write {path.name}: use an .mp4, .mov or .mkv output name")
     return fmt
+
+
+def check_container(cfg: EncodeConfig, output: Path) -> str:
+    """The container of ``output`` if it can hold ``cfg``'s video codec and dub language
+    tag; raises UsageError."""
+    container = container_for(output)
+    if container not in _CODEC_CONTAINERS[cfg.codec]:
+        good = ", ".join(sorted(s for s, c in CONTAINERS.items()
+                                if c in _CODEC_CONTAINERS[cfg.codec]))
+        raise UsageError(f"{cfg.codec} video cannot go in {output.suffix}: use {good}")
+    problem = language_problem(cfg.dub_language, container)
+    if problem:
+        raise UsageError(f"--dub-language {problem}")
+    return container
 
 
 def output_pix_fmt(layout: PixelLayout, codec: str) -> str:
@@ -92,11 +107,10 @@ class MuxPlan:
     @classmethod
     def make(cls, info: VideoInfo, dub_path: Path, dub_stream: int, output: Path,
              cfg: EncodeConfig) -> "MuxPlan":
-        container = container_for(output)
-        if container not in _CODEC_CONTAINERS[cfg.codec]:
-            good = ", ".join(sorted(s for s, c in CONTAINERS.items()
-                                    if c in _CODEC_CONTAINERS[cfg.codec]))
-            raise UsageError(f"{cfg.codec} video cannot go in {output.suffix}: use {good}")
+        container = check_container(cfg, output)
+        if cfg.keep_original_audio and not info.audio:
+            log.warning("%s has no audio: --keep-original-audio adds no Original track",
+                        info.path.name)
         return cls(info, dub_path, dub_stream, output, cfg, container,
                    output_pix_fmt(info.layout, cfg.codec))
 

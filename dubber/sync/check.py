@@ -286,6 +286,20 @@ def check_sync(video: str | Path, audio: str | Path | None = None, cfg=None,
         track.close()
 
 
+def check_line(video, audio, cfg, weights_dir=None, report_path=None, progress=None) -> str:
+    """The sync check that ends a dub (``dub``, and ``dub batch`` with ``check: true``): its
+    one line, the full report written to ``report_path``. A check that cannot run (no
+    readable face in ``video``) says so in the line and fails nothing."""
+    try:
+        rep = check_sync(video, audio, cfg, weights_dir, progress=progress)
+    except InputError as exc:
+        return f"sync: not checked ({exc})"
+    if report_path:
+        rep.save(report_path)
+        return rep.line() + f"; report {report_path}"
+    return rep.line()
+
+
 def _model(cfg, weights_dir):
     from dubber.sync.speaker import load_sync_model
 
