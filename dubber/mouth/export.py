@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import IO
 
 from dubber.errors import OutputError, UsageError
-from dubber.files import temp_beside
+from dubber.files import same_file, temp_beside
 from dubber.mouth.track import MouthTrack
 
 SCHEMA = "dubber.mouth-track/1"
@@ -67,12 +67,7 @@ def check_track_output(path: str | os.PathLike, inputs: tuple, force: bool = Fal
     """
     path = Path(path)
     for given in inputs:
-        if given is None:
-            continue
-        given = Path(given)
-        same = path.resolve() == given.resolve() or (
-            path.exists() and given.exists() and os.path.samefile(path, given))
-        if same:
+        if given is not None and same_file(path, given):
             raise UsageError(f"the output {path} is the input {given}: choose another name "
                              "with -o")
     if path.is_dir():
