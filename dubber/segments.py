@@ -73,7 +73,10 @@ def plan_segments(info: VideoInfo, cfg: Config) -> list[Segment]:
     """Cut the title into segments of whole chunks, ``runtime.segment_seconds`` long (at
     the average frame rate), the last one shorter."""
     chunk = frames_per_chunk(info, cfg.media.chunk_frames, cfg.media.chunk_megabytes)
-    per = max(1, round(cfg.runtime.segment_seconds * float(info.frame_rate) / chunk)) * chunk
+    # The average rate, not the nominal one: for variable-rate video that is often the time
+    # base's (1000 fps in Matroska), which made segments 40 times too long at 25 fps.
+    rate = info.frame_count / info.duration if info.duration > 0 else info.frame_rate
+    per = max(1, round(cfg.runtime.segment_seconds * float(rate) / chunk)) * chunk
     n = max(info.frame_count, 1)
     return [Segment(k, s, min(s + per, n)) for k, s in enumerate(range(0, n, per))]
 
@@ -100,8 +103,8 @@ def encoder_threads(cfg: Config) -> int:
 def fingerprint(info: VideoInfo, plan: MuxPlan, cfg: Config,
                 identity: Mapping[str, object] | None = None) -> str:
     """What a segment's bytes depend on: inputs (path, size, mtime), configuration, the
-    encoder and its threads, dubber's version, and what the caller adds (the tracks file,
-    the weights)."""
+    encoder and its threads, dubber's version, the segments' frames, and what the caller
+    adds (the tracks file, the weights)."""
     def stat(p: Path) -> list:
         st = Path(p).stat()
         return [str(Path(p).resolve()), st.st_size, st.st_mtime_ns]
@@ -111,6 +114,8 @@ def fingerprint(info: VideoInfo, plan: MuxPlan, cfg: Config,
     data = {"input": stat(info.path), "dub": stat(plan.dub_path), "version": __version__,
             "config": asdict(cfg), "threads": encoder_threads(cfg),
             "command": plan.segment_command(Path("x"), encoder_threads(cfg))[1:],
+            # the cut itself: segments left by a version that cut elsewhere are not reused
+            "segments": [[s.start, s.stop] for s in plan_segments(info, cfg)],
             "extra": dict(identity or {})}
     text = json.dumps(data, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+from fractions import Fraction
 
 import av
 import numpy as np
@@ -100,6 +101,71 @@ def test_variable_frame_rate_keeps_every_timestamp(dub, gen, tone_3s, tmp_path):
         tba, tbb = video_time_base(clip), video_time_base(out)
         assert [(p - ta[0]) * tba for p in ta] == [(p - tb[0]) * tbb for p in tb]
         assert probe(out).is_vfr
+
+
+def make_jittered_clip(gen):
+    """2 s at 25 fps, each frame but every third one 13 ms late, in Matroska (1 ms time
+    base): intervals of 27, 40 and 53 ms, a nominal rate of 1000 fps."""
+    path = gen / "jitter.mkv"
+    if not path.exists():
+        src = make_clip(gen / "jitter_src.mp4", seconds=2, audio=False)
+        ffmpeg("-i", str(src), "-vf", "setpts='PTS+if(mod(N,3),0.013/TB,0)'",
+               "-fps_mode", "vfr", "-c:v", "libx264", "-preset", "ultrafast", str(path))
+    return path
+
+
+def frame_seconds(path) -> list:
+    """Every decoded frame's time from the first one, exact (Fractions of a second)."""
+    pts, tb = video_pts(path), video_time_base(path)
+    return [(p - pts[0]) * tb for p in pts]
+
+
+SEGMENT_MODES = {"segments": ("--segment-seconds", "0.5"), "one-pass": ("--segment-seconds", "0")}
+
+
+@pytest.mark.parametrize("mode", SEGMENT_MODES)
+@pytest.mark.parametrize("suffix", [".mp4", ".mov", ".mkv"])
+def test_variable_rate_output_has_every_frame_at_its_time(dub, gen, tone_3s, tmp_path, suffix,
+                                                          mode):
+    """The last frame too: NUT stores no packet durations, and the one ffmpeg made up for
+    the last frame (one tick of a rate it could not use) rounded to 0, so mp4 and mov
+    dropped that frame. B-frames (--speed medium) put it before others in decode order."""
+    clip = make_jittered_clip(gen)
+    out = tmp_path / f"jitter{suffix}"
+    r = dub(clip, "--audio", tone_3s, "-o", out, *FAST, "--speed", "medium",
+            *SEGMENT_MODES[mode])
+    assert r.code == 0, r
+    want = frame_seconds(clip)
+    assert len(want) == 50
+    assert frame_seconds(out) == want
+    a, b = probe(clip), probe(out)
+    assert b.duration == a.duration  # the last frame lasts as long as in the input
+    assert b.is_vfr
+
+
+def test_variable_rate_model_render_has_every_frame_at_its_time(dub, gen, tone_3s, tmp_path):
+    """The same through the analysis and the models (no face here: frames pass unchanged)."""
+    clip = make_jittered_clip(gen)
+    out = tmp_path / "jitter_models.mp4"
+    r = dub(clip, "--audio", tone_3s, "-o", out, "--preset", "unittest", "-q",
+            *SEGMENT_MODES["segments"])
+    assert r.code == 0, r
+    assert frame_seconds(out) == frame_seconds(clip)
+
+
+@pytest.mark.parametrize("mode", SEGMENT_MODES)
+@pytest.mark.parametrize("suffix", [".mp4", ".mov", ".mkv"])
+def test_one_frame_video_gives_one_decodable_frame(dub, gen, tone_3s, tmp_path, suffix, mode):
+    """The joined segments of one frame reached ffmpeg with no frame rate to make its
+    duration up from: a 0-length sample that no player shows, reported as success."""
+    clip = make_clip(gen / "one_frame.mp4", seconds=0.04)
+    assert probe(clip).frame_count == 1
+    out = tmp_path / f"one{suffix}"
+    r = dub(clip, "--audio", tone_3s, "-o", out, *FAST, *SEGMENT_MODES[mode])
+    assert r.code == 0, r
+    assert frame_seconds(out) == [0]
+    info = probe(out)  # raised "truncated or damaged" for .mkv
+    assert (info.frame_count, info.duration) == (1, Fraction(1, 25))
 
 
 def test_ntsc_rate_timestamps_are_exact(dub, gen, tone_3s, tmp_path):

@@ -69,6 +69,19 @@ def test_segments_are_whole_chunks_of_about_the_asked_length(clip_6s):
     assert all(len(s) % cfg.media.chunk_frames == 0 for s in segs[:-1])
 
 
+
+def test_variable_rate_segments_last_about_the_asked_seconds(gen):
+    """At the average rate (25 fps), not the nominal one (the 1 ms time base's 1000 fps,
+    which made one 50-frame segment of 0.5 s asked)."""
+    from tests.test_cli_render import make_jittered_clip
+
+    info = probe(make_jittered_clip(gen))
+    assert info.is_vfr and info.frame_rate == 1000
+    cfg = load_config("unittest", {"runtime": {"segment_seconds": 0.5}})
+    segs = plan_segments(info, cfg)
+    assert [s.start for s in segs] == [0, 16, 32, 48]  # 0.5 s = 12.5 frames -> 16
+    assert segs[-1].stop == info.frame_count == 50
+
 def test_sigkill_then_resume_writes_the_same_bytes(dub, clip_6s, tone_3s, tmp_path):
     ref = tmp_path / "ref.mp4"
     assert dub(clip_6s, "--audio", tone_3s, "-o", ref, *PASS).code == 0

@@ -135,6 +135,7 @@ class MuxPlan:
         for s in subs:
             cmd += ["-map", f"2:{s.index}"]
         cmd += self._copy_args() if copy_video else self._video_args()
+        cmd += ["-bsf:v", self._last_frame_duration()]
         cmd += self._audio_args(keep)
         if subs:
             cmd += ["-c:s", "mov_text" if self.container == "mp4" else "copy"]
@@ -154,6 +155,34 @@ class MuxPlan:
             cmd[cmd.index("log-level=error")] = f"log-level=error:pools={threads}"
         cmd += ["-map_metadata", "-1", "-fflags", "+bitexact", "-flags:v", "+bitexact"]
         return cmd + ["-f", "nut", str(tmp_path)]
+
+    def _last_frame_duration(self) -> str:
+        """A bitstream filter giving the last frame the input's last frame duration.
+
+        NUT, which carries the frames to the final ffmpeg, stores no packet durations, so
+        ffmpeg makes each one up from the stream's frame rate: for variable-rate video
+        (whose NUT stream declares no usable rate) one tick of NUT's time base, and for the
+        joined segments of a one-frame video nothing at all. Rounded into the output's time
+        base that is 0. mp4/mov take each sample's duration from the next decode timestamp,
+        except the last sample's, which is its packet's, and end the edit list at the
+        largest pts plus its packet's duration: with 0 players drop the last frame (with
+        one frame, the whole picture); Matroska's duration stops short too.
+
+        So the last frame shown (the one ``duration - last_frame_duration`` after the first,
+        STARTPTS being the first packet's, a keyframe shown first) and the last packet in
+        decode order get ``last_frame_duration``; every other packet is left as it is. The
+        video then ends exactly where the input's does, where the dub track is cut or
+        padded, and a probe of the output reads the input's duration."""
+        info = self.info
+        span = info.duration - info.last_frame_duration  # first frame to the last's start
+        # Half a tick of the input's time base below the last frame: no other frame is
+        # that late, whatever time base ffmpeg carries the packets in.
+        last_from = max(span - info.time_base / 2, Fraction(0))
+        d = info.last_frame_duration
+        last = (f"gte((PTS-STARTPTS)*TB,{last_from.numerator}/{last_from.denominator})"
+                "+eq(NEXT_PTS,NOPTS)")
+        expr = f"if({last},{d.numerator}/{d.denominator}/TB,DURATION)"
+        return f"setts=pts=PTS:dts=DTS:duration='{expr}'"
 
     def _copy_args(self) -> list[str]:
         # bitexact: no random Matroska segment id, so the same segments give the same file.

@@ -92,6 +92,7 @@ class VideoInfo:
     start_pts: int  # pts of the first frame
     frame_count: int  # presented frames (exact when scanned, else from the header)
     duration: Fraction  # seconds, first frame start to last frame end
+    last_frame_duration: Fraction  # seconds the last presented frame lasts (in duration)
     is_vfr: bool  # frame intervals vary by more than one pts tick
     scanned: bool  # frame_count/duration/is_vfr come from a packet scan
     audio: tuple[AudioStreamInfo, ...]
@@ -176,11 +177,13 @@ def probe(path: str | os.PathLike, scan: bool = True) -> VideoInfo:
             raise InputError(
                 f"{path} is truncated or damaged: its header says the video lasts "
                 f"{float(declared):.3f} s but only {float(timing[2]):.3f} s can be read")
-    count, start, duration, vfr = timing
+    count, start, duration, vfr, last = timing
     if count == 0:
         raise InputError(f"{path} has a video stream with no frames")
-    return VideoInfo(frame_count=count, start_pts=start, duration=duration, is_vfr=vfr,
-                     scanned=scan, **fields)
+    if last <= 0:  # the last two frames share a timestamp
+        last = 1 / rate
+    return VideoInfo(frame_count=count, start_pts=start, duration=duration,
+                     last_frame_duration=last, is_vfr=vfr, scanned=scan, **fields)
 
 
 def check_readable(path: Path) -> None:
@@ -308,17 +311,18 @@ def frame_times(info: VideoInfo) -> np.ndarray:
 
 
 def _scan_packets(path: Path, index: int, tb: Fraction, rate: Fraction, header_frames: int
-                  ) -> tuple[int, int, Fraction, bool]:
+                  ) -> tuple[int, int, Fraction, bool, Fraction]:
     """Demux (not decode) every packet of the video stream.
 
-    Returns (frame count, first pts, duration in seconds, variable frame rate)."""
+    Returns (frame count, first pts, duration in seconds, variable frame rate, the last
+    frame's duration in seconds: its packet's, else the interval before it)."""
     pts, last_duration, discarded = _demux_pts(path, index, tb)
     if header_frames and len(pts) + discarded < header_frames:
         raise InputError(
             f"{path} is truncated: its header lists {header_frames} video frames but only "
             f"{len(pts) + discarded} are in the file")
     if not pts:
-        return 0, 0, Fraction(0), False
+        return 0, 0, Fraction(0), False, Fraction(0)
     pts.sort()
     nominal = 1 / (rate * tb)  # ticks per frame
     diffs = [b - a for a, b in zip(pts, pts[1:])]
@@ -326,7 +330,7 @@ def _scan_packets(path: Path, index: int, tb: Fraction, rate: Fraction, header_f
     if not last_duration:
         last_duration = diffs[-1] if diffs else round(nominal)
     duration = (pts[-1] - pts[0] + last_duration) * tb
-    return len(pts), pts[0], duration, vfr
+    return len(pts), pts[0], duration, vfr, last_duration * tb
 
 
 def _declared_duration(stream, tb: Fraction) -> Fraction | None:
@@ -345,7 +349,7 @@ def _declared_duration(stream, tb: Fraction) -> Fraction | None:
 
 
 def _header_timing(stream, tb: Fraction, rate: Fraction, container
-                   ) -> tuple[int, int, Fraction, bool]:
+                   ) -> tuple[int, int, Fraction, bool, Fraction]:
     start = stream.start_time or 0
     if stream.duration:
         duration = stream.duration * tb
@@ -354,4 +358,4 @@ def _header_timing(stream, tb: Fraction, rate: Fraction, container
     else:
         duration = Fraction(0)
     count = stream.frames or round(duration * rate)
-    return int(count), int(start), duration, False
+    return int(count), int(start), duration, False, 1 / rate
