@@ -111,6 +111,17 @@ def test_ntsc_rate_timestamps_are_exact(dub, gen, tone_3s, tmp_path):
     assert video_pts(out) == video_pts(clip)
 
 
+def test_mkv_whose_timestamps_start_late_is_dubbed(dub, clip_320, tone_3s, tmp_path):
+    """An mkv starting at 10 s is whole (its header's 11 s is the end time, not the
+    length): dubbed like an mp4 with the same offset, every frame kept."""
+    late = tmp_path / "late.mkv"
+    ffmpeg("-i", str(clip_320), "-c", "copy", "-output_ts_offset", "10", str(late))
+    out = tmp_path / "late_out.mp4"
+    r = dub(late, "--audio", tone_3s, "-o", out, *FAST)
+    assert r.code == 0, r
+    assert_same_picture_timeline(late, out)
+
+
 def test_rotation_is_kept_as_metadata(dub, gen, clip_320, tone_3s, tmp_path):
     rotated = gen / "rot_in.mp4"
     if not rotated.exists():

@@ -128,6 +128,27 @@ def test_truncated_file_is_rejected(tmp_path, clip_320):
         probe(cut)
 
 
+@pytest.mark.parametrize("suffix", [".mkv", ".mp4", ".ts"])
+def test_timestamps_starting_late_are_not_truncation(tmp_path, clip_320, suffix):
+    """A whole file whose timestamps start at 10 s (an mkv's header then states 11 s, the
+    end time) probes as the 1 s it is."""
+    late = tmp_path / f"late{suffix}"
+    ffmpeg("-i", str(clip_320), "-c", "copy", "-output_ts_offset", "10", str(late))
+    info = probe(late)
+    assert info.frame_count == 25 and info.duration == 1
+    assert info.start_pts * info.time_base >= 9
+
+
+def test_truncated_mkv_starting_late_is_rejected(tmp_path, clip_320):
+    late = tmp_path / "late.mkv"
+    ffmpeg("-i", str(clip_320), "-c", "copy", "-output_ts_offset", "10", str(late))
+    data = late.read_bytes()
+    cut = tmp_path / "cut_late.mkv"
+    cut.write_bytes(data[: int(len(data) * 0.6)])
+    with pytest.raises(InputError, match="truncated|corrupt"):
+        probe(cut)
+
+
 def test_truncated_faststart_file_is_rejected(tmp_path, clip_320):
     # With the index at the front, the header survives and lists frames that are missing.
     fs = tmp_path / "faststart.mp4"
