@@ -97,6 +97,19 @@ def make_vfr_clip(gen):
     return path
 
 
+@pytest.mark.parametrize("pix_fmt,size", [("yuv420p", "321x241"), ("yuv420p", "320x241"),
+                                           ("yuv422p", "321x240"), ("yuv444p", "321x241")])
+def test_odd_sizes_keep_their_chroma_subsampling(gen, pix_fmt, size):
+    """The working layout is the decoder's own subsampling at any size (4:2:0 at 321x241
+    has 161x121 chroma planes, not a 4:4:4 picture)."""
+    w, h = map(int, size.split("x"))
+    # (lavfi's test sources round an odd size down: the odd size is made by a scale)
+    clip = make_clip(gen / f"odd_{pix_fmt}_{size}.mkv", codec="ffv1", pix_fmt=pix_fmt,
+                     seconds=0.2, audio=False, extra_out=("-vf", f"scale={w}:{h}"))
+    info = probe(clip)
+    assert info.layout.pix_fmt == pix_fmt and (info.width, info.height) == (w, h)
+
+
 def test_missing_empty_and_folder_inputs(tmp_path):
     with pytest.raises(InputError, match="does not exist"):
         probe(tmp_path / "nope.mp4")

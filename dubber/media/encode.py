@@ -74,6 +74,15 @@ def output_pix_fmt(layout: PixelLayout, codec: str) -> str:
     if fmt not in allowed:
         alt = "x265 or ffv1" if codec == "x264" else "ffv1"
         raise UsageError(f"{codec} cannot keep this video's format {fmt}: choose --codec {alt}")
+    sx, sy = layout.chroma_shift
+    if (layout.width % (1 << sx)) or (layout.height % (1 << sy)):
+        # H.264 and HEVC code subsampled chroma only at even sizes (and cannot crop a
+        # single pixel off): keep the size, every pixel, at full chroma resolution.
+        full = fmt.replace(f"yuv{layout.chroma}p", "yuv444p")
+        log.warning("%s cannot encode %s at the odd size %dx%d: writing %s (not every player "
+                    "plays it); --codec ffv1 or prores keeps the size in 4:2:x",
+                    codec, fmt, layout.width, layout.height, full)
+        return full
     return fmt
 
 

@@ -213,6 +213,9 @@ def _first_frame(container: av.container.InputContainer, stream, path: Path) -> 
     raise InputError(f"{path} has a video stream with no decodable frames")
 
 
+_REF_SIDE = 64  # a frame side every chroma subsampling divides
+
+
 def working_layout(fmt: av.VideoFormat, width: int, height: int) -> PixelLayout:
     """The planar YUV layout that frames of decoder format ``fmt`` are carried in:
     the same chroma subsampling and bit depth where the format is planar YUV already,
@@ -225,8 +228,11 @@ def working_layout(fmt: av.VideoFormat, width: int, height: int) -> PixelLayout:
     elif len(comps) < 3:
         chroma = "420"
     else:
-        sx = comps[0].width // max(comps[1].width, 1)
-        sy = comps[0].height // max(comps[1].height, 1)
+        # The format's subsampling, read at a size every subsampling divides: at the
+        # frame's own size an odd dimension hides it (4:2:0 at 321x241 has 161x121 chroma).
+        ref = av.VideoFormat(fmt.name, _REF_SIDE, _REF_SIDE).components
+        sx = _REF_SIDE // max(ref[1].width, 1)
+        sy = _REF_SIDE // max(ref[1].height, 1)
         chroma = {(1, 1): "444", (2, 1): "422"}.get((sx, sy), "420")
     return PixelLayout(width, height, depth, chroma)
 
