@@ -500,8 +500,7 @@ class _Joiner(VideoWriter):
                         i += 1
                         packet.stream = ostream
                         out.mux(packet)
-            self._queue.get()  # finish() hands over its end marker
-            self._taken.release()
+            self._take()  # finish() hands over its end marker (abort() stops the wait)
         finally:
             try:
                 out.close()

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -158,3 +159,66 @@ def test_a_language_tag_the_output_cannot_carry_is_refused(dub, clip_320, tone_3
                 *FAST)
         one_line_error(r, 2, "--dub-language", *words)
     assert listing(tmp_path) == []
+
+
+def test_abort_of_an_idle_writer_returns_and_leaves_nothing(clip_320, tone_3s, tmp_path):
+    """An interruption while the encoder waits for the next chunk (the stages are working):
+    abort stops the encoder thread at once and removes the temporary file."""
+    from dubber.config import load_config
+    from dubber.media.encode import MuxPlan, VideoWriter
+    from dubber.media.probe import probe
+
+    out = tmp_path / "o.mp4"
+    plan = MuxPlan.make(probe(clip_320), tone_3s, 0, out, load_config("unittest").encode)
+    writer = VideoWriter(plan)
+    writer.start()
+    time.sleep(0.3)  # ffmpeg started, the encoder thread idle, waiting for a chunk
+    aborting = threading.Thread(target=writer.abort, daemon=True)
+    t0 = time.monotonic()
+    aborting.start()
+    aborting.join(timeout=10)
+    assert not aborting.is_alive(), "abort() hung on the idle encoder thread"
+    assert time.monotonic() - t0 < 2
+    assert not writer._thread.is_alive()
+    assert listing(tmp_path) == []  # no output, no temporary file
+
+
+_INTERRUPT_IN_STAGES = """
+import os, signal, sys, time
+import dubber.pipeline
+from dubber.cli import main
+
+run_stages, seen = dubber.pipeline.run_stages, []
+
+def stages_then_signal(chunk, *args, **kwargs):
+    seen.append(chunk)
+    if len(seen) == 2:  # the encoder has taken chunk 1 and waits for the next one
+        time.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(10)
+    return run_stages(chunk, *args, **kwargs)
+
+dubber.pipeline.run_stages = stages_then_signal
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("segments", ["10", "0"], ids=["resumable", "one-encode"])
+def test_interrupt_while_the_encoder_waits_exits_promptly(clip_320, tone_3s, tmp_path,
+                                                          segments):
+    """SIGTERM while a chunk is in the stages and the encoder is idle (the usual case in a
+    model render, whose stages are slower than the encoder): exit 130, nothing left."""
+    out = tmp_path / "o.mp4"
+    proc = subprocess.Popen([sys.executable, "-c", _INTERRUPT_IN_STAGES, str(clip_320),
+                             "--audio", str(tone_3s), "-o", str(out), "--chunk-frames", "4",
+                             "--segment-seconds", segments, *FAST],
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        _, err = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        pytest.fail("dub hung after SIGTERM during the render")
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    assert listing(tmp_path) == []  # no output, no temp file, no parts folder

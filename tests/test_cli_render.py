@@ -81,6 +81,37 @@ def test_ffv1_output_is_bit_exact_to_the_input(dub, gen, tone_3s, tmp_path):
             assert np.array_equal(pa, pb)
 
 
+@pytest.mark.parametrize("size", ["321x241", "320x241", "321x240"])
+def test_odd_size_420_stays_420_at_its_size_bit_exact(dub, gen, tone_3s, tmp_path, size):
+    """4:2:0 at an odd size (chroma planes ceil(w/2) x ceil(h/2)) is carried as 4:2:0, not
+    turned into 4:4:4: a lossless pass-through gives back every plane exactly."""
+    w, h = map(int, size.split("x"))
+    clip = make_clip(gen / f"odd_{size}.mkv", codec="ffv1", seconds=0.3,
+                     extra_out=("-vf", f"scale={w}:{h}"))
+    out = tmp_path / "odd.mkv"
+    assert dub(clip, "--audio", tone_3s, "-o", out, "--codec", "ffv1", *FAST).code == 0
+    a, b = assert_same_picture_timeline(clip, out)
+    assert b.pix_fmt == a.pix_fmt == "yuv420p"
+    src, dst = decoded_planes(clip), decoded_planes(out)
+    assert src[0][1].shape == ((h + 1) // 2, (w + 1) // 2)
+    for fa, fb in zip(src, dst):
+        for pa, pb in zip(fa, fb):
+            assert np.array_equal(pa, pb)
+
+
+def test_odd_size_420_in_x264_keeps_its_size_with_a_warning(dub, gen, tone_3s, tmp_path):
+    """H.264 cannot code 4:2:0 at an odd size: the picture keeps its size in 4:4:4, and the
+    user is told (and which codecs keep 4:2:0)."""
+    clip = make_clip(gen / "odd_321x241.mkv", codec="ffv1", seconds=0.3,
+                     extra_out=("-vf", "scale=321:241"))
+    out = tmp_path / "odd.mp4"
+    r = dub(clip, "--audio", tone_3s, "-o", out, "--preset", "unittest", "--passthrough")
+    assert r.code == 0, r
+    assert "odd size 321x241" in r.err and "ffv1" in r.err
+    info = probe(out)
+    assert (info.width, info.height, info.pix_fmt) == (321, 241, "yuv444p")
+
+
 def test_prores_output_in_mov(dub, clip_320, tone_3s, tmp_path):
     out = tmp_path / "master.mov"
     assert dub(clip_320, "--audio", tone_3s, "-o", out, "--codec", "prores", *FAST).code == 0
@@ -175,6 +206,17 @@ def test_ntsc_rate_timestamps_are_exact(dub, gen, tone_3s, tmp_path):
     a, b = assert_same_picture_timeline(clip, out)
     assert b.frame_rate == a.frame_rate and b.time_base == a.time_base
     assert video_pts(out) == video_pts(clip)
+
+
+def test_mkv_whose_timestamps_start_late_is_dubbed(dub, clip_320, tone_3s, tmp_path):
+    """An mkv starting at 10 s is whole (its header's 11 s is the end time, not the
+    length): dubbed like an mp4 with the same offset, every frame kept."""
+    late = tmp_path / "late.mkv"
+    ffmpeg("-i", str(clip_320), "-c", "copy", "-output_ts_offset", "10", str(late))
+    out = tmp_path / "late_out.mp4"
+    r = dub(late, "--audio", tone_3s, "-o", out, *FAST)
+    assert r.code == 0, r
+    assert_same_picture_timeline(late, out)
 
 
 def test_rotation_is_kept_as_metadata(dub, gen, clip_320, tone_3s, tmp_path):

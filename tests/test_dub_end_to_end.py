@@ -15,8 +15,8 @@ from dubber.config import load_config
 from dubber.faces.analyze import tracks_for_run
 from dubber.media.probe import probe
 from dubber.faces.crop import square_box, visible_part
-from tests.helpers import (CLIPS, SPEECH, decoded_planes, frames_changed_only_where, needs_media,
-                           watermark_disc)
+from tests.helpers import (CLIPS, SPEECH, decoded_planes, ffmpeg, frames_changed_only_where,
+                           needs_media, watermark_disc)
 
 UNIT = ("--preset", "unittest", "--codec", "ffv1", "-q")
 # Mean luma change (levels) in the speaker's mouth box that the shipped weights must make,
@@ -58,17 +58,45 @@ def test_real_clip_is_dubbed_only_inside_the_speakers_face(dub, tmp_path):
     layout = probe(clip).layout
     src, dst = decoded_planes(clip), decoded_planes(out)
 
-    def mouth_paste(f, speakers, shape):
+    changed = frames_changed_only_where(src, dst, tracks, mouth_paste(tracks, cfg, layout))
+    assert changed > len(src) // 2  # the speaker is re-rendered on most frames
+
+
+def mouth_paste(tracks, cfg, layout):
+    """(frame, speakers, luma shape) -> where the mouth paste may change the frame: the
+    speakers' face squares but for their upper 30 % (eyes, brows are not pasted)."""
+
+    def allowed_at(f, speakers, shape):
         allowed = np.zeros(shape, bool)
         for tid in speakers:
             square = square_box(tracks.track(tid).box_at(f), cfg.models.crop_scale, layout)
             x0, y0, x1, y1 = visible_part(square, layout)
-            # The mouth paste: the upper 30 % of the square (eyes, brows) is not pasted.
             allowed[y0 + int(0.3 * (square[3] - square[1])):y1, x0:x1] = True
         return allowed
 
-    changed = frames_changed_only_where(src, dst, tracks, mouth_paste)
-    assert changed > len(src) // 2  # the speaker is re-rendered on most frames
+    return allowed_at
+
+
+@needs_media
+def test_odd_size_420_clip_is_dubbed_in_its_own_format(dub, tmp_path):
+    """A 4:2:0 picture of odd size (321x241: chroma planes 161x121) goes through decode,
+    the paste and the encoder as 4:2:0: the output is yuv420p at the input's size, and
+    only the speaker's lower face (and the watermark) differ from the input."""
+    clip = tmp_path / "odd.mkv"
+    ffmpeg("-i", str(CLIPS / "woman_glasses_524_en.mp4"), "-t", "1", "-vf", "scale=321:241",
+           "-c:v", "ffv1", "-pix_fmt", "yuv420p", "-c:a", "copy", str(clip))
+    out = tmp_path / "dubbed.mkv"
+    r = dub(clip, "--audio", SPEECH / "zh_read_4s.wav", "-o", out, *UNIT)
+    assert r.code == 0, r
+    info = probe(out)
+    assert (info.pix_fmt, info.width, info.height) == ("yuv420p", 321, 241)
+    cfg = load_config("unittest")
+    tracks = tracks_for_run(clip, cfg)
+    src, dst = decoded_planes(clip), decoded_planes(out)
+    assert dst[0][1].shape == (121, 161)
+    changed = frames_changed_only_where(src, dst, tracks,
+                                        mouth_paste(tracks, cfg, probe(clip).layout))
+    assert changed > len(src) // 2
 
 
 @needs_media

@@ -97,6 +97,19 @@ def make_vfr_clip(gen):
     return path
 
 
+@pytest.mark.parametrize("pix_fmt,size", [("yuv420p", "321x241"), ("yuv420p", "320x241"),
+                                           ("yuv422p", "321x240"), ("yuv444p", "321x241")])
+def test_odd_sizes_keep_their_chroma_subsampling(gen, pix_fmt, size):
+    """The working layout is the decoder's own subsampling at any size (4:2:0 at 321x241
+    has 161x121 chroma planes, not a 4:4:4 picture)."""
+    w, h = map(int, size.split("x"))
+    # (lavfi's test sources round an odd size down: the odd size is made by a scale)
+    clip = make_clip(gen / f"odd_{pix_fmt}_{size}.mkv", codec="ffv1", pix_fmt=pix_fmt,
+                     seconds=0.2, audio=False, extra_out=("-vf", f"scale={w}:{h}"))
+    info = probe(clip)
+    assert info.layout.pix_fmt == pix_fmt and (info.width, info.height) == (w, h)
+
+
 def test_missing_empty_and_folder_inputs(tmp_path):
     with pytest.raises(InputError, match="does not exist"):
         probe(tmp_path / "nope.mp4")
@@ -125,6 +138,27 @@ def test_truncated_file_is_rejected(tmp_path, clip_320):
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(data[: len(data) // 2])
     with pytest.raises(InputError, match="truncated|corrupt|not a video"):
+        probe(cut)
+
+
+@pytest.mark.parametrize("suffix", [".mkv", ".mp4", ".ts"])
+def test_timestamps_starting_late_are_not_truncation(tmp_path, clip_320, suffix):
+    """A whole file whose timestamps start at 10 s (an mkv's header then states 11 s, the
+    end time) probes as the 1 s it is."""
+    late = tmp_path / f"late{suffix}"
+    ffmpeg("-i", str(clip_320), "-c", "copy", "-output_ts_offset", "10", str(late))
+    info = probe(late)
+    assert info.frame_count == 25 and info.duration == 1
+    assert info.start_pts * info.time_base >= 9
+
+
+def test_truncated_mkv_starting_late_is_rejected(tmp_path, clip_320):
+    late = tmp_path / "late.mkv"
+    ffmpeg("-i", str(clip_320), "-c", "copy", "-output_ts_offset", "10", str(late))
+    data = late.read_bytes()
+    cut = tmp_path / "cut_late.mkv"
+    cut.write_bytes(data[: int(len(data) * 0.6)])
+    with pytest.raises(InputError, match="truncated|corrupt"):
         probe(cut)
 
 

@@ -89,6 +89,15 @@ def output_pix_fmt(layout: PixelLayout, codec: str) -> str:
     if fmt not in allowed:
         alt = "x265 or ffv1" if codec == "x264" else "ffv1"
         raise UsageError(f"{codec} cannot keep this video's format {fmt}: choose --codec {alt}")
+    sx, sy = layout.chroma_shift
+    if (layout.width % (1 << sx)) or (layout.height % (1 << sy)):
+        # H.264 and HEVC code subsampled chroma only at even sizes (and cannot crop a
+        # single pixel off): keep the size, every pixel, at full chroma resolution.
+        full = fmt.replace(f"yuv{layout.chroma}p", "yuv444p")
+        log.warning("%s cannot encode %s at the odd size %dx%d: writing %s (not every player "
+                    "plays it); --codec ffv1 or prores keeps the size in 4:2:x",
+                    codec, fmt, layout.width, layout.height, full)
+        return full
     return fmt
 
 
@@ -278,6 +287,13 @@ def temp_path_for(output: Path) -> Path:
     return temp_beside(output, f".part{output.suffix}")
 
 
+_POLL_SECONDS = 0.05  # how often a waiting encoder thread looks for abort()
+
+
+class _Stopped(Exception):
+    """Raised in the encoder thread when :meth:`VideoWriter.abort` asks it to stop."""
+
+
 class VideoWriter:
     """Feeds chunks to ffmpeg from a background thread; :meth:`finish` publishes the file.
 
@@ -302,6 +318,9 @@ class VideoWriter:
         # one the caller works on (decoded frames are the bulk of dubber's memory at 4K).
         self._queue: queue.Queue = queue.Queue(maxsize=1)
         self._taken = threading.Semaphore(0)
+        # Set by abort(): the encoder thread stops waiting for chunks and exits, so abort()
+        # always returns, whether the thread was idle, feeding ffmpeg or not yet started.
+        self._stop = threading.Event()
         self._error: BaseException | None = None
         self._proc: subprocess.Popen | None = None
         self._thread: threading.Thread | None = None
@@ -358,19 +377,22 @@ class VideoWriter:
     def abort(self) -> None:
         """Stop ffmpeg and delete the temporary file. Safe to call more than once."""
         self._done = True
+        self._stop.set()  # an idle encoder thread sees it within _POLL_SECONDS and exits
         if self._proc is not None and self._proc.poll() is None:
             try:
                 os.killpg(self._proc.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
             self._proc.wait()
-        if self._thread is not None and self._thread.is_alive():
-            while self._thread.is_alive():  # let the writer see the dead pipe and exit
-                try:
-                    self._queue.get(timeout=0.05)
-                except queue.Empty:
-                    pass
+        # ffmpeg is gone: a thread writing to it gets a broken pipe, one waiting for a chunk
+        # sees the stop event; either way it ends.
+        if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
+        while True:  # drop a chunk handed over but never taken (its frames' memory)
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
         try:
             self.tmp.unlink()
         except FileNotFoundError:
@@ -401,8 +423,25 @@ class VideoWriter:
     def _run(self) -> None:
         try:
             self._feed()
+        except _Stopped:
+            pass
         except BaseException as exc:
             self._error = exc
+
+    def _take(self) -> Chunk | None:
+        """The next chunk handed over by :meth:`write` (None: the end), in the encoder
+        thread; raises :class:`_Stopped` once :meth:`abort` has been called."""
+        while True:
+            if self._stop.is_set():
+                raise _Stopped
+            try:
+                chunk = self._queue.get(timeout=_POLL_SECONDS)
+            except queue.Empty:
+                continue
+            self._taken.release()
+            if self._stop.is_set():
+                raise _Stopped
+            return chunk
 
     def _feed(self) -> None:
         info = self.plan.info
@@ -419,11 +458,12 @@ class VideoWriter:
             if info.sample_aspect_ratio != 1:
                 stream.codec_context.sample_aspect_ratio = info.sample_aspect_ratio
             while True:
-                chunk = self._queue.get()
-                self._taken.release()
+                chunk = self._take()
                 if chunk is None:
                     break
                 for i, frame in enumerate(chunk.frames.frames):
+                    if self._stop.is_set():
+                        raise _Stopped
                     frame.pts = int(chunk.pts[i])
                     frame.time_base = tb
                     out.mux(stream.encode(frame))

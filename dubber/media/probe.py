@@ -160,7 +160,7 @@ def probe(path: str | os.PathLike, scan: bool = True) -> VideoInfo:
         )
         color = _color_info(first, stream)
         header_frames = stream.frames
-        declared = _declared_duration(stream, tb)
+        declared, declared_is_end = _declared_duration(stream, tb)
         if not scan:
             timing = _header_timing(stream, tb, rate, container)
         fields = dict(
@@ -173,7 +173,10 @@ def probe(path: str | os.PathLike, scan: bool = True) -> VideoInfo:
         )
     if scan:
         timing = _scan_packets(path, fields["stream_index"], tb, rate, header_frames)
-        if declared and timing[2] < declared - Fraction(3, 2) / rate:
+        read = timing[2]
+        if declared_is_end:  # may be an end time, counted from 0 and not from the start
+            read = max(read, timing[1] * tb + timing[2])
+        if declared and read < declared - Fraction(3, 2) / rate:
             raise InputError(
                 f"{path} is truncated or damaged: its header says the video lasts "
                 f"{float(declared):.3f} s but only {float(timing[2]):.3f} s can be read")
@@ -213,6 +216,9 @@ def _first_frame(container: av.container.InputContainer, stream, path: Path) -> 
     raise InputError(f"{path} has a video stream with no decodable frames")
 
 
+_REF_SIDE = 64  # a frame side every chroma subsampling divides
+
+
 def working_layout(fmt: av.VideoFormat, width: int, height: int) -> PixelLayout:
     """The planar YUV layout that frames of decoder format ``fmt`` are carried in:
     the same chroma subsampling and bit depth where the format is planar YUV already,
@@ -225,8 +231,11 @@ def working_layout(fmt: av.VideoFormat, width: int, height: int) -> PixelLayout:
     elif len(comps) < 3:
         chroma = "420"
     else:
-        sx = comps[0].width // max(comps[1].width, 1)
-        sy = comps[0].height // max(comps[1].height, 1)
+        # The format's subsampling, read at a size every subsampling divides: at the
+        # frame's own size an odd dimension hides it (4:2:0 at 321x241 has 161x121 chroma).
+        ref = av.VideoFormat(fmt.name, _REF_SIDE, _REF_SIDE).components
+        sx = _REF_SIDE // max(ref[1].width, 1)
+        sy = _REF_SIDE // max(ref[1].height, 1)
         chroma = {(1, 1): "444", (2, 1): "422"}.get((sx, sy), "420")
     return PixelLayout(width, height, depth, chroma)
 
@@ -333,19 +342,23 @@ def _scan_packets(path: Path, index: int, tb: Fraction, rate: Fraction, header_f
     return len(pts), pts[0], duration, vfr, last_duration * tb
 
 
-def _declared_duration(stream, tb: Fraction) -> Fraction | None:
-    """The video stream's duration as its header states it (mp4/mov stream duration, the
-    Matroska DURATION tag), or None."""
+def _declared_duration(stream, tb: Fraction) -> tuple[Fraction | None, bool]:
+    """The video stream's duration as its header states it, or None; and whether that
+    figure may be the stream's end time rather than its length.
+
+    An mp4/mov stream duration is a length. The Matroska DURATION tag is the end time of
+    the stream's last frame when FFmpeg wrote the file (a file whose timestamps start at
+    10 s and run 2 s says 12 s) but the length when mkvmerge did: it may be either."""
     if stream.duration:
-        return stream.duration * tb
+        return stream.duration * tb, False
     tag = stream.metadata.get("DURATION") or stream.metadata.get("duration")
     if tag and ":" in tag:
         try:
             h, m, sec = tag.split(":")
-            return Fraction(int(h) * 3600 + int(m) * 60) + Fraction(sec)
+            return Fraction(int(h) * 3600 + int(m) * 60) + Fraction(sec), True
         except ValueError:
-            return None
-    return None
+            return None, False
+    return None, False
 
 
 def _header_timing(stream, tb: Fraction, rate: Fraction, container
