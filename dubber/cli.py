@@ -225,6 +225,9 @@ def _check_output(output, audio_path, cfg, weights_dir, report_path, quiet) -> N
     bar = _AnalysisBar(quiet)
     try:
         line = check_line(output, audio_path, cfg, weights_dir, report_path, progress=bar)
+    except KeyboardInterrupt:  # the output is complete: say so, not "no output"
+        raise Interrupted(f"interrupted during the sync check; {output} was written, "
+                          "not checked") from None
     finally:
         bar.close()
     if not quiet:

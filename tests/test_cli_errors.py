@@ -222,3 +222,30 @@ def test_interrupt_while_the_encoder_waits_exits_promptly(clip_320, tone_3s, tmp
     assert proc.returncode == 130, err
     assert "interrupted" in err and "Traceback" not in err
     assert listing(tmp_path) == []  # no output, no temp file, no parts folder
+
+
+_INTERRUPT_IN_CHECK = """
+import sys
+import dubber.sync.check
+from dubber.cli import main
+
+def interrupted(*args, **kwargs):
+    raise KeyboardInterrupt
+
+dubber.sync.check.check_line = interrupted
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_interrupt_during_the_sync_check_says_the_output_was_written(clip_320, tone_3s,
+                                                                      tmp_path):
+    # it said "no output was written" beside the finished output
+    out = tmp_path / "o.mp4"
+    proc = subprocess.run([sys.executable, "-c", _INTERRUPT_IN_CHECK, str(clip_320),
+                           "--audio", str(tone_3s), "-o", str(out), "--report",
+                           str(tmp_path / "sync.json"), *FAST],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 130, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "was written" in lines[0] and "no output" not in lines[0]
+    assert listing(tmp_path) == ["o.mp4"]
