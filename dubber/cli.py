@@ -718,18 +718,37 @@ def main(argv: list[str] | None = None) -> int:
         click.echo(f"dub: error: {exc.format_message()}", err=True)
         code = exc.exit_code  # 2 for usage errors
     except (KeyboardInterrupt, click.exceptions.Abort):
-        err = Interrupted("interrupted; no output was written")
-        click.echo(f"dub: error: {err}", err=True)
-        code = err.exit_code
+        code = _say_interrupted()
     except DubberError as exc:
         click.echo(f"dub: error: {exc}", err=True)
         code = exc.exit_code
     except Exception as exc:  # a bug: say so in one line, the traceback with -vv
-        if logging.getLogger("dubber").isEnabledFor(logging.DEBUG):
+        if _interrupted(exc):  # an interrupt a library wrapped (during an import: ImportError)
+            code = _say_interrupted()
+        elif logging.getLogger("dubber").isEnabledFor(logging.DEBUG):
             raise
-        click.echo(f"dub: error: internal error ({type(exc).__name__}: {exc}); "
-                   "run again with -vv for the traceback and report it", err=True)
-        code = 1
+        else:
+            click.echo(f"dub: error: internal error ({type(exc).__name__}: {exc}); "
+                       "run again with -vv for the traceback and report it", err=True)
+            code = 1
     if argv is None:
         sys.exit(code)
     return code
+
+
+def _say_interrupted() -> int:
+    err = Interrupted("interrupted; no output was written")
+    click.echo(f"dub: error: {err}", err=True)
+    return err.exit_code
+
+
+def _interrupted(exc: BaseException) -> bool:
+    """Whether ``exc`` was caused by an interrupt (Ctrl-C or SIGTERM) somewhere down its
+    chain of causes."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False

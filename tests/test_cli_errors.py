@@ -249,3 +249,29 @@ def test_interrupt_during_the_sync_check_says_the_output_was_written(clip_320, t
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "was written" in lines[0] and "no output" not in lines[0]
     assert listing(tmp_path) == ["o.mp4"]
+
+
+_INTERRUPT_IN_IMPORT = """
+import sys
+import dubber.pipeline
+from dubber.cli import main
+
+def importing(*args, **kwargs):  # what a SIGTERM inside a library's import looks like
+    try:
+        raise KeyboardInterrupt
+    except KeyboardInterrupt as exc:
+        raise ImportError("a module could not finish loading") from exc
+
+dubber.pipeline.dub_video = importing
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_interrupt_wrapped_by_a_library_is_an_interrupt(clip_320, tone_3s, tmp_path):
+    # it was "internal error (ImportError: ...)", exit 1
+    proc = subprocess.run([sys.executable, "-c", _INTERRUPT_IN_IMPORT, str(clip_320),
+                           "--audio", str(tone_3s), "-o", str(tmp_path / "o.mp4"), *FAST],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stderr.strip() == "dub: error: interrupted; no output was written"
+    assert listing(tmp_path) == []
