@@ -128,6 +128,12 @@ def test_tracks_carry_their_calibration_through_the_tracks_file(driver, tmp_path
     broken = _tracks(n, mouth, {"schema": "dubber.mouth-calibration/1", "gain": "wide"})
     with pytest.raises(InputError, match="track 0"):
         track_calibration(broken.tracks[0])
+    # JSON takes NaN: an edited gain of NaN gave the dub NaN openings wherever it speaks
+    for key, bad in (("gain", [float("nan"), 1.0, 1.0]), ("rest", [0.0, float("inf"), 0.3]),
+                     ("shift", float("nan"))):
+        broken = _tracks(n, mouth, cal.to_json() | {key: bad})
+        with pytest.raises(InputError, match=f"track 0: .*{key} is not a finite number"):
+            track_calibration(broken.tracks[0])
     # an older tracks file, whose calibration carries an adaptation of a driver with other
     # inputs: it still dubs, with the same range and rest (no dub uses the adaptation)
     old = cal.to_json() | {"delta": np.ones((581, 3)).tolist()}

@@ -143,10 +143,15 @@ class Calibration:
             delta = data.get("delta")
             delta = None if delta is None else np.asarray(delta, np.float64).reshape(-1, 3)
             r = tuple(np.nan if v is None else float(v) for v in data.get("fit_r", [None] * 3))
-            return cls(gain, offset, rest, float(data.get("shift", 0.0)), delta,
-                       int(data.get("frames", 0)), r)  # type: ignore[arg-type]
+            shift = float(data.get("shift", 0.0))
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"bad mouth calibration: {exc}") from None
+        for name, v in (("gain", gain), ("offset", offset), ("rest", rest), ("shift", shift),
+                        ("delta", 0.0 if delta is None else delta)):
+            if not np.all(np.isfinite(v)):  # JSON takes NaN and Infinity; a mouth cannot
+                raise ValueError(f"bad mouth calibration: {name} is not a finite number")
+        return cls(gain, offset, rest, shift, delta, int(data.get("frames", 0)),
+                   r)  # type: ignore[arg-type]
 
 
 def _huber_affine(x: np.ndarray, y: np.ndarray, iters: int = 10) -> tuple[float, float]:
