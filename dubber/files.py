@@ -6,6 +6,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from dubber.errors import OutputError
+
 
 def _umask() -> int:
     try:
@@ -58,3 +60,12 @@ def file_key(path: str | os.PathLike) -> tuple:
     except OSError:
         return ("path", str(Path(path).resolve()))
     return ("inode", st.st_dev, st.st_ino)
+
+
+def check_replaceable(path: Path, force: bool) -> None:
+    """Refuse an output path that is a folder, or an existing file without ``force``.
+    Raises OutputError."""
+    if path.is_dir():
+        raise OutputError(f"{path} is a folder: give a file name with -o")
+    if path.exists() and not force:
+        raise OutputError(f"{path} already exists: add --force to replace it")

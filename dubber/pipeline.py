@@ -19,7 +19,7 @@ from dubber import segments
 from dubber.chunk import Stage, run_stages
 from dubber.config import Config
 from dubber.errors import InputError, OutputError, UsageError
-from dubber.files import same_file
+from dubber.files import check_replaceable, same_file
 from dubber.media.audio import AudioTrack
 from dubber.media.color import ColorSpec
 from dubber.media.decode import read_chunks
@@ -58,10 +58,7 @@ def check_output(input_path: Path, output: Path, force: bool,
     if audio_path is not None and same_file(output, audio_path):
         raise UsageError(f"the output {output} is the dub track (--audio): choose another "
                          "name with -o")
-    if output.is_dir():
-        raise OutputError(f"{output} is a folder: give a file name with -o")
-    if output.exists() and not force:
-        raise OutputError(f"{output} already exists: add --force to replace it")
+    check_replaceable(output, force)
     folder = output.parent
     while make_folder and not folder.exists() and folder != folder.parent:
         folder = folder.parent

@@ -152,22 +152,24 @@ def test_timestamps_starting_late_are_not_truncation(tmp_path, clip_320, suffix)
     assert info.start_pts * info.time_base >= 9
 
 
+def _first_60_percent(path, tmp_path):
+    """A copy of ``path`` cut after 60 % of its bytes."""
+    cut = tmp_path / f"cut_{path.name}"
+    data = path.read_bytes()
+    cut.write_bytes(data[: int(len(data) * 0.6)])
+    return cut
+
+
 def test_truncated_mkv_starting_late_is_rejected(tmp_path, clip_320):
     late = tmp_path / "late.mkv"
     ffmpeg("-i", str(clip_320), "-c", "copy", "-output_ts_offset", "10", str(late))
-    data = late.read_bytes()
-    cut = tmp_path / "cut_late.mkv"
-    cut.write_bytes(data[: int(len(data) * 0.6)])
     with pytest.raises(InputError, match="truncated|corrupt"):
-        probe(cut)
+        probe(_first_60_percent(late, tmp_path))
 
 
 def test_truncated_faststart_file_is_rejected(tmp_path, clip_320):
     # With the index at the front, the header survives and lists frames that are missing.
     fs = tmp_path / "faststart.mp4"
     ffmpeg("-i", str(clip_320), "-c", "copy", "-movflags", "+faststart", str(fs))
-    data = fs.read_bytes()
-    cut = tmp_path / "cut_fs.mp4"
-    cut.write_bytes(data[: int(len(data) * 0.6)])
     with pytest.raises(InputError, match="truncated|corrupt"):
-        probe(cut)
+        probe(_first_60_percent(fs, tmp_path))

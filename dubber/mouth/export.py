@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import IO
 
 from dubber.errors import OutputError, UsageError
-from dubber.files import same_file, temp_beside
+from dubber.files import check_replaceable, same_file, temp_beside
 from dubber.mouth.track import MouthTrack
 
 SCHEMA = "dubber.mouth-track/1"
@@ -70,10 +70,7 @@ def check_track_output(path: str | os.PathLike, inputs: tuple, force: bool = Fal
         if given is not None and same_file(path, given):
             raise UsageError(f"the output {path} is the input {given}: choose another name "
                              "with -o")
-    if path.is_dir():
-        raise OutputError(f"{path} is a folder: give a file name with -o")
-    if path.exists() and not force:
-        raise OutputError(f"{path} already exists: add --force to replace it")
+    check_replaceable(path, force)
     if not path.parent.is_dir():
         raise OutputError(f"cannot write {path}: the folder {path.parent} does not exist")
 
