@@ -170,10 +170,9 @@ def run_episode(spec: dict, cfg: Config) -> dict:
                                resume=True, keep_parts=True)
         out.update(ok=True, frames=result.frames,
                    segments=[[r["starts"], r["renders"]] for r in result.segments])
-        # As `dub` does, but only when asked for: not after a pass-through unless a
-        # report is wanted.
-        if spec.get("report") or (spec.get("check") and not cfg.runtime.passthrough):
-            from dubber.sync.check import check_line
+        from dubber.sync.check import check_line, check_wanted
+
+        if check_wanted(spec.get("check"), spec.get("report"), cfg):  # as `dub` does
 
             try:
                 out["sync"] = check_line(output, spec["audio"], cfg, spec.get("weights"),

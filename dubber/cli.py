@@ -212,9 +212,9 @@ def run_command(input_path, audio_path, output, force, preset, device, passthrou
                 "none": ""}[result.audio_action]
         click.echo(f"wrote {result.output} ({result.frames} frames, "
                    f"{result.video_duration:.3f} s{note})")
-    # A pass-through changes no mouth: checking it would cost a second analysis of the
-    # whole picture for nothing the run did (`dub check-sync` does it when wanted).
-    if (check and not cfg.runtime.passthrough) or report:
+    from dubber.sync.check import check_wanted
+
+    if check_wanted(check, report, cfg):  # (`dub check-sync` checks a pass-through)
         _check_output(result.output, audio_path, cfg, weights_dir, report, quiet)
 
 

@@ -286,6 +286,13 @@ def check_sync(video: str | Path, audio: str | Path | None = None, cfg=None,
         track.close()
 
 
+def check_wanted(check: bool, report_path, cfg) -> bool:
+    """Whether a dub ends with the sync check: asked for (``check``), except after a
+    pass-through, which changes no mouth (checking it would cost a second analysis of the
+    whole picture for nothing the run did); always when a report is asked for."""
+    return bool(report_path) or (bool(check) and not cfg.runtime.passthrough)
+
+
 def check_line(video, audio, cfg, weights_dir=None, report_path=None, progress=None) -> str:
     """The sync check that ends a dub (``dub``, and ``dub batch`` with ``check: true``): its
     one line, the full report written to ``report_path``. A check that cannot run (no
