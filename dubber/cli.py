@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import signal
 import sys
 from dataclasses import asdict
@@ -708,32 +709,59 @@ def _on_sigterm(signum, frame):
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``dub`` console script; returns (and exits with) the exit code."""
     signal.signal(signal.SIGTERM, _on_sigterm)
-    code = 0
+    code = [Interrupted.exit_code]  # until the command has one
+    failure = None
     try:
         result = cli.main(args=argv, prog_name="dub", standalone_mode=False)
-        code = result if isinstance(result, int) else 0
-    except click.exceptions.Exit as exc:
-        code = exc.exit_code
-    except click.ClickException as exc:
-        click.echo(f"dub: error: {exc.format_message()}", err=True)
-        code = exc.exit_code  # 2 for usage errors
-    except (KeyboardInterrupt, click.exceptions.Abort):
-        code = _say_interrupted()
-    except DubberError as exc:
-        click.echo(f"dub: error: {exc}", err=True)
-        code = exc.exit_code
-    except Exception as exc:  # a bug: say so in one line, the traceback with -vv
-        if _interrupted(exc):  # an interrupt a library wrapped (during an import: ImportError)
-            code = _say_interrupted()
-        elif logging.getLogger("dubber").isEnabledFor(logging.DEBUG):
-            raise
-        else:
-            click.echo(f"dub: error: internal error ({type(exc).__name__}: {exc}); "
-                       "run again with -vv for the traceback and report it", err=True)
-            code = 1
+        code[0] = result if isinstance(result, int) else 0
+    except (Exception, KeyboardInterrupt) as exc:
+        failure = exc
+    if argv is None:  # the process's own command, not a caller's
+        _leave_on_signal(code)
+    if failure is not None:
+        code[0] = _failed(failure)
     if argv is None:
-        sys.exit(code)
-    return code
+        sys.exit(code[0])
+    return code[0]
+
+
+def _failed(exc: BaseException) -> int:
+    """Say in one line why the command failed; its exit code."""
+    if isinstance(exc, click.exceptions.Exit):
+        return exc.exit_code
+    if isinstance(exc, click.ClickException):
+        click.echo(f"dub: error: {exc.format_message()}", err=True)
+        return exc.exit_code  # 2 for usage errors
+    if isinstance(exc, (KeyboardInterrupt, click.exceptions.Abort)):
+        return _say_interrupted()
+    if isinstance(exc, DubberError):
+        click.echo(f"dub: error: {exc}", err=True)
+        return exc.exit_code
+    # a bug: say so in one line, the traceback with -vv
+    if _interrupted(exc):  # an interrupt a library wrapped (during an import: ImportError)
+        return _say_interrupted()
+    if logging.getLogger("dubber").isEnabledFor(logging.DEBUG):
+        raise exc
+    click.echo(f"dub: error: internal error ({type(exc).__name__}: {exc}); "
+               "run again with -vv for the traceback and report it", err=True)
+    return 1
+
+
+def _leave_on_signal(code: list[int]) -> None:
+    """Once the command's work is over, Ctrl-C or SIGTERM ends the process at once with
+    ``code[0]`` (what the command came to, or 130 while its error is still being said),
+    instead of raising into Python's shutdown, which prints "Exception ignored" and a
+    traceback."""
+    def leave(signum, frame):
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:  # noqa: BLE001 - a closed pipe: nothing more can be said
+                pass
+        os._exit(code[0])
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, leave)
 
 
 def _say_interrupted() -> int:

@@ -275,3 +275,26 @@ def test_interrupt_wrapped_by_a_library_is_an_interrupt(clip_320, tone_3s, tmp_p
     assert proc.returncode == 130, proc.stderr
     assert proc.stderr.strip() == "dub: error: interrupted; no output was written"
     assert listing(tmp_path) == []
+
+
+_SIGNAL_AT_SHUTDOWN = """
+import atexit, os, signal, sys, time
+from dubber.cli import main
+SIG = getattr(signal, sys.argv[1])
+def late():  # a signal while Python shuts down, after the command's work
+    os.kill(os.getpid(), SIG)
+    time.sleep(2)
+atexit.register(late)
+sys.argv = ["dub", "--version"]
+main()
+"""
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_a_signal_after_the_work_is_quiet(sig):
+    # it printed "Exception ignored in atexit callback" and a traceback
+    proc = subprocess.run([sys.executable, "-c", _SIGNAL_AT_SHUTDOWN, sig],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    assert proc.stdout.startswith("dub, version")
