@@ -59,6 +59,26 @@ def test_acoustics_are_per_voice_and_restore_torch_threads(speech):
 
 
 @needs_speech
+def test_silero_batched_gives_silero_window_by_window(speech):
+    # the windows' front end at once and the recurrent cell as one LSTM: Silero's own loop
+    # (audio_forward) is the reference, on speech, the silence after it, and a ragged end
+    model = ac._silero()
+    for x in (speech, speech[:16000 * 3 + 123]):
+        pad = (-len(x)) % ac.VAD_WINDOW
+        padded = np.pad(x, (0, pad + ac.VAD_WINDOW))
+        with torch.inference_mode():
+            model.reset_states()
+            want = model.audio_forward(torch.from_numpy(padded), 16000)[0].numpy()
+            got = ac._silero_windows(model, padded)
+        assert got.shape == want.shape
+        assert np.abs(got - want).max() < 1e-4
+        assert want.max() > 0.9 and want.min() < 0.1  # speech and silence both in it
+    steps = ac.n_steps(len(speech))
+    vad = ac.speech_probability(speech, steps)
+    assert vad.shape == (steps,) and vad[:700].mean() > 0.6 and vad[-80:].max() < 0.1
+
+
+@needs_speech
 def test_features_read_at_a_frame_time_are_those_of_its_steps(speech):
     a = ac.acoustics(speech[:32000])
     rng = np.random.default_rng(0)
