@@ -13,7 +13,8 @@ import pytest
 from dubber.errors import InputError
 from dubber.faces.tracks_file import Shot, Track, Tracks, Window
 from dubber.media.audio import load_audio
-from dubber.mouth.calibrate import Calibration, calibrate, calibrate_tracks, track_calibration
+from dubber.mouth.calibrate import (Calibration, _best_lag, calibrate, calibrate_tracks,
+                                    track_calibration)
 from dubber.mouth.track import VISEMES
 from tests.helpers import CLIPS, SPEECH, needs_speech
 
@@ -64,6 +65,19 @@ def test_the_lag_is_found_between_frames(driver, radio):
     track = driver.track(radio, times)
     assert (np.corrcoef(cal.apply(track).opening, actor[:, 0])[0, 1]
             > np.corrcoef(whole.apply(track).opening, actor[:, 0])[0, 1] + 0.01)
+
+
+def test_the_lag_taken_is_the_best_one_if_it_beats_lag_0_by_the_margin():
+    # r over the lags -4..4 of a training video's first half (address_en_512_10s): -1 fits
+    # best; it was -2, the margin having been asked of -1 against -2 instead of against 0
+    rs = [0.51, 0.63, 0.727, 0.740, 0.62, 0.41, 0.21, 0.08, 0.03]
+    assert _best_lag(rs, 125) == -1
+    assert _best_lag(rs[::-1], 125) == 1
+    # better than lag 0, but by less than the margin (0.5 / sqrt(frames)): lag 0
+    close = [0.1, 0.2, 0.3, 0.5, 0.47, 0.3, 0.2, 0.1, 0.0]
+    assert _best_lag(close, 100) == 0 and _best_lag(close, 10000) == -1
+    assert _best_lag([float("nan")] * 4 + [0.3] + [float("nan")] * 4, 100) == 0
+    assert _best_lag([float("nan")] * 9, 100) == 0
 
 
 @needs_speech

@@ -179,6 +179,22 @@ def _lag_margin(frames: int) -> float:
     return max(0.02, 0.5 / np.sqrt(max(frames, 1)))
 
 
+def _best_lag(rs: list[float], frames: int) -> int:
+    """The lag (frames) of the best r among ``rs`` (lags ``-MAX_SHIFT_FRAMES`` to
+    ``MAX_SHIFT_FRAMES``), taken only if it beats lag 0 by :func:`_lag_margin`; else 0.
+
+    (Until 2026-11-30 the margin was asked of each lag against the best lag before it, so
+    of two lags close in r the more negative was taken; the training videos tie, the clips
+    lost 0.02 that the order had given one of them: weights/README.md.)"""
+    zero = rs[MAX_SHIFT_FRAMES]
+    found = [(r, -abs(k), k) for k, r in enumerate(rs, -MAX_SHIFT_FRAMES)
+             if k and np.isfinite(r)]
+    if not found:
+        return 0
+    r, _, k = max(found)
+    return k if not np.isfinite(zero) or r > zero + _lag_margin(frames) else 0
+
+
 def _peak_fraction(rs: list[float], i: int) -> float:
     """Where between its neighbours the maximum of ``rs`` around index ``i`` lies, in
     [-0.5, 0.5] (the vertex of the parabola through the three; 0 at an end of the range,
@@ -233,12 +249,9 @@ def calibrate(params: np.ndarray, times: np.ndarray, original, driver=None,
     # 1. the lag: the best whole frame, then its fraction from the neighbours' r
     lags = range(-MAX_SHIFT_FRAMES, MAX_SHIFT_FRAMES + 1)
     rs = [_corr(driver.track(a, times + k * period).opening[ok], y[ok, 0]) for k in lags]
-    best = (-2.0, 0)
-    for k, r in zip(lags, rs):
-        if np.isfinite(r) and r > best[0] + (_lag_margin(int(ok.sum())) if k else 0.0):
-            best = (r, k)
-    shift = (best[1] + _peak_fraction(rs, best[1] + MAX_SHIFT_FRAMES)) * period \
-        if best[0] > -2 else 0.0
+    lag = _best_lag(rs, int(ok.sum()))
+    shift = (lag + _peak_fraction(rs, lag + MAX_SHIFT_FRAMES)) * period \
+        if np.isfinite(rs[lag + MAX_SHIFT_FRAMES]) else 0.0
     # 2. the adaptation
     delta = None
     if adapt and ok.sum() >= MIN_ADAPT_FRAMES:
