@@ -91,6 +91,27 @@ def test_every_bilabial_found_closes_the_lips(driver, speech_then_silence):
 
 
 @needs_speech
+def test_a_closure_shuts_the_lips_where_they_meet_not_over_its_whole_span(driver,
+                                                                         speech_then_silence):
+    a, _ = speech_then_silence
+    times = np.arange(0, a.duration, 0.01)
+    track = driver.track(a, times)
+    rest = driver.rest[0]
+    closures = [s for s in a.shapes if s.closure or s.viseme == "A"]
+    assert len([s for s in closures if s.length >= 0.1]) >= 2
+    for s in closures:
+        meet = (times >= s.start) & (times < s.start + 0.04)
+        assert np.all(track.opening[meet] <= rest + 1e-6), s  # shut as the lips meet
+    later = np.zeros(len(times), bool)
+    for s in closures:
+        later |= (times >= s.start + 0.05) & (times < s.end)
+    # after that the regressor's opening, shown as a consonant (B): A is only ever shut
+    assert np.mean(track.opening[later] > rest + 1e-6) > 0.5
+    assert np.all(track.viseme[later] != A)
+    assert np.all(track.opening[track.viseme == A] <= rest + 1e-6)
+
+
+@needs_speech
 @pytest.mark.parametrize("name", ["hi_news_22s.wav", "zh_news_8s.wav", "zh_read_4s.wav"])
 def test_hindi_and_chinese_speech_is_found(driver, name):
     a = driver.analyse(load_audio(SPEECH / name))

@@ -52,6 +52,7 @@ RELAX = 1.0  # share of the predicted opening (above rest) a pause's relaxed sha
 
 _X = VISEMES.index("X")
 _A = VISEMES.index("A")
+_B = VISEMES.index("B")
 
 
 @dataclass(frozen=True)
@@ -294,7 +295,7 @@ class MouthDriver:
         reg = self.regressor
         params = reg.out_mean.float().numpy() + reg.out_std.float().numpy() * z
         # 6. the rules over them
-        viseme, closure, relaxed = rules.sample(a.shapes, at)
+        viseme, _, relaxed = rules.sample(a.shapes, at)
         step = np.rint(at * STEPS_PER_SECOND).astype(np.int64)
         inside = (step >= 0) & (step < len(a.speech))
         k = np.clip(step, 0, max(len(a.speech) - 1, 0))
@@ -304,7 +305,12 @@ class MouthDriver:
         rest = self.rest
         params[relaxed, 0] = rest[0] + RELAX * np.maximum(params[relaxed, 0] - rest[0], 0)
         params[viseme == _X] = rest
-        params[(viseme == _A) | closure, 0] = rest[0]
+        # each closure shuts the lips as they meet (one frame at 25 fps); the rest of its
+        # span shows the opening the regressor gives, a consonant's (B), not a shut mouth
+        shut = rules.closure_frames(a.shapes, at) & inside
+        viseme[viseme == _A] = _B
+        viseme[shut] = _A
+        params[shut, 0] = rest[0]
         params[:, 0] = np.maximum(params[:, 0], rest[0])  # nothing shuts more than shut
         confidence = np.where(inside, np.maximum(vad, 1 - vad), 1.0).astype(np.float32)
         track = MouthTrack(times, viseme.astype(np.uint8), params.astype(np.float32),
