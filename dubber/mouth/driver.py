@@ -295,7 +295,7 @@ class MouthDriver:
         reg = self.regressor
         params = reg.out_mean.float().numpy() + reg.out_std.float().numpy() * z
         # 6. the rules over them
-        viseme, _, relaxed = rules.sample(a.shapes, at)
+        viseme, shut, relaxed = rules.sample(a.shapes, at)
         step = np.rint(at * STEPS_PER_SECOND).astype(np.int64)
         inside = (step >= 0) & (step < len(a.speech))
         k = np.clip(step, 0, max(len(a.speech) - 1, 0))
@@ -307,9 +307,8 @@ class MouthDriver:
         params[viseme == _X] = rest
         # each closure shuts the lips as they meet (one frame at 25 fps); the rest of its
         # span shows the opening the regressor gives, a consonant's (B), not a shut mouth
-        shut = rules.closure_frames(a.shapes, at) & inside
-        viseme[viseme == _A] = _B
-        viseme[shut] = _A
+        shut &= inside
+        viseme[(viseme == _A) & ~shut] = _B
         params[shut, 0] = rest[0]
         params[:, 0] = np.maximum(params[:, 0], rest[0])  # nothing shuts more than shut
         confidence = np.where(inside, np.maximum(vad, 1 - vad), 1.0).astype(np.float32)

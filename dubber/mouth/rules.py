@@ -49,7 +49,7 @@ SHUT_PAUSE = 1.0  # s: a pause with sound in it at least this long shuts. Shorte
 # pause told silent): 0.35 s 0.374, 0.8 s 0.392, 1 s 0.400, 1.5 s 0.399, 2 s 0.398, never
 # 0.394; with silent pauses told apart (the driver's QUIET_DB) 0.390
 ANTICIPATE = 0.06  # s
-SHUT_CLOSURE = 0.04  # s of a closure shown shut (closure_frames)
+SHUT_CLOSURE = 0.04  # s of a closure shown shut (sample)
 CLOSURE_MIN, CLOSURE_MAX, BURST_CLOSED = 0.04, 0.12, 0.03  # s
 DIPHTHONG_SPLIT = 0.6
 LONG_VOWEL = 0.20  # s: AH and the open diphthongs open wider (D) from this length
@@ -323,53 +323,26 @@ def timeline(phones: list[Phone], silent: list[tuple[float, float]],
     return merge_short(shapes)
 
 
-def closure_frames(shapes: list[Shape], times: np.ndarray) -> np.ndarray:
-    """Which frames show a bilabial closure (an A shape) shut: those in its first
-    ``SHUT_CLOSURE`` seconds, where the lips meet (one frame at 25 fps); where no frame
-    falls there, the frame nearest its middle, as :func:`sample` shows a closure between
-    two frames.
-
-    Not the whole closure: the regressor, fitted on real lips, knows how far apart they are
-    around a P/B/M, and the recogniser's phones are approximate. On the training videos
-    (each by a driver fitted without it, offsets removed; opening r of the whole track)
-    every frame of the closures shut gave 0.648; one frame each 0.668 (the middle), 0.676
-    (the first), 0.677 (the one the regressor has least open); the first 40 ms (shipped:
-    like the first frame, but each frame's entry depends on its own time only) 0.675; none
-    at all 0.687, which the issue's "every P/B/M closes the lips" forbids.
-
-    Returns:
-        shape = (N,) bool.
-    """
-    times = np.asarray(times, np.float64)
-    out = np.zeros(len(times), bool)
-    if not len(times):
-        return out
-    first, last = times.min(), times.max()
-    for s in shapes:
-        if not (s.closure or s.viseme == "A"):
-            continue
-        a, b = s.start, min(s.end, s.start + SHUT_CLOSURE)
-        if b < first or a > last:
-            continue
-        inside = (times >= a) & (times < b)
-        if inside.any():
-            out |= inside
-        else:
-            out[int(np.argmin(np.abs(times - (a + b) / 2)))] = True
-    return out
-
-
 def sample(shapes: list[Shape], times: np.ndarray
            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The viseme shown at each frame time, whether it is a bilabial closure, and whether
-    it is a pause's relaxed shape.
+    """The viseme shown at each frame time, whether it shows a bilabial closure shut, and
+    whether it is a pause's relaxed shape.
 
-    Every closure is seen: one that falls between two frames takes the frame nearest to
-    its middle.
+    A closure (an A shape) is shown shut on the frames in its first ``SHUT_CLOSURE``
+    seconds, where the lips meet (one frame at 25 fps); where no frame falls there, on the
+    frame nearest its middle, so that every closure is seen. Not on the whole closure: the
+    regressor, fitted on real lips, knows how far apart they are around a P/B/M, and the
+    recogniser's phones are approximate. On the training videos (each by a driver fitted
+    without it, offsets removed; opening r of the whole track) every frame of the closures
+    shut gave 0.648; one frame each 0.668 (the middle), 0.676 (the first), 0.677 (the one
+    the regressor has least open); the first 40 ms (shipped: like the first frame, but
+    each frame's entry depends on its own time only) 0.675; none at all 0.687, which the
+    issue's "every P/B/M closes the lips" forbids. The driver shows the rest of a closure
+    as a consonant (B).
 
     Returns:
-        (viseme indices, shape = (N,) uint8 into VISEMES; closure flags and relaxed flags,
-        each shape = (N,) bool).
+        (viseme indices, shape = (N,) uint8 into VISEMES; shut-closure flags and relaxed
+        flags, each shape = (N,) bool).
     """
     times = np.asarray(times, np.float64)
     vis = np.full(len(times), VISEMES.index("X"), np.uint8)
@@ -383,15 +356,18 @@ def sample(shapes: list[Shape], times: np.ndarray
         s = shapes[j]
         if s.start <= times[i] < s.end:
             vis[i] = VISEMES.index(s.viseme)
-            closed[i] = s.closure
             relaxed[i] = s.relaxed
+    first, last = times.min(), times.max()
     for s in shapes:
-        if not s.closure or s.end < times[0] or s.start > times[-1]:
+        if not (s.closure or s.viseme == "A"):
             continue
-        inside = (times >= s.start) & (times < s.end)
-        if not inside.any():
-            i = int(np.argmin(np.abs(times - (s.start + s.end) / 2)))
-            vis[i] = VISEMES.index("A")
-            closed[i] = True
-            relaxed[i] = False
+        a, b = s.start, min(s.end, s.start + SHUT_CLOSURE)
+        if b < first or a > last:
+            continue
+        meet = (times >= a) & (times < b)
+        if not meet.any():
+            meet[int(np.argmin(np.abs(times - (a + b) / 2)))] = True
+        vis[meet] = VISEMES.index("A")
+        closed |= meet
+        relaxed[meet] = False
     return vis, closed, relaxed
