@@ -9,7 +9,6 @@ Step ``k`` is centred on ``k / STEPS_PER_SECOND`` seconds (the mel timeline of
 from __future__ import annotations
 
 import functools
-
 import logging
 import math
 import threading
@@ -124,7 +123,7 @@ def _silero_windows(model, x: np.ndarray) -> np.ndarray:
     state its recurrent cell carried out of the window before. Only that cell depends on
     the windows before, so the front end and the convolutions run on every window at once
     and the cell steps through them as one torch LSTM with its weights. Checked against
-    ``audio_forward`` (tests/test_mouth_features.py): within 2e-6 on speech.
+    ``audio_forward`` (tests/test_mouth_parts.py): within 2e-6 on speech.
     """
     import torch
 

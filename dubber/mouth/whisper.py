@@ -16,8 +16,9 @@ The encoder was trained on 30 s windows; here it hears windows of 20 s (``WINDOW
 16 s (``HOP``), keeping each window's middle, so that its cost follows the sound's length
 and a film is read a window at a time. Chosen by the fit's leave-one-video-out opening r:
 10 s windows every 8 s 0.521, 20 s every 16 s 0.528 (every 18 s or 12 s 0.527 in the
-prototype), 30 s every 24 s 0.525 (weights/README.md, "20 s windows"). The front end is Whisper's own: 80 mel bands of a
-400-sample STFT every 10 ms, log10, floored 8 below the window's loudest, then (x + 4) / 4.
+prototype), 30 s every 24 s 0.525 (weights/README.md, "Whisper over 20 s windows"). The
+front end is Whisper's own: 80 mel bands of a 400-sample STFT every 10 ms, log10, floored
+8 below the window's loudest, then (x + 4) / 4.
 """
 
 from __future__ import annotations
