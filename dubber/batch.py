@@ -173,7 +173,6 @@ def run_episode(spec: dict, cfg: Config) -> dict:
         from dubber.sync.check import check_line, check_wanted
 
         if check_wanted(spec.get("check"), spec.get("report"), cfg):  # as `dub` does
-
             try:
                 out["sync"] = check_line(output, spec["audio"], cfg, spec.get("weights"),
                                          spec.get("report"))

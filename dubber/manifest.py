@@ -220,15 +220,13 @@ def load_manifest(path: str | Path, check_files: bool = True,
     for ep in out:
         hit = sources.get(file_key(ep.output))
         if hit is not None and hit != (ep.name, "input"):
-            whose = "its own" if hit[0] == ep.name else f'episode "{hit[0]}"\'s'
-            problems.append(f'episode "{ep.name}": output: is {whose} {hit[1]}')
+            problems.append(_clash(ep.name, "output", hit))
             clashes.add(ep.name)
         if ep.report is not None:  # the sync check's report is written too
             key = file_key(ep.report)
             hit = sources.get(key) or ((outputs[key], "output") if key in outputs else None)
             if hit is not None:
-                whose = "its own" if hit[0] == ep.name else f'episode "{hit[0]}"\'s'
-                problems.append(f'episode "{ep.name}": report: is {whose} {hit[1]}')
+                problems.append(_clash(ep.name, "report", hit))
     if check_files:
         problems += _check_outputs([e for e in out if e.name not in clashes], done)
     if problems:
@@ -236,6 +234,12 @@ def load_manifest(path: str | Path, check_files: bool = True,
                                            if len(problems) > 6 else "")
         raise UsageError(f"manifest {path.name}: {shown}")
     return Manifest(path, tuple(out), raw)
+
+
+def _clash(name: str, key: str, hit: tuple[str, str]) -> str:
+    """The problem of episode ``name`` writing its ``key`` over ``hit`` (episode, role)."""
+    whose = "its own" if hit[0] == name else f'episode "{hit[0]}"\'s'
+    return f'episode "{name}": {key}: is {whose} {hit[1]}'
 
 
 def _check_outputs(episodes: list[Episode], done: Collection[str]) -> list[str]:
