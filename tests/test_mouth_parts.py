@@ -10,7 +10,8 @@ import torch
 from dubber.media.audio import load_audio
 from dubber.mouth import acoustics as ac
 from dubber.mouth.features import (N_BASE, N_FEATURES, N_POSTERIORS, SILENCE_PHONE,
-                                   frame_features, silence_steps, step_features)
+                                   frame_features, frame_projection, silence_steps,
+                                   step_features)
 from dubber.mouth.whisper import N_WHISPER
 from dubber.mouth.phones import PHONES, VOWELS, PhoneRecogniser
 from tests.helpers import CLIPS, SPEECH
@@ -128,6 +129,41 @@ def test_features_read_in_pieces_are_those_read_at_once():
         at = [int(np.flatnonzero(times == t)[0]) for t in piece]
         assert np.allclose(part, whole[at], rtol=1e-6, atol=1e-6)
     assert frame_features(steps, np.zeros(0)).shape == (0, N_FEATURES)
+
+
+@needs_speech
+def test_a_linear_map_of_the_features_is_read_without_building_them(speech):
+    # the driver's linear regressor reads frame_projection: the same numbers as its map
+    # applied to the features, inside the audio, outside it, and in a film-sized block
+    rng = np.random.default_rng(2)
+    steps = rng.normal(size=(3000, N_BASE)).astype(np.float32)
+    silence = silence_steps(np.full(N_WHISPER, 0.5, np.float32))
+    times = np.concatenate([np.arange(-1.0, 31.0, 0.04), [15.0, 0.0, 29.99]])
+    w = rng.normal(size=(N_FEATURES, 3))
+    want = frame_features(steps, times, silence=silence).astype(np.float64) @ w
+    got = frame_projection(steps, times, w, silence=silence)
+    assert got.shape == (len(times), 3)
+    assert np.allclose(got, want, rtol=1e-4, atol=1e-3 * np.abs(want).max())
+    assert not np.allclose(frame_projection(steps, times + 0.1, w, silence=silence), want,
+                           atol=1e-3 * np.abs(want).max())
+    with pytest.raises(ValueError, match="rows"):
+        frame_projection(steps, times, w[1:])
+    # the shipped driver: the same z-scores as its network on the features, with an
+    # actor's adaptation too
+    from dubber.mouth.driver import MouthDriver
+
+    driver = MouthDriver(workers=0)
+    a = driver.analyse(speech[: 3 * 16000])
+    t = np.arange(-0.2, 3.4, 0.04)
+    reg = driver.regressor
+    x = torch.from_numpy(driver.features(a, t))
+    with torch.inference_mode():
+        xn = (x - reg.in_mean) / reg.in_std
+        plain = reg.net(xn).numpy()
+    delta = rng.normal(0, 1e-3, (N_FEATURES, 3)).astype(np.float32)
+    assert np.allclose(driver.standardised(a, t), plain, atol=1e-4)
+    assert np.allclose(driver.standardised(a, t, delta), plain + xn.numpy() @ delta, atol=1e-4)
+    driver.close()
 
 
 @pytest.mark.skipif(not CLIPS.is_dir(), reason="../shared/media is not present")

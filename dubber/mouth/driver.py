@@ -26,8 +26,8 @@ from dubber.errors import WeightsError
 from dubber.mouth import rules
 from dubber.mouth.acoustics import HOP, STEPS_PER_SECOND, Acoustics, acoustics, voice_activity
 from dubber.mouth.features import (CONTEXT_OFFSETS, CONTEXT_WIDTH, N_FEATURES, N_POSTERIORS,
-                                   SILENCE_PHONE, frame_features, silence_steps,
-                                   step_features)
+                                   SILENCE_PHONE, frame_features, frame_projection,
+                                   silence_steps, step_features)
 from dubber.mouth.phones import Phone, PhoneRecogniser, default_workers
 from dubber.mouth.posteriors import one_blas_thread, phone_model, voice_warp
 from dubber.mouth.track import VISEMES, MouthTrack
@@ -45,7 +45,7 @@ QUIET_SHARE = 0.9  # ... on this share of its steps
 MIN_SPEECH = 0.06  # s: shorter bursts of "speech" are noise
 LISTEN_MARGIN = 0.3  # s of audio the recogniser hears around what may be speech
 LISTEN_GAP = 0.5  # s: shorter gaps between such parts are heard too
-FRAME_BLOCK = 4096  # frames whose regressor inputs are built at once (about 40 MB)
+FRAME_BLOCK = 4096  # frames read at once (their steps: about 60 MB as float64)
 RELAX = 1.0  # share of the predicted opening (above rest) a pause's relaxed shape keeps: on
 # the corpus, mouths in short pauses are not measurably more shut than in speech (the
 # relaxed shape changes the viseme only)
@@ -262,12 +262,25 @@ class MouthDriver:
         import torch
 
         times = np.asarray(times, np.float64).reshape(-1)
+        reg = self.regressor
+        linear = None
+        if isinstance(reg.net, torch.nn.Linear):  # no features are built: see frame_projection
+            w = reg.net.weight.detach().double().numpy().T
+            if delta is not None:
+                w = w + np.asarray(delta, np.float64)
+            w = w / reg.in_std.double().numpy()[:, None]
+            linear = (w, reg.net.bias.detach().double().numpy() - reg.in_mean.double().numpy() @ w)
         out = np.zeros((len(times), 3), np.float32)
-        for first in range(0, len(times), FRAME_BLOCK):  # a film's features would not fit
-            x = torch.from_numpy(self.features(analysis, times[first:first + FRAME_BLOCK]))
+        for first in range(0, len(times), FRAME_BLOCK):  # a film's steps at once would not fit
+            block = times[first:first + FRAME_BLOCK]
+            if linear is not None:
+                out[first:first + len(block)] = frame_projection(
+                    analysis.steps, block, linear[0], silence=analysis.silence) + linear[1]
+                continue
+            x = torch.from_numpy(self.features(analysis, block))
             with torch.inference_mode():
-                xn = (x - self.regressor.in_mean) / self.regressor.in_std
-                z = self.regressor.net(xn).numpy()
+                xn = (x - reg.in_mean) / reg.in_std
+                z = reg.net(xn).numpy()
                 if delta is not None:
                     z = z + xn.numpy() @ np.asarray(delta, np.float32)
             out[first:first + len(x)] = z

@@ -103,10 +103,53 @@ def frame_features(steps: np.ndarray, times: np.ndarray,
     Returns:
         shape = (N, N_FEATURES), float32; outside the audio, the features of silence.
     """
+    padded, centre = _padded(steps, times, offsets, width, silence)
+    csum = np.concatenate([np.zeros((1, padded.shape[1])), np.cumsum(padded, 0, np.float64)])
+    cols = [_window_means(csum, centre + off, width) for off in offsets]
+    cols.append(np.ones((len(centre), 1)))
+    return np.concatenate(cols, 1).astype(np.float32)
+
+
+def frame_projection(steps: np.ndarray, times: np.ndarray, weights: np.ndarray,
+                     offsets: tuple[int, ...] = CONTEXT_OFFSETS,
+                     width: int = CONTEXT_WIDTH,
+                     silence: np.ndarray | None = None) -> np.ndarray:
+    """``frame_features(steps, times, ...) @ weights`` without the features.
+
+    A window's mean times a weight is the window's mean of the weighted steps, so each
+    step is projected once (on ``k`` columns per offset) and only the projections are
+    averaged: for a linear regressor, some 100 times less work than its 4421 inputs.
+
+    Args:
+        steps, times, offsets, width, silence: as :func:`frame_features`.
+        weights: shape = (N_FEATURES, k): the rows in :func:`frame_features`' column order
+            (offset by offset, then the constant).
+
+    Returns:
+        shape = (N, k), float64.
+    """
+    padded, centre = _padded(steps, times, offsets, width, silence)
+    base = padded.shape[1]
+    w = np.asarray(weights, np.float64)
+    if w.shape[0] != base * len(offsets) + 1:
+        raise ValueError(f"weights of {w.shape[0]} rows for {base * len(offsets) + 1} features")
+    k = w.shape[1]
+    stacked = w[:-1].reshape(len(offsets), base, k).transpose(1, 0, 2).reshape(base, -1)
+    projected = padded.astype(np.float64) @ stacked  # (steps, offsets * k)
+    csum = np.concatenate([np.zeros((1, projected.shape[1])), np.cumsum(projected, 0)])
+    out = np.tile(w[-1], (len(centre), 1))
+    for i, off in enumerate(offsets):
+        out += _window_means(csum[:, i * k:(i + 1) * k], centre + off, width)
+    return out
+
+
+def _padded(steps: np.ndarray, times: np.ndarray, offsets: tuple[int, ...], width: int,
+            silence: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """The steps every frame's windows reach, with silence around them, and each frame's
+    centre step in them."""
     n = len(steps)
     silence = silence_steps() if silence is None else np.asarray(silence, np.float32)
-    half = width // 2
-    reach = max(abs(o) for o in offsets) + half + 1  # beyond this, every window is silence
+    reach = max(abs(o) for o in offsets) + width // 2 + 1  # beyond, every window is silence
     pad = 2 * reach
     centre = np.rint(np.asarray(times, np.float64) * STEPS_PER_SECOND).astype(np.int64)
     centre = np.clip(centre, -reach, n + reach)
@@ -115,12 +158,13 @@ def frame_features(steps: np.ndarray, times: np.ndarray,
         hi = int(np.clip(centre.max() + reach, lo, n))
         steps, centre = steps[lo:hi], centre - lo
     padded = np.concatenate([np.tile(silence, (pad, 1)), steps, np.tile(silence, (pad, 1))])
-    csum = np.concatenate([np.zeros((1, steps.shape[1])), np.cumsum(padded, 0, np.float64)])
-    centre = centre + pad
-    cols = []
-    for off in offsets:
-        a = np.clip(centre + off - half, 0, len(padded))
-        b = np.clip(centre + off + half + 1, 0, len(padded))
-        cols.append((csum[b] - csum[a]) / np.maximum(b - a, 1)[:, None])
-    cols.append(np.ones((len(centre), 1)))
-    return np.concatenate(cols, 1).astype(np.float32)
+    return padded, centre + pad
+
+
+def _window_means(csum: np.ndarray, centre: np.ndarray, width: int) -> np.ndarray:
+    """Means over ``width`` steps around each ``centre`` from the cumulative sums ``csum``
+    (one row more than the steps)."""
+    half = width // 2
+    a = np.clip(centre - half, 0, len(csum) - 1)
+    b = np.clip(centre + half + 1, 0, len(csum) - 1)
+    return (csum[b] - csum[a]) / np.maximum(b - a, 1)[:, None]
