@@ -134,7 +134,7 @@ def test_features_read_in_pieces_are_those_read_at_once():
 @needs_speech
 def test_a_linear_map_of_the_features_is_read_without_building_them(speech):
     # the driver's linear regressor reads frame_projection: the same numbers as its map
-    # applied to the features, inside the audio, outside it, and in a film-sized block
+    # applied to the features, inside the audio and outside it
     rng = np.random.default_rng(2)
     steps = rng.normal(size=(3000, N_BASE)).astype(np.float32)
     silence = silence_steps(np.full(N_WHISPER, 0.5, np.float32))
@@ -164,6 +164,19 @@ def test_a_linear_map_of_the_features_is_read_without_building_them(speech):
     assert np.allclose(driver.standardised(a, t), plain, atol=1e-4)
     assert np.allclose(driver.standardised(a, t, delta), plain + xn.numpy() @ delta, atol=1e-4)
     driver.close()
+    # a regressor with a hidden layer is not linear: it reads the features themselves
+    from dubber.models.dims import MouthDriverDims
+    from dubber.mouth.regressor import MouthRegressor
+
+    torch.manual_seed(0)
+    deep = MouthRegressor(MouthDriverDims(hidden=8))
+    with torch.no_grad():
+        deep.in_mean.copy_(reg.in_mean)
+        deep.in_std.copy_(reg.in_std)
+        curved = deep.net(xn).numpy()
+    other = MouthDriver(regressor=deep, workers=0)
+    assert np.allclose(other.standardised(a, t), curved, atol=1e-5)
+    assert np.allclose(other.standardised(a, t, delta), curved + xn.numpy() @ delta, atol=1e-5)
 
 
 @pytest.mark.skipif(not CLIPS.is_dir(), reason="../shared/media is not present")
