@@ -249,6 +249,51 @@ def test_original_audio_kept_as_second_labelled_track(dub, clip_320, tone_3s, tm
     assert original["codec"] == "aac"
 
 
+def _decoded(path, title: str) -> tuple[float, np.ndarray, int]:
+    """(time of the first sample, mono samples, rate) of the audio track called ``title``."""
+    with av.open(str(path)) as c:
+        s = next(s for s in c.streams.audio
+                 if title in (s.metadata.get("title"), s.metadata.get("handler_name")))
+        frames = list(c.decode(s))
+        start = float(frames[0].pts * s.time_base)
+        samples = np.concatenate([f.to_ndarray().reshape(f.samples, -1).mean(1)
+                                  if f.format.is_packed else f.to_ndarray().mean(0)
+                                  for f in frames])
+        return start, samples, s.codec_context.sample_rate
+
+
+def test_a_picture_that_starts_after_its_audio_keeps_the_original_in_step(
+        dub, clip_320, tmp_path):
+    """A file whose picture starts 0.2 s after its audio (an edit list, a cut made with the
+    sound ahead): the output's picture starts as late, so the Original track plays against
+    it as it did in the input, and the dub's sample 0 still plays with the first frame."""
+    late = tmp_path / "late_picture.mp4"
+    ffmpeg("-i", str(clip_320), "-itsoffset", "0.2", "-i", str(clip_320),
+           "-map", "1:v", "-map", "0:a", "-c", "copy", str(late))
+    assert float(probe(late).picture_delay) == pytest.approx(0.2, abs=1e-3)
+    click = tmp_path / "click.wav"  # silence with a 4 ms burst at 0.5 s
+    with av.open(str(click), "w") as c:
+        s = c.add_stream("pcm_s16le", rate=16000, layout="mono")
+        x = np.zeros((1, 16000), np.int16)
+        x[0, 8000:8064] = 20000
+        frame = av.AudioFrame.from_ndarray(x, format="s16", layout="mono")
+        frame.sample_rate = 16000
+        for p in s.encode(frame):
+            c.mux(p)
+        for p in s.encode(None):
+            c.mux(p)
+    out = tmp_path / "late_out.mov"  # mov: the dub as PCM, its samples exactly placed
+    r = dub(late, "--audio", click, "-o", out, "--keep-original-audio", *FAST)
+    assert r.code == 0, r
+    first = [float(p * video_time_base(f)) for f in (late, out) for p in video_pts(f)[:1]]
+    original_in = _decoded(late, "SoundHandler")[0]
+    original_out = _decoded(out, "Original")[0]
+    assert first[1] - original_out == pytest.approx(first[0] - original_in, abs=2e-3)
+    start, samples, rate = _decoded(out, "Dub")
+    heard = start + np.argmax(np.abs(samples)) / rate
+    assert heard - first[1] == pytest.approx(0.5, abs=0.005)
+
+
 def test_subtitles_are_copied(dub, gen, clip_320, tone_3s, tmp_path):
     srt = tmp_path / "s.srt"
     srt.write_text("1\n00:00:00,000 --> 00:00:00,800\nHello\n")

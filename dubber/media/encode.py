@@ -132,8 +132,13 @@ class MuxPlan:
         # Input 0: the frames, NUT on stdin. Rotation is re-attached as metadata, never
         # applied to the pixels.
         cmd += ["-noautorotate", "-display_rotation", str(info.rotation)]
-        cmd += ["-thread_queue_size", "4", "-f", "nut", "-i", "pipe:0"]
-        cmd += ["-i", str(self.dub_path)]  # input 1: the dub
+        # The picture and the dub (whose sample 0 plays with the first frame) start as late
+        # after the file's start as the input's picture did: the Original track and the
+        # subtitles, copied with their own times, stay in step with both.
+        delay = info.picture_delay
+        late = ["-itsoffset", f"{float(delay):.6f}"] if delay > 0 else []
+        cmd += late + ["-thread_queue_size", "4", "-f", "nut", "-i", "pipe:0"]
+        cmd += late + ["-i", str(self.dub_path)]  # input 1: the dub
         keep = self._original_audio()
         subs = self._subtitles()
         if keep is not None or subs:
@@ -234,7 +239,7 @@ class MuxPlan:
     def _audio_args(self, keep) -> list[str]:
         d = f"{float(self.info.duration):.6f}"
         codec = self.cfg.audio_codec or _DEFAULT_AUDIO[self.container]
-        args = ["-filter:a:0", f"apad=whole_dur={d},atrim=end={d}", "-c:a:0", codec]
+        args = ["-filter:a:0", f"apad=whole_dur={d},atrim=duration={d}", "-c:a:0", codec]
         if codec in ("aac", "libmp3lame", "libopus", "ac3", "eac3"):
             args += ["-b:a:0", self.cfg.audio_bitrate]
         # mp4/mov label a track by its handler name, Matroska by its title: write both.

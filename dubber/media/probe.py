@@ -97,6 +97,10 @@ class VideoInfo:
     scanned: bool  # frame_count/duration/is_vfr come from a packet scan
     audio: tuple[AudioStreamInfo, ...]
     subtitles: tuple[SubtitleStreamInfo, ...]
+    # Seconds the first frame is presented after the file's start (its earliest stream):
+    # how long the original audio plays before the picture (0.08 s in a file cut with its
+    # audio 2 frames ahead). The output keeps it, so the Original track stays in step.
+    picture_delay: Fraction = Fraction(0)
 
     @property
     def bit_depth(self) -> int:
@@ -119,9 +123,11 @@ class VideoInfo:
         rate = float(self.frame_rate)
         vfr = " VFR" if self.is_vfr else ""
         rot = f" rotated {self.rotation}" if self.rotation else ""
+        late = (f", the picture starts {float(self.picture_delay):.3f} s into the file"
+                if self.picture_delay else "")
         return (f"{self.width}x{self.height} {self.codec} {self.pix_fmt} {rate:.3f} fps{vfr}{rot}, "
                 f"{self.frame_count} frames, {float(self.duration):.3f} s, "
-                f"{len(self.audio)} audio stream(s)")
+                f"{len(self.audio)} audio stream(s){late}")
 
 
 def probe(path: str | os.PathLike, scan: bool = True) -> VideoInfo:
@@ -171,6 +177,7 @@ def probe(path: str | os.PathLike, scan: bool = True) -> VideoInfo:
             sample_aspect_ratio=_sar(stream), time_base=tb, frame_rate=rate, audio=audio,
             subtitles=subs,
         )
+        file_start = container.start_time  # microseconds; None when no stream says
     if scan:
         timing = _scan_packets(path, fields["stream_index"], tb, rate, header_frames)
         read = timing[2]
@@ -185,8 +192,12 @@ def probe(path: str | os.PathLike, scan: bool = True) -> VideoInfo:
         raise InputError(f"{path} has a video stream with no frames")
     if last <= 0:  # the last two frames share a timestamp
         last = 1 / rate
+    delay = Fraction(0)
+    if file_start is not None:
+        delay = max(start * tb - Fraction(file_start, av.time_base), Fraction(0))
     return VideoInfo(frame_count=count, start_pts=start, duration=duration,
-                     last_frame_duration=last, is_vfr=vfr, scanned=scan, **fields)
+                     last_frame_duration=last, is_vfr=vfr, scanned=scan,
+                     picture_delay=delay, **fields)
 
 
 def check_readable(path: Path) -> None:
