@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import wave
 from fractions import Fraction
 
 import numpy as np
@@ -69,6 +70,33 @@ def test_audio_errors(tmp_path, clip_320):
     ffmpeg("-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono", "-frames:a", "0", str(empty))
     with pytest.raises(InputError, match="no samples"):
         AudioTrack(empty)
+
+
+@pytest.mark.parametrize("picture_after", [0.2, -0.2])
+def test_a_films_own_sound_is_read_as_it_plays_with_its_first_frame(tmp_path, clip_320,
+                                                                     picture_after):
+    """A click 0.5 s into the sound; the picture starts 0.2 s after the sound, or the sound
+    0.2 s after the picture. Read as the film's own sound, the click comes where it plays
+    against the first frame; read as a dub, where it is in the stream."""
+    click = tmp_path / "click.wav"
+    x = np.zeros(16000, np.int16)
+    x[8000:8064] = 20000
+    with wave.open(str(click), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(x.tobytes())
+    film = tmp_path / "film.mov"
+    picture, sound = (["-itsoffset", str(abs(picture_after))], []) if picture_after > 0 \
+        else ([], ["-itsoffset", str(abs(picture_after))])
+    ffmpeg(*picture, "-i", str(clip_320), *sound, "-i", str(click), "-map", "0:v",
+           "-map", "1:a", "-c:v", "copy", "-c:a", "pcm_s16le", str(film))
+    own = load_audio(film, from_picture=True)
+    stream = load_audio(film)
+    assert np.argmax(np.abs(own)) / 16000 == pytest.approx(0.5 - picture_after, abs=0.002)
+    assert np.argmax(np.abs(stream)) / 16000 == pytest.approx(0.5, abs=0.002)
+    with AudioTrack(film, from_picture=True) as track:
+        assert np.array_equal(track.samples(0, track.n_samples), own)
 
 
 def test_a_millisecond_at_48_khz_is_a_millisecond(tmp_path):

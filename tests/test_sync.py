@@ -132,6 +132,23 @@ def test_check_sync_own_audio_exit_0_with_json_and_sheet(dub, tmp_path):
 
 
 @needs_media
+def test_check_sync_hears_a_film_as_it_plays_when_its_picture_starts_late(dub, tmp_path):
+    """The same picture and sound, the picture put 0.4 s after the sound's start (as a
+    capture or a careless cut leaves them): every player shows the sound 0.4 s early, and
+    so must the check."""
+    late = tmp_path / "late.mp4"
+    ffmpeg("-i", str(CLIP), "-itsoffset", "0.4", "-i", str(CLIP), "-map", "1:v", "-map", "0:a",
+           "-c", "copy", str(late))
+    ms = []
+    for video in (CLIP, late):
+        r = dub("check-sync", str(video), "--json", "-q")
+        rep = json.loads(r.out)
+        ms.append(rep["segments"][0]["offset_ms"])
+    assert rep["verdict"] == "out of sync" and r.code == 1
+    assert abs(ms[1] - (ms[0] - 400)) <= 40 + 1, ms  # within a frame of 400 ms earlier
+
+
+@needs_media
 def test_check_sync_other_speech_exit_1(dub):
     r = dub("check-sync", str(CLIP), "--audio", str(SPEECH / "hi_news_22s.wav"), "-q")
     assert r.code == 1, r

@@ -434,11 +434,12 @@ def _calibrate_mouths(tracks: Tracks, video: str | Path, audio) -> Tracks:
 def open_original_audio(path: str | Path, required: bool = False):
     """The original soundtrack as a disk-backed 16 kHz :class:`~dubber.media.audio.AudioTrack`
     (close it after use), or None with a warning when ``path`` has no audio and
-    ``required`` is False."""
+    ``required`` is False. A film's own sound is read as it plays with the film's picture
+    (from the sample its first frame shows with)."""
     from dubber.media.audio import AudioTrack
 
     try:
-        return AudioTrack(path, sample_rate=AUDIO_RATE)
+        return AudioTrack(path, sample_rate=AUDIO_RATE, from_picture=True)
     except InputError as exc:
         if required:
             raise

@@ -67,6 +67,15 @@ def cache_key(video: str | Path, settings: dict[str, Any], audio: str | Path | N
     h.update(content_hash(video).encode())
     if audio:
         h.update(content_hash(audio).encode())
+    else:
+        from dubber.media.audio import picture_lead
+
+        # The analysis hears the film's sound as it plays with the picture (before
+        # 2026-12-01: from the stream's first sample); only files whose streams start
+        # apart hear anything else, so only their keys change.
+        lead = picture_lead(video)
+        if lead:
+            h.update(f"sound {lead:.6f} s ahead of the picture".encode())
     return h.hexdigest()
 
 

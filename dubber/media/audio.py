@@ -4,7 +4,8 @@ The models hear 16 kHz mono. A dub track of any length is decoded once, resample
 FFmpeg's swresample, into a float32 file on disk (:class:`AudioTrack`); chunks then read
 only the samples around their own frames, so memory does not grow with the film.
 
-Timeline: the dub's sample 0 plays with the video's first frame. Mel step ``k`` is centred
+Timeline: the dub's sample 0 plays with the video's first frame; a film's own sound is read
+from the sample that plays with its first frame (``from_picture``). Mel step ``k`` is centred
 on ``k * HOP_LENGTH`` samples, i.e. ``k / MEL_STEPS_PER_SECOND`` seconds. A frame shown at
 time ``t`` (exact, from its pts) gets the window of ``steps`` mel steps whose middle step
 (index ``steps // 2``) is ``round(t * MEL_STEPS_PER_SECOND)``. Because ``t`` comes from the
@@ -84,26 +85,65 @@ def _open_audio(path: Path, stream_index: int | None):
     return container, stream
 
 
-def _resampled_blocks(path: Path, stream_index: int | None, sample_rate: int):
+def picture_lead(path: str | os.PathLike, stream_index: int | None = None) -> float:
+    """Seconds of a video file's own sound that play before its first frame: the first
+    frame's presentation time less the sound's first sample's (negative when the sound
+    starts after the picture; 0 for a file without a picture, or whose first frames cannot
+    be decoded). A cut made with the sound ahead, an edit list, a broadcast capture: the
+    streams of one file need not start together."""
+    times = []
+    try:
+        for kind in ("video", "audio"):
+            # a fresh demuxer for each: a seek back would land on the picture's first
+            # packet, past the sound interleaved before it
+            with av.open(str(path), metadata_errors="ignore") as c:
+                if not c.streams.video or not c.streams.audio:
+                    return 0.0
+                stream = c.streams.video[0] if kind == "video" else next(
+                    (s for s in c.streams.audio if s.index == stream_index), c.streams.audio[0])
+                frame = next((f for f in c.decode(stream) if f.pts is not None), None)
+                if frame is None:
+                    return 0.0
+                times.append(float(frame.pts * stream.time_base))
+    except av.FFmpegError:
+        return 0.0
+    return times[0] - times[1]
+
+
+def _resampled_blocks(path: Path, stream_index: int | None, sample_rate: int,
+                      lead: float = 0.0):
     """Yield float32 mono blocks at ``sample_rate``; the first item is the stream's
-    (index, codec, sample rate, channels)."""
+    (index, codec, sample rate, channels). ``lead`` seconds are dropped from the start
+    (negative: that much silence is put before it)."""
     container, stream = _open_audio(path, stream_index)
     resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+    skip = round(lead * sample_rate)
     with container:
         cc = stream.codec_context
         channels = cc.layout.nb_channels if cc.layout else 0
         yield stream.index, cc.name, int(cc.sample_rate or 0), int(channels)
+        if skip < 0:
+            yield np.zeros(-skip, np.float32)
         heard, given = 0, 0  # samples decoded, samples yielded
+
+        def kept(block: np.ndarray) -> np.ndarray:
+            nonlocal skip
+            if skip > 0:
+                cut = min(skip, block.size)
+                skip -= cut
+                block = block[cut:]
+            return block
+
         try:
             for frame in container.decode(stream):
                 heard += frame.samples
                 frame.pts = None  # let swresample keep its own continuous timeline
                 for out in resampler.resample(frame):
                     given += out.samples
-                    yield out.to_ndarray().reshape(-1)
+                    yield kept(out.to_ndarray().reshape(-1))
             for out in resampler.resample(None):
                 given += out.samples
-                yield out.to_ndarray().reshape(-1)
+                yield kept(out.to_ndarray().reshape(-1))
         except av.FFmpegError as exc:
             raise InputError(f"{path} is corrupt: audio decoding failed "
                              f"({str(exc).splitlines()[0]})") from None
@@ -115,13 +155,17 @@ def _resampled_blocks(path: Path, stream_index: int | None, sample_rate: int):
 
 
 def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE,
-               stream_index: int | None = None) -> np.ndarray:
+               stream_index: int | None = None, from_picture: bool = False) -> np.ndarray:
     """Decode an audio (or video) file's audio to mono float32.
 
     Args:
         path: wav, flac, mp3, m4a, or a video with an audio stream.
         sample_rate: output rate in Hz.
         stream_index: container stream index; None = the first audio stream.
+        from_picture: sample 0 is the one that plays with the file's own first frame
+            (:func:`picture_lead`), as for a film's original sound; else the stream's
+            first sample, as for a dub, whose sample 0 plays with the dubbed picture's
+            first frame.
 
     Returns:
         shape = (n_samples,), float32, nominally in [-1, 1].
@@ -130,7 +174,8 @@ def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE,
         InputError: missing, unreadable, no audio stream, corrupt, or no samples.
     """
     path = Path(path)
-    blocks = _resampled_blocks(path, stream_index, sample_rate)
+    lead = picture_lead(path, stream_index) if from_picture else 0.0
+    blocks = _resampled_blocks(path, stream_index, sample_rate, lead)
     next(blocks)
     samples = np.concatenate([b for b in blocks] or [np.zeros(0, np.float32)])
     if samples.size == 0:
@@ -143,17 +188,21 @@ class AudioTrack:
 
     Memory use is independent of the track's length: :meth:`samples` maps only the range
     asked for. Use as a context manager (or call :meth:`close`) to delete the file.
+    ``from_picture``: as :func:`load_audio`'s (a film's own sound, read as it plays with
+    the film's picture).
     """
 
     def __init__(self, path: str | os.PathLike, stream_index: int | None = None,
-                 sample_rate: int = SAMPLE_RATE, tmp_dir: str | None = None) -> None:
+                 sample_rate: int = SAMPLE_RATE, tmp_dir: str | None = None,
+                 from_picture: bool = False) -> None:
         self.path = Path(path)
         self.sample_rate = sample_rate
+        lead = picture_lead(self.path, stream_index) if from_picture else 0.0
         fd, self._file = tempfile.mkstemp(prefix="dubber-audio-", suffix=".f32", dir=tmp_dir)
         n = 0
         try:
             with os.fdopen(fd, "wb") as out:
-                blocks = _resampled_blocks(self.path, stream_index, sample_rate)
+                blocks = _resampled_blocks(self.path, stream_index, sample_rate, lead)
                 index, codec, rate, channels = next(blocks)
                 for block in blocks:
                     out.write(np.ascontiguousarray(block, np.float32).tobytes())

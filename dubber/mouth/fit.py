@@ -65,6 +65,8 @@ class Clip:
 def prepare(video: str | Path, driver: MouthDriver, cache_dir: str | Path | None = None) -> Clip:
     """Analyse a video's picture (face mesh, cached) and its own audio."""
     times, truth = mouth_truth(video, cache_dir=cache_dir)
+    # from the sound's first sample (as the shipped fit was made): the fit finds and removes
+    # each video's audio offset, that of a picture starting late included
     analysis = driver.analyse(load_audio(video))
     return Clip(Path(video).stem, times, truth, analysis)
 

@@ -266,8 +266,9 @@ def check_sync(video: str | Path, audio: str | Path | None = None, cfg=None,
     cfg = cfg or load_config("fast")
     info = probe(video) if analysis is None else analysis[2]
     src = Path(audio) if audio else Path(video)
+    own = src.resolve() == Path(video).resolve()  # read as it plays with the picture
     try:
-        track = AudioTrack(src)
+        track = AudioTrack(src, from_picture=own)
     except InputError as exc:
         if audio is None and "no audio stream" in str(exc):
             raise InputError(f"{video} has no audio stream; give the audio to check with "

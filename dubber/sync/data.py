@@ -78,6 +78,9 @@ def extract_video(video: str | Path, cfg=None) -> VideoData:
     from dubber.media.audio import load_audio
 
     tracks, times, _ = analyse_tracks(video, cfg)
+    # From the sound's first sample, not as it plays with the picture (load_audio's
+    # from_picture): training finds and removes each video's own offset, and the shipped
+    # weights were made so (weights/README: address_fr_512_50s, kept as cut)
     audio = load_audio(video)
     seqs = []
     for tr in tracks.tracks:
