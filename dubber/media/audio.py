@@ -17,6 +17,7 @@ the log-mel of silence and mouths close.
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 import tempfile
 from dataclasses import dataclass
@@ -101,7 +102,8 @@ def picture_lead(path: str | os.PathLike, stream_index: int | None = None) -> fl
                     return 0.0
                 stream = c.streams.video[0] if kind == "video" else next(
                     (s for s in c.streams.audio if s.index == stream_index), c.streams.audio[0])
-                frame = next((f for f in c.decode(stream) if f.pts is not None), None)
+                frame = next((f for f in itertools.islice(c.decode(stream), 64)
+                              if f.pts is not None), None)
                 if frame is None:
                     return 0.0
                 times.append(float(frame.pts * stream.time_base))
