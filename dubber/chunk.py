@@ -67,6 +67,9 @@ class Chunk:
             face from the driver (opening, width, rounding, standardised over the track's
             dubbed frames; cue stage), told to a generator with ``cue_dims`` 3; None: the
             generator predicts its cue from the mel.
+        hands: (index in the chunk, track id) -> shape (H, 21, 2): the hands before a face
+            the mouth stage passes on to the model stages (:mod:`dubber.faces.hands`); the
+            paste leaves their silhouettes as they are.
         color: the frames' colour matrix and range (render loop, from the probe).
         crops: the selected faces cut at the models' size (crop stage).
         mel: shape = (N, n_mels, mel_steps), float32: the mel window centred on each
@@ -93,6 +96,7 @@ class Chunk:
     dub: AudioTrack | None = None
     stems: Mapping[int, AudioTrack] | None = None
     cues: Mapping[tuple[int, int], np.ndarray] | None = None
+    hands: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)
     color: ColorSpec | None = None
     crops: FaceCrops | None = None
     mel: torch.Tensor | None = None

@@ -304,6 +304,11 @@ class MouthConfig:
     other_frames: int = 1500
     # A frame whose best bank frame costs more than this is drawn by the VQ generator.
     max_cost: float = 0.05
+    # Hands before the face (dubber/faces/hands.py): found around every dubbed face when
+    # the bank is built; the render leaves them in front of the new mouth (on the frame and
+    # its two neighbours: a hand the landmarker misses on one frame, or smears by moving,
+    # is still left), and no bank frame a hand covers is drawn from.
+    keep_hands: bool = True
     # The drawn region's soft edge, and how far it reaches below the chin (eye distances).
     feather: float = 0.12
     below_chin: float = 0.12

@@ -315,7 +315,11 @@ def dub_video(
     try:
         stages = (faces, *pre_stages, *([mouths] if mouths is not None else []),
                   *([cues] if cues is not None else []), *MODEL_STAGES)
-        return render(input_path, audio_path, output, cfg, stages=stages, force=force,
-                      progress=progress, on_start=on_start, setup=setup, **resumable)
+        result = render(input_path, audio_path, output, cfg, stages=stages, force=force,
+                        progress=progress, on_start=on_start, setup=setup, **resumable)
+        if mouths is not None and mouths.hidden:
+            log.info("%d dubbed faces kept their own mouth: a hand was before the lips",
+                     mouths.hidden)
+        return result
     finally:
         faces.close()

@@ -246,3 +246,29 @@ def test_luma_only_paste_keeps_the_faces_colour():
     after = chunk.frames.stack()
     assert after[0][0][140, 164] < before[0][0][140, 164] - 50  # the mouth is dark
     assert np.array_equal(after[1], before[1]) and np.array_equal(after[2], before[2])
+
+
+def test_a_hand_passed_on_by_the_mouth_stage_stays_in_front_of_the_pasted_mouth():
+    """The bank renderer hands the model stages the hands before a face it could not draw
+    (``chunk.hands``): the paste leaves their silhouette as it was."""
+    from dubber.faces.hands import silhouette
+    from tests.test_hands import _hand
+
+    lay = PixelLayout(320, 240, 8, "420")
+    chunk = grey_chunk(lay, noise=False)
+    before = yuv_region_to_rgb(chunk.frames, 0, (0, 0, 320, 240), SPEC)
+    hand = _hand((150, 175), 24.0, np.pi / 2)  # fingers pointing left over the lips' corner
+    chunk.hands = {(0, 0): hand[None]}
+    paste_faces(with_face(chunk, (100, 40, 228, 168), lips_ellipse(164, 140, 20, 8)), None,
+                NO_COLOUR)
+    after = yuv_region_to_rgb(chunk.frames, 0, (0, 0, 320, 240), SPEC)
+    changed = np.abs(after - before).max(-1) > 0.01
+    covered = silhouette(hand[None], (0, 0, 320, 240), soft=False) > 0
+    assert not (changed & covered).any()
+    assert changed.sum() > 500 and after[140, 175, 0] > 0.9  # the rest of the mouth: red
+    # without the hands the same pixels are painted
+    chunk = grey_chunk(lay, noise=False)
+    paste_faces(with_face(chunk, (100, 40, 228, 168), lips_ellipse(164, 140, 20, 8)), None,
+                NO_COLOUR)
+    plain = yuv_region_to_rgb(chunk.frames, 0, (0, 0, 320, 240), SPEC)
+    assert (np.abs(plain - before).max(-1)[covered] > 0.01).sum() > 50

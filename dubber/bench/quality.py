@@ -81,7 +81,8 @@ def measure(clip: str, dub: str, out: Path, cfg, cache: str) -> dict:
     tracks = analyze(clip, cfg, cache_dir=Path(cache) / "tracks", info=info)
     ids = {t for f in range(tracks.frame_count) for t in tracks.speakers_at(f)}
     color = ColorSpec.from_names(info.color.matrix, info.color.range, info.width, info.height)
-    banks = build_banks(info, tracks, ids, cfg.mouth.bank_frames, color, cache=cache)
+    banks = build_banks(info, tracks, ids, cfg.mouth.bank_frames, color, cache=cache,
+                        hands=cfg.mouth.keep_hands)
     a, b = _luma(Path(clip)), _luma(out)
     frames, boxes, faces = [], [], []
     for f in range(min(len(a), len(b))):

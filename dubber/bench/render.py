@@ -10,7 +10,10 @@ Prints, from one run on this machine:
 - model-render memory: the same for a full ``dub`` (default preset and weights: analysis,
   face mesh, models, paste) of a real talking clip, ``man_map_844_en.mp4`` from
   ``../shared/media`` played 1 and 4 times over (target: flat within 15 %), so memory that
-  grows with a film's length shows.
+  grows with a film's length shows;
+- with ``--mouth``, the mouth bank pass without and with the hands before the face
+  (:mod:`dubber.faces.hands`) on the 4K face and on ``two_faces_splitscreen_720p`` (a man
+  waving his hand by his mouth): seconds each, and the hands' cost per dubbed face and frame.
 
 Usage: ``python -m dubber.bench render [--speed medium] [--work DIR] [--skip-memory]
 [--skip-models | --only-models] [--json]``.
@@ -26,6 +29,8 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+import numpy as np
 
 from dubber.bench.media import SHARED_MEDIA, ffmpeg, looped, make_clip, make_tone
 from dubber.bench.report import Report, add_json_flag
@@ -137,7 +142,40 @@ def mouth_speed(dub: list[str], work: Path, report: Report, speed: str, crf: str
         if times == 1:
             report.figure("4K real face, time ratio full dub / passthrough", t_dub / t_pass, "",
                           "<= 2")
+            bank_hands_cost(clip, "4K real face", report)
     report.figure("4K real face, peak RSS x4 / x1", rss[1] / rss[0], "", "within 15 %")
+
+
+def bank_hands_cost(clip: Path, label: str, report: Report) -> None:
+    """The mouth bank pass of ``clip``'s speakers without and with the hands before the face
+    (:mod:`dubber.faces.hands`), each into an empty cache, in this process; the analysis
+    comes from the cache (or runs first, untimed)."""
+    from dubber.config import load_config
+    from dubber.faces.analyze import analyze
+    from dubber.media.color import ColorSpec
+    from dubber.media.probe import probe
+    from dubber.mouth.bank import build_banks
+
+    cfg = load_config("fast")
+    info = probe(clip)
+    tracks = analyze(clip, cfg, info=info)
+    ids = {t for f in range(tracks.frame_count) for t in tracks.speakers_at(f)}
+    color = ColorSpec.from_names(info.color.matrix, info.color.range, info.width, info.height)
+    took = {}
+    for hands in (False, True):
+        with tempfile.TemporaryDirectory() as cache:
+            start = time.perf_counter()
+            banks = build_banks(info, tracks, ids, cfg.mouth.bank_frames, color, cache=cache,
+                                hands=hands)
+            took[hands] = time.perf_counter() - start
+    faces = sum(len(b.frames) for b in banks.values() if b is not None)
+    found = sum(int(np.isfinite(b.hands[:, :, 0, 0]).any(1).sum()) for b in banks.values()
+                if b is not None and b.hands is not None)
+    report.figure(f"{label}, bank pass without hands", took[False], "s")
+    report.figure(f"{label}, bank pass with hands", took[True], "s")
+    report.figure(f"{label}, hands per dubbed face and frame",
+                  1000 * (took[True] - took[False]) / max(faces, 1), "ms")
+    report.info(f"{label}, dubbed faces with a hand in sight", f"{found} of {faces}")
 
 
 def _clip_and_dub(work: Path, seconds: int) -> tuple[Path, Path]:
@@ -173,6 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     report.info("machine", f"{os.cpu_count()} cores; x264 preset {args.speed}, crf {args.crf}")
     if args.mouth:
         mouth_speed(dub, work, report, args.speed, args.crf)
+        waving = SHARED_MEDIA / "clips" / "two_faces_splitscreen_720p.mp4"
+        if waving.exists():  # a man who waves his hand before his mouth
+            bank_hands_cost(waving, "720p, hands waved", report)
         report.close()
         return 0
     if args.only_models:

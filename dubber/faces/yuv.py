@@ -16,18 +16,20 @@ from dubber.media.frames import FrameBatch
 
 
 def crop_rgb(frames: FrameBatch, i: int, region: tuple[int, int, int, int],
-             out_size: int | None = None, spec: ColorSpec | None = None) -> np.ndarray:
+             out_size: int | tuple[int, int] | None = None,
+             spec: ColorSpec | None = None) -> np.ndarray:
     """Frame ``i``'s ``region`` as RGB.
 
     Args:
         frames: the chunk's full-resolution frames.
         i: frame number inside the batch.
         region: (x0, y0, x1, y1) integer luma pixels inside the frame.
-        out_size: resize to ``out_size`` x ``out_size`` (area filter when shrinking) first.
+        out_size: resize to ``out_size`` x ``out_size``, or to (width, height), first (area
+            filter when shrinking).
         spec: colour matrix and range (default: :meth:`ColorSpec.guess` from the size).
 
     Returns:
-        shape = (y1 - y0, x1 - x0, 3) or (out_size, out_size, 3), uint8 RGB.
+        shape = (y1 - y0, x1 - x0, 3) or the resized shape, uint8 RGB.
     """
     lay = frames.layout
     spec = spec or ColorSpec.guess(lay.width, lay.height)
@@ -38,8 +40,8 @@ def crop_rgb(frames: FrameBatch, i: int, region: tuple[int, int, int, int],
     cu = pu[y0 >> sy:((y1 - 1) >> sy) + 1, x0 >> sx:((x1 - 1) >> sx) + 1]
     cv = pv[y0 >> sy:((y1 - 1) >> sy) + 1, x0 >> sx:((x1 - 1) >> sx) + 1]
     if out_size:
-        size = (out_size, out_size)
-        interp = cv2.INTER_AREA if (y1 - y0) > out_size else cv2.INTER_LINEAR
+        size = (out_size, out_size) if isinstance(out_size, int) else tuple(out_size)
+        interp = cv2.INTER_AREA if (y1 - y0) > size[1] else cv2.INTER_LINEAR
         y, u, v = (cv2.resize(p, size, interpolation=interp) for p in (y, cu, cv))
     else:  # chroma by sample repetition
         rows = (np.arange(y0, y1) >> sy) - (y0 >> sy)

@@ -106,6 +106,10 @@ class BankPool:
         """The own bank's row of ``frame`` (another track's frames are never the target)."""
         return self.own.row(frame)
 
+    def hands_at(self, frame: int) -> np.ndarray:
+        """The hands before the face on the own track's ``frame``."""
+        return self.own.hands_at(frame)
+
     def crop(self, row: int) -> tuple[np.ndarray, tuple[int, int, int, int]]:
         """The kept crop of ``row``, from whichever bank it comes from."""
         return self._banks[self._origin[row]].crop(int(self._local[row]))

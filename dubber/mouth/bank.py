@@ -3,8 +3,10 @@
 For every track that will be dubbed, one pass over the video keeps, for every frame of the
 track, the face mesh (full-resolution points), the mouth parameters
 (:func:`dubber.mouth.params.mouth_params`), the head pose (:func:`pose_shape`) and the mean
-colour of the lower face; and for the frames kept in the bank, the lower-face crop itself,
-in RGB at the video's full resolution and bit depth. The renderer picks from these the
+colour of the lower face, and the hands around the face (:mod:`dubber.faces.hands`, when
+looked for); and for the frames kept in the bank, the lower-face crop itself, in RGB at the
+video's full resolution and bit depth. A frame whose lower face a hand covers is not kept:
+its mouth would bring the hand with it. The renderer picks from these the
 mouth each dubbed frame shows (:mod:`dubber.mouth.choose`) and warps it onto the frame
 (:mod:`dubber.mouth.warp`).
 
@@ -35,6 +37,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from dubber.faces.crop import grid_box
+from dubber.faces.hands import MAX_HANDS, NO_HANDS, HandFinder, covers
 from dubber.faces.landmarks import MeshPool
 from dubber.faces.tracks_file import Track, Tracks
 from dubber.faces.yuv import crop_rgb
@@ -46,7 +49,7 @@ from dubber.mouth.params import mouth_params
 
 log = logging.getLogger(__name__)
 
-BANK_VERSION = 2  # 2: per-frame mouth detail
+BANK_VERSION = 3  # 2: per-frame mouth detail; 3: the hands before the face
 # Crop margins around the lower-face points, in eye distances: sideways and up, and down
 # (below the chin, where a dropping jaw goes).
 CROP_MARGIN = 0.35
@@ -72,6 +75,9 @@ class MouthBank:
         offsets: shape = (F,), int64: byte offset of each kept crop in ``crops``.
         crops: the file of the raw crops, or None when nothing is kept.
         dtype: uint8 or uint16 (the video's bit depth).
+        hands: shape = (F, 2, 21, 2), float32: up to two hands around the face per frame
+            (:class:`~dubber.faces.hands.HandFinder`), NaN where none; None when hands
+            were not looked for.
     """
 
     track_id: int
@@ -86,6 +92,7 @@ class MouthBank:
     offsets: np.ndarray
     crops: Path | None
     dtype: np.dtype
+    hands: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.kept.sum())
@@ -105,6 +112,15 @@ class MouthBank:
         """The row of ``frame`` in the per-frame arrays, or None (no mesh there)."""
         i = int(np.searchsorted(self.frames, frame))
         return i if i < len(self.frames) and self.frames[i] == frame else None
+
+    def hands_at(self, frame: int) -> np.ndarray:
+        """The hands found around the face on ``frame``: shape = (H, 21, 2), H = 0 when
+        none (or no row, or hands not looked for)."""
+        row = self.row(frame)
+        if row is None or self.hands is None:
+            return NO_HANDS
+        h = self.hands[row]
+        return h[np.all(np.isfinite(h), axis=(1, 2))]
 
     def crop(self, row: int) -> tuple[np.ndarray, tuple[int, int, int, int]]:
         """The kept crop of ``row``: (RGB float32 in [0, 1], shape (h, w, 3); its box)."""
@@ -172,10 +188,12 @@ def choose_kept(track: Track, max_frames: int) -> np.ndarray:
     return keep
 
 
-def bank_key(video_hash: str, tracks: Tracks, track_ids: Iterable[int], max_frames: int) -> str:
+def bank_key(video_hash: str, tracks: Tracks, track_ids: Iterable[int], max_frames: int,
+             hands: bool = True) -> str:
     """The cache key of the banks of ``track_ids``: the video's content, the tracks' boxes,
     the settings and :data:`BANK_VERSION`."""
-    h = hashlib.sha256(f"bank {BANK_VERSION} {max_frames} {video_hash}".encode())
+    h = hashlib.sha256(f"bank {BANK_VERSION} {max_frames} {video_hash}"
+                       f"{'' if hands else ' no-hands'}".encode())
     for tid in sorted(track_ids):
         t = tracks.track(tid)
         h.update(f"{tid} {t.first} {t.last}".encode())
@@ -208,7 +226,8 @@ def load_bank(folder: Path, tid: int) -> MouthBank | None:
         size = crops_path.stat().st_size if crops_path.exists() else 0
         crops = crops_path if size else None
         bank = MouthBank(tid, a["frames"], a["points"], a["params"], a["pose"], a["colour"],
-                         a["detail"], a["kept"], a["boxes"], a["offsets"], crops, dtype)
+                         a["detail"], a["kept"], a["boxes"], a["offsets"], crops, dtype,
+                         a.get("hands"))
         ends = bank.offsets[bank.kept] + np.prod(
             bank.boxes[bank.kept][:, 2:] - bank.boxes[bank.kept][:, :2], axis=1) * 3 * dtype.itemsize
         if len(ends) and int(ends.max()) > size:
@@ -226,13 +245,17 @@ class _Builder:
     def __init__(self, folder: Path, track: Track, keep: np.ndarray, dtype: np.dtype) -> None:
         self.folder, self.track, self.keep, self.dtype = folder, track, keep, dtype
         self.rows: dict[str, list] = {k: [] for k in ("frames", "points", "kept", "boxes",
-                                                      "offsets", "colour", "detail")}
+                                                      "offsets", "colour", "detail", "hands")}
         self.offset = 0
         self.file = open(folder / f".{track.id}.crops", "wb")
 
     def add(self, frame: int, points: np.ndarray, colour: np.ndarray, detail: float, rgb_box,
-            rgb: np.ndarray | None) -> None:
+            rgb: np.ndarray | None, hands: np.ndarray | None = None) -> None:
         r = self.rows
+        if hands is not None:
+            row = np.full((MAX_HANDS, 21, 2), np.nan, np.float32)
+            row[:len(hands)] = hands[:MAX_HANDS]
+            r["hands"].append(row)
         r["detail"].append(detail)
         r["frames"].append(frame)
         r["points"].append(points.astype(np.float32))
@@ -262,6 +285,8 @@ class _Builder:
             "boxes": np.asarray(r["boxes"], np.int64).reshape(-1, 4),
             "offsets": np.asarray(r["offsets"], np.int64),
         }
+        if r["hands"]:
+            arrays["hands"] = np.asarray(r["hands"], np.float32)
         _write_index(self.folder, self.track.id, arrays, self.dtype)
 
     def abandon(self) -> None:
@@ -285,6 +310,7 @@ def build_banks(
     cache: str | os.PathLike | None = None,
     chunk_frames: int = 16,
     progress: Callable[[int], None] | None = None,
+    hands: bool = True,
 ) -> dict[int, MouthBank]:
     """The banks of ``track_ids``, from the cache or made in one pass over the video.
 
@@ -297,6 +323,8 @@ def build_banks(
         cache: the cache root (default ``$DUBBER_CACHE``, else ``~/.cache/dubber``).
         chunk_frames: frames decoded at a time.
         progress: called with the number of frames decoded so far.
+        hands: look for hands before each face (:mod:`dubber.faces.hands`): keep them per
+            frame, and keep no crop a hand covers.
 
     Returns:
         track id -> its bank (a track the mesh never read has an empty bank).
@@ -307,7 +335,8 @@ def build_banks(
     ids = sorted(set(track_ids))
     if not ids:
         return {}
-    folder = bank_folder(bank_key(content_hash(info.path), tracks, ids, max_frames), cache)
+    folder = bank_folder(bank_key(content_hash(info.path), tracks, ids, max_frames, hands),
+                         cache)
     banks = {tid: load_bank(folder, tid) for tid in ids}
     todo = [tid for tid, b in banks.items() if b is None]
     if not todo:
@@ -320,6 +349,7 @@ def build_banks(
     first = min(tracks.track(t).first for t in todo)
     last = max(tracks.track(t).last for t in todo)
     meshes = MeshPool(info.width, info.height, tracks.rotation)
+    finder = HandFinder(info.width, info.height, tracks.rotation) if hands else None
     try:
         with closing(read_chunks(info, chunk_frames, 0.0, full=True)) as chunks:
             for chunk in chunks:
@@ -329,7 +359,7 @@ def build_banks(
                     on = [t for t in todo if tracks.track(t).box_at(idx) is not None]
                     meshes.keep_only(on)
                     for tid in on:
-                        _bank_frame(builders[tid], meshes, chunk, i, idx, color, info)
+                        _bank_frame(builders[tid], meshes, chunk, i, idx, color, info, finder)
                 if progress:
                     progress(int(chunk.frame_indices[-1]) + 1)
                 if int(chunk.frame_indices[-1]) >= last:
@@ -342,6 +372,8 @@ def build_banks(
         raise
     finally:
         meshes.close()
+        if finder is not None:
+            finder.close()
     for tid in todo:
         banks[tid] = load_bank(folder, tid)
     log.info("mouth banks: %s", ", ".join(f"track {t}: {len(b)} crops of {len(b.frames)} "
@@ -350,7 +382,7 @@ def build_banks(
 
 
 def _bank_frame(builder: _Builder, meshes: MeshPool, chunk, i: int, idx: int,
-                color: ColorSpec, info: VideoInfo) -> None:
+                color: ColorSpec, info: VideoInfo, finder: HandFinder | None = None) -> None:
     track = builder.track
     box = track.box_at(idx)
     pts = meshes.points(track.id, chunk.frames, i, box, color)
@@ -358,10 +390,12 @@ def _bank_frame(builder: _Builder, meshes: MeshPool, chunk, i: int, idx: int,
         return
     rgb = None
     cb = crop_box(pts, chunk.frames.layout)
-    if builder.keep[idx - track.first]:
+    hands = finder.find(chunk.frames, i, box, color) if finder is not None else None
+    hidden = hands is not None and covers(hands, pts[list(REGION)])
+    if builder.keep[idx - track.first] and not hidden:
         rgb = yuv_region_to_rgb(chunk.frames, i, cb, color)
         colour = rgb.reshape(-1, 3).mean(0)
     else:
         colour = crop_rgb(chunk.frames, i, cb, 32, color).reshape(-1, 3).mean(0) / 255.0
     detail = mouth_detail(chunk.frames.planes(i)[0], pts, info.bit_depth)
-    builder.add(idx, pts, colour.astype(np.float32), detail, cb, rgb)
+    builder.add(idx, pts, colour.astype(np.float32), detail, cb, rgb, hands)

@@ -149,7 +149,8 @@ def plan_run(info, tracks: Tracks, dub_path, cfg, progress=None, weights_dir=Non
         return {}, {}
     color = ColorSpec.from_names(info.color.matrix, info.color.range, info.width, info.height)
     banks = build_banks(info, tracks, per_track, cfg.mouth.bank_frames, color,
-                        chunk_frames=cfg.media.chunk_frames, progress=progress)
+                        chunk_frames=cfg.media.chunk_frames, progress=progress,
+                        hands=cfg.mouth.keep_hands)
     if cfg.mouth.other_shots:
         from dubber.mouth.actors import pool_banks
 

@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from dubber.chunk import Chunk
 from dubber.config import Config
 from dubber.faces.crop import grid_box, in_square, visible_part
+from dubber.faces.hands import silhouette
 from dubber.faces.mouth_region import square_mask
 from dubber.media.color import rgb_to_yuv_region
 from dubber.stages.common import color_spec
@@ -209,5 +210,9 @@ def paste_faces(chunk: Chunk, models: object, cfg: Config) -> Chunk:
                             antialias=True, align_corners=False)[0]
         rgb = ((img.clamp(-1, 1) + 1) / 2).permute(1, 2, 0).numpy()
         rgb = rgb[vis[1] - sq[1] : vis[3] - sq[1], vis[0] - sq[0] : vis[2] - sq[0]]
+        hands = chunk.hands.get((int(crops.frame[m]), crops.track_id[m]))
+        if hands is not None:  # a hand before the face stays in front (dubber.faces.hands)
+            keep = 1.0 - silhouette(hands, vis)
+            alpha = keep if alpha is None else alpha * keep
         rgb_to_yuv_region(rgb, chunk.frames, int(crops.frame[m]), vis, spec, alpha)
     return chunk
