@@ -86,7 +86,7 @@ def test_the_finder_finds_the_hand_waved_before_a_face_and_none_before_kim():
     batch = frame(CLIPS / "two_faces_splitscreen_720p.mp4", 20)
     finder = HandFinder(1280, 720)
     try:
-        hands = finder.find(batch, 0, boxer)
+        hands = finder.find(1, batch, 0, boxer)
         assert len(hands) == 1
         lips = np.array([(849, 238), (913, 238), (913, 296), (849, 296)], float)
         assert covers(hands, lips, grow=15)  # his fingers by his mouth
@@ -94,7 +94,9 @@ def test_the_finder_finds_the_hand_waved_before_a_face_and_none_before_kim():
         assert wrist[1] > tips[:, 1].max() + 100  # fingers up, the wrist under his chin
         assert 700 < wrist[0] < 850 and wrist[1] > 334
         kim = frame(CLIPS / "kim_1080p30_en.mp4", 40)
-        assert len(HandFinder(1920, 1080).find(kim, 0, (860, 180, 1090, 470))) == 0
+        wide = HandFinder(1920, 1080)
+        assert len(wide.find(2, kim, 0, (860, 180, 1090, 470))) == 0
+        wide.close()
     finally:
         finder.close()
 

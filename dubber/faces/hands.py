@@ -31,7 +31,13 @@ CONTEXT = 3.5  # the region searched: a square this many face-box sides wide on 
 # (a hand before the mouth has its palm and wrist below and beside the face)
 IMAGE_SIDE = 256  # longer side of the image the detector sees (its models read 192-224 px)
 MAX_HANDS = 2
-MIN_CONFIDENCE = 0.5  # the palm detector's score a hand needs
+# The palm detector's score a new hand needs, and the hand model's presence score a hand
+# needs on every frame. Static (each frame on its own, no presence check) at 0.5, the
+# bank pass took hair beside profile_turn_224_en's jaw for a hand on 34 of its 128 frames
+# (one at her lips); tracked with these, on 6 (none at her lips), while the boxer's hand
+# in two_faces_splitscreen_720p is found on 354 of his 438 frames (static: 324).
+MIN_DETECTION = 0.7
+MIN_PRESENCE = 0.8
 # The silhouette, in shares of the palm's width (index to little-finger knuckle):
 FINGER_WIDTH = 0.32  # a finger's width
 TIP = 0.5  # a fingertip reaches past its last landmark by this share of its last bone
@@ -55,26 +61,33 @@ def context_region(face_box: Sequence[float], width: int, height: int,
     return rx0, ry0, max(rx1, rx0 + 1), max(ry1, ry0 + 1)
 
 
-class HandFinder:
-    """MediaPipe's hand landmarker on the region around a face (no state between frames:
-    each frame is read on its own, so a render resumed mid-film finds the same hands)."""
+def _hand_graph():
+    with quiet_native_stderr():
+        import mediapipe as mp
 
-    def __init__(self, width: int, height: int, rotation: int = 0,
-                 min_confidence: float = MIN_CONFIDENCE) -> None:
+        graph = mp.solutions.hands.Hands(
+            static_image_mode=False, max_num_hands=MAX_HANDS, model_complexity=1,
+            min_detection_confidence=MIN_DETECTION, min_tracking_confidence=MIN_PRESENCE)
+        graph.process(np.zeros((64, 64, 3), np.uint8))  # start the graph
+    return graph
+
+
+class HandFinder:
+    """MediaPipe's hand landmarker on the region around each face, one graph per track
+    (its tracking state: a hand found is followed, and kept only while the hand model is
+    sure it is a hand), made on the track's first frame and closed when the track leaves
+    (:meth:`keep_only`), like :class:`~dubber.faces.landmarks.MeshPool`. The bank pass
+    reads every track from its first frame, so the same video gives the same hands."""
+
+    def __init__(self, width: int, height: int, rotation: int = 0) -> None:
         self.size = (width, height)
         self.rotation = rotation
         self.calls = 0
-        with quiet_native_stderr():
-            import mediapipe as mp
+        self._graphs: dict[object, object] = {}
 
-            self._hands = mp.solutions.hands.Hands(
-                static_image_mode=True, max_num_hands=MAX_HANDS, model_complexity=1,
-                min_detection_confidence=min_confidence)
-            self._hands.process(np.zeros((64, 64, 3), np.uint8))  # start the graph
-
-    def find(self, frames: FrameBatch, i: int, face_box: Sequence[float],
+    def find(self, key: object, frames: FrameBatch, i: int, face_box: Sequence[float],
              color: ColorSpec | None = None) -> np.ndarray:
-        """The hands around ``face_box`` on frame ``i`` of ``frames``.
+        """The hands around track ``key``'s ``face_box`` on frame ``i`` of ``frames``.
 
         Returns:
             shape = (H, 21, 2), float32 (x, y) full-resolution coded pixels; H = 0 when none.
@@ -85,8 +98,11 @@ class HandFinder:
         size = (max(int(round((x1 - x0) * k)), 1), max(int(round((y1 - y0) * k)), 1))
         image = upright(crop_rgb(frames, i, region, size, color), self.rotation)
         self.calls += 1
+        graph = self._graphs.get(key)
+        if graph is None:
+            graph = self._graphs[key] = _hand_graph()
         with quiet_native_stderr():
-            res = self._hands.process(np.ascontiguousarray(image))
+            res = graph.process(np.ascontiguousarray(image))
         if not res.multi_hand_landmarks:
             return NO_HANDS
         out = []
@@ -97,8 +113,13 @@ class HandFinder:
             out.append(pts * [x1 - x0, y1 - y0] + [x0, y0])
         return np.asarray(out, np.float32)
 
+    def keep_only(self, keys) -> None:
+        """Close the graphs of every track not in ``keys`` (they are off screen)."""
+        for key in [k for k in self._graphs if k not in keys]:
+            self._graphs.pop(key).close()
+
     def close(self) -> None:
-        self._hands.close()
+        self.keep_only(())
 
 
 def _px(points: np.ndarray) -> np.ndarray:

@@ -49,7 +49,7 @@ from dubber.mouth.params import mouth_params
 
 log = logging.getLogger(__name__)
 
-BANK_VERSION = 3  # 2: per-frame mouth detail; 3: the hands before the face
+BANK_VERSION = 4  # 2: per-frame mouth detail; 3: the hands before the face; 4: tracked
 # Crop margins around the lower-face points, in eye distances: sideways and up, and down
 # (below the chin, where a dropping jaw goes).
 CROP_MARGIN = 0.35
@@ -358,6 +358,8 @@ def build_banks(
                         continue
                     on = [t for t in todo if tracks.track(t).box_at(idx) is not None]
                     meshes.keep_only(on)
+                    if finder is not None:
+                        finder.keep_only(on)
                     for tid in on:
                         _bank_frame(builders[tid], meshes, chunk, i, idx, color, info, finder)
                 if progress:
@@ -390,7 +392,7 @@ def _bank_frame(builder: _Builder, meshes: MeshPool, chunk, i: int, idx: int,
         return
     rgb = None
     cb = crop_box(pts, chunk.frames.layout)
-    hands = finder.find(chunk.frames, i, box, color) if finder is not None else None
+    hands = finder.find(track.id, chunk.frames, i, box, color) if finder is not None else None
     hidden = hands is not None and covers(hands, pts[list(REGION)])
     if builder.keep[idx - track.first] and not hidden:
         rgb = yuv_region_to_rgb(chunk.frames, i, cb, color)
