@@ -317,9 +317,9 @@ def dub_video(
                   *([cues] if cues is not None else []), *MODEL_STAGES)
         result = render(input_path, audio_path, output, cfg, stages=stages, force=force,
                         progress=progress, on_start=on_start, setup=setup, **resumable)
-        if mouths is not None and mouths.hidden:
-            log.info("%d dubbed faces kept their own mouth: a hand was before the lips",
-                     mouths.hidden)
+        if mouths is not None and mouths.hidden:  # it shows in the sync check: say why
+            log.warning("%d dubbed face(s) kept their own mouth: a hand was before the lips "
+                        "(mouth.keep_hands)", mouths.hidden)
         return result
     finally:
         faces.close()

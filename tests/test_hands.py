@@ -215,9 +215,12 @@ def test_dubbing_the_boxer_leaves_the_hand_he_waves_before_his_mouth(dub, tmp_pa
     preset.setdefault("watermark", {})["enabled"] = False  # which marks the whole face
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(preset))
     out = tmp_path / "out.mkv"
-    r = dub(clip, "--audio", SPEECH / "en_vlog_10s.wav", "-o", out, "--codec", "ffv1", "-q",
-            "--preset", tmp_path / "p.yaml")
+    r = dub(clip, "--audio", SPEECH / "en_vlog_10s.wav", "-o", out, "--codec", "ffv1",
+            "--preset", tmp_path / "p.yaml", "--no-check")  # not -q: it hides warnings
     assert r.code == 0, r
+    # the user is told, since those faces show the original mouth
+    assert any("kept their own mouth: a hand was before the lips" in line
+               for line in r.err.splitlines() if line.startswith("dub: warning:"))
     cfg = load_config(str(tmp_path / "p.yaml"))
     tracks = tracks_for_run(clip, cfg)
     info = probe(clip)
