@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from dubber.faces.detect import quiet_native_stderr
+from dubber.faces.landmarks import TrackGraphs
 from dubber.faces.orient import points_to_coded, upright
 from dubber.faces.yuv import crop_rgb
 from dubber.media.color import ColorSpec
@@ -72,18 +73,15 @@ def _hand_graph():
     return graph
 
 
-class HandFinder:
+class HandFinder(TrackGraphs):
     """MediaPipe's hand landmarker on the region around each face, one graph per track
     (its tracking state: a hand found is followed, and kept only while the hand model is
     sure it is a hand), made on the track's first frame and closed when the track leaves
-    (:meth:`keep_only`), like :class:`~dubber.faces.landmarks.MeshPool`. The bank pass
-    reads every track from its first frame, so the same video gives the same hands."""
+    (:meth:`keep_only`), like the face mesh's. The bank pass reads every track from its
+    first frame, so the same video gives the same hands."""
 
-    def __init__(self, width: int, height: int, rotation: int = 0) -> None:
-        self.size = (width, height)
-        self.rotation = rotation
-        self.calls = 0
-        self._graphs: dict[object, object] = {}
+    def make(self):
+        return _hand_graph()
 
     def find(self, key: object, frames: FrameBatch, i: int, face_box: Sequence[float],
              color: ColorSpec | None = None) -> np.ndarray:
@@ -97,10 +95,7 @@ class HandFinder:
         k = IMAGE_SIDE / max(x1 - x0, y1 - y0)
         size = (max(int(round((x1 - x0) * k)), 1), max(int(round((y1 - y0) * k)), 1))
         image = upright(crop_rgb(frames, i, region, size, color), self.rotation)
-        self.calls += 1
-        graph = self._graphs.get(key)
-        if graph is None:
-            graph = self._graphs[key] = _hand_graph()
+        graph = self.graph(key)
         with quiet_native_stderr():
             res = graph.process(np.ascontiguousarray(image))
         if not res.multi_hand_landmarks:
@@ -112,14 +107,6 @@ class HandFinder:
                 pts = points_to_coded(pts, self.rotation, 1.0, 1.0)
             out.append(pts * [x1 - x0, y1 - y0] + [x0, y0])
         return np.asarray(out, np.float32)
-
-    def keep_only(self, keys) -> None:
-        """Close the graphs of every track not in ``keys`` (they are off screen)."""
-        for key in [k for k in self._graphs if k not in keys]:
-            self._graphs.pop(key).close()
-
-    def close(self) -> None:
-        self.keep_only(())
 
 
 def _px(points: np.ndarray) -> np.ndarray:

@@ -95,7 +95,44 @@ class Landmarker:
         self._mesh.close()
 
 
-class MeshPool:
+class TrackGraphs:
+    """Native graphs (MediaPipe's), one per track on screen: made on the track's first
+    frame by :meth:`make` and closed on the first frame it is not (:meth:`keep_only`); a
+    track that comes back starts afresh. Each keeps its own tracking state.
+
+    Args:
+        width, height: the frames' coded size.
+        rotation: display rotation (the graphs see each crop upright).
+    """
+
+    def __init__(self, width: int, height: int, rotation: int = 0) -> None:
+        self.size = (width, height)
+        self.rotation = rotation
+        self.calls = 0  # graph evaluations so far
+        self._graphs: dict[object, object] = {}
+
+    def make(self):
+        """A new graph (with a ``close()``)."""
+        raise NotImplementedError
+
+    def graph(self, key: object):
+        """Track ``key``'s graph, made on first use; counts a call."""
+        graph = self._graphs.get(key)
+        if graph is None:
+            graph = self._graphs[key] = self.make()
+        self.calls += 1
+        return graph
+
+    def keep_only(self, keys) -> None:
+        """Close the graphs of every track not in ``keys`` (they are off screen)."""
+        for key in [k for k in self._graphs if k not in keys]:
+            self._graphs.pop(key).close()
+
+    def close(self) -> None:
+        self.keep_only(())
+
+
+class MeshPool(TrackGraphs):
     """The face-mesh graphs of the tracks on screen: one per track, closed when it leaves.
 
     Each graph holds ~25 MB of native memory and its own tracking state, so there is one
@@ -103,17 +140,10 @@ class MeshPool:
     frame it is not (:meth:`keep_only`); a track that comes back starts tracking afresh.
     A film's memory thus grows neither with its length nor with its number of tracks. The
     analysis pass and the render's face lookup both measure faces through this.
-
-    Args:
-        width, height: the frames' coded size.
-        rotation: display rotation (the mesh sees each crop upright).
     """
 
-    def __init__(self, width: int, height: int, rotation: int = 0) -> None:
-        self.size = (width, height)
-        self.rotation = rotation
-        self.calls = 0  # mesh evaluations so far
-        self._meshes: dict[object, Landmarker] = {}
+    def make(self) -> Landmarker:
+        return Landmarker()
 
     def points(self, key: object, frames: FrameBatch, i: int, box: Sequence[float],
                color: ColorSpec | None = None) -> np.ndarray | None:
@@ -125,19 +155,7 @@ class MeshPool:
         """
         region = mesh_region(box, *self.size)
         crop = crop_rgb(frames, i, region, MESH_INPUT, color)
-        mesh = self._meshes.get(key)
-        if mesh is None:
-            mesh = self._meshes[key] = Landmarker()
-        self.calls += 1
-        return mesh.landmarks(crop, region, self.rotation)
-
-    def keep_only(self, keys) -> None:
-        """Close the graphs of every track not in ``keys`` (they are off screen)."""
-        for key in [k for k in self._meshes if k not in keys]:
-            self._meshes.pop(key).close()
-
-    def close(self) -> None:
-        self.keep_only(())
+        return self.graph(key).landmarks(crop, region, self.rotation)
 
 
 def lip_polygon(points: np.ndarray) -> np.ndarray:
