@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from dubber.media.audio import load_audio
-from dubber.mouth.fit import Clip, _corr, cross_fit, fit_regressor, learning_curve, main
-from tests.helpers import SPEECH, needs_speech
+from dubber.mouth.fit import (Clip, _corr, cross_fit, fit_regressor, learning_curve, main,
+                               measured_offsets)
+from tests.helpers import MEDIA, SPEECH, ffmpeg, needs_speech
 
 pytestmark = needs_speech
 FILES = ("en_radio_8s.wav", "en_kimk_8s.mp3", "en_vlog_10s.wav", "zh_news_8s.wav",
@@ -63,6 +64,43 @@ def test_without_alignment_the_mis_muxed_video_is_fitted_as_it_is(driver, analys
     _, plain = fit_regressor(clips, driver, align=False)
     assert plain["offsets_s"] == {}
     assert plain["lovo_r_opening"] < aligned["lovo_r_opening"]
+
+
+def test_measured_offsets_set_where_the_fit_puts_the_sound(driver, analyses):
+    # every video muxed 80 ms early: cross-validation alone places them only against each
+    # other and finds them all in sync; two offsets measured (by the sync model) carry the
+    # others with them
+    clips = [_clip(driver, analyses, f, lag=0.08, seed=i) for i, f in enumerate(FILES[:4])]
+    _, alone = fit_regressor(clips, driver)
+    assert all(abs(v) <= 0.021 for v in alone["offsets_s"].values())
+    measured = {FILES[0]: 0.08, FILES[1]: 0.08, "not_a_training_video": -0.2}
+    _, anchored = fit_regressor(clips, driver, measured=measured)
+    got = anchored["offsets_s"]
+    assert set(got) == set(FILES[:4]) and got[FILES[0]] == got[FILES[1]] == 0.08
+    assert all(abs(got[f] - 0.08) <= 0.021 for f in FILES[2:4])
+
+
+@pytest.mark.skipif(not (MEDIA / "corpus").is_dir(), reason="../shared/media is not present")
+def test_a_measured_offset_is_where_the_fit_reads_the_sound(tmp_path):
+    # the same video with its picture 120 ms after its sound plays 120 ms out of sync
+    # (the sync model hears it so); the fit reads the sound from its first sample against
+    # the first frame, where nothing moved, so the offset it removes is the original's; a
+    # file without a voice to judge gets none
+    from dubber.sync.check import check_sync
+
+    video = MEDIA / "corpus" / "address_en_512_10s.mp4"
+    late = tmp_path / "late.mp4"
+    ffmpeg("-itsoffset", "0.12", "-i", str(video), "-i", str(video), "-map", "0:v",
+           "-map", "1:a", "-c", "copy", str(late))
+    silent = tmp_path / "silent.mp4"
+    ffmpeg("-i", str(video), "-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono", "-map", "0:v",
+           "-map", "1:a", "-c:v", "copy", "-shortest", str(silent))
+    heard = check_sync(late).median_offset_ms - check_sync(video).median_offset_ms
+    assert heard == pytest.approx(-120, abs=20)
+    got = measured_offsets([video, late, silent], max_shift=None)
+    assert set(got) == {"address_en_512_10s", "late"}
+    assert got["late"] == pytest.approx(got["address_en_512_10s"], abs=0.021)
+    assert measured_offsets([late], max_shift=0.01)["late"] == np.clip(got["late"], -0.01, 0.01)
 
 
 def test_more_training_videos_predict_an_unseen_one_better(driver, analyses):

@@ -78,11 +78,11 @@ def _video(name: str) -> Path:
 
 def file_offset(video: Path) -> float | None:
     """The clip's audio-to-picture offset in seconds as the sync model measures it: the
-    median over its judged shots (None when none is judged)."""
-    from dubber.sync.check import check_sync
+    median over its judged shots (None when none is judged), as a shift of the sound read
+    from its first sample (:func:`dubber.mouth.fit.prepare`'s)."""
+    from dubber.mouth.fit import measured_offsets
 
-    offset = check_sync(video).median_offset_ms
-    return offset / 1000 if offset is not None else None
+    return measured_offsets([video], max_shift=None).get(video.stem)
 
 
 def clip_figures(name: str, driver, cache: str | None) -> dict:

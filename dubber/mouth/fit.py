@@ -9,8 +9,10 @@ Ground truth is the speaking face's mouth parameters from the analysis pass (fac
 :mod:`dubber.mouth.truth`); inputs are the driver's speaker- and language-independent
 features of the video's own audio. Targets are standardised per video (the regressor
 learns how mouths move, not whose mouth it is). Each video's audio-to-picture offset
-(muxing delays of up to a few frames are common in downloaded clips) is estimated by
-cross-validation and removed before the final fit, within +-``MAX_SHIFT``. The fit is a
+(muxing delays of up to a few frames are common in downloaded clips) is removed before the
+fit, within +-``MAX_SHIFT``: as the sync model measures it (:func:`measured_offsets`), or,
+for a video it cannot judge and with ``--offsets fit``, by cross-validation
+(:func:`audio_offsets`). The fit is a
 ridge regression (closed form, seconds on a CPU). Default videos: every
 ``../shared/media/corpus`` video except the held-out ones. ``--learning-curve`` publishes
 nothing: it prints how the opening's r on a video never fitted on grows with the number of
@@ -126,32 +128,74 @@ def best_shift(fit, clip: Clip, driver: MouthDriver) -> float:
     return best[1]
 
 
-def audio_offsets(clips: list[Clip], driver: MouthDriver, lam: float = LAMBDA
-                  ) -> dict[str, float]:
-    """Each video's audio-to-picture offset (s), found by a fit on the other videos (twice,
-    the second time on the others re-aligned); {} for fewer than 3 videos."""
-    shifts: dict[str, float] = {}
-    if len(clips) > 2:
+def audio_offsets(clips: list[Clip], driver: MouthDriver, lam: float = LAMBDA,
+                  measured: dict[str, float] | None = None) -> dict[str, float]:
+    """Each video's audio-to-picture offset (s): ``measured`` (:func:`measured_offsets`)
+    where it has the video, else found by a fit on the other videos (twice, the second
+    time on the others re-aligned); only ``measured`` for fewer than 3 videos.
+
+    Cross-validation alone fixes the videos' offsets only against each other: where they
+    sit together (the driver's zero) is whatever the training videos' muxing averages to.
+    """
+    shifts = {c.name: measured[c.name] for c in clips if c.name in (measured or {})}
+    left = [c for c in clips if c.name not in shifts]
+    if len(clips) > 2 and left:
         for _ in range(2):
-            shifts = {c.name: best_shift(ridge([o for o in clips if o is not c], driver,
-                                               shifts, lam), c, driver) for c in clips}
+            shifts.update({c.name: best_shift(ridge([o for o in clips if o is not c], driver,
+                                                    shifts, lam), c, driver) for c in left})
     return shifts
 
 
+def measured_offsets(videos: list[Path], max_shift: float | None = MAX_SHIFT
+                     ) -> dict[str, float]:
+    """Each video's audio-to-picture offset (s, the shift of its sound as :func:`prepare`
+    reads it, from the first sample) as the sync model measures it
+    (:func:`~dubber.sync.check.check_sync`: the median over its judged shots), within
+    +-``max_shift`` (None: as measured), by file stem. Videos it cannot judge (no judged
+    shot, no readable face) are left out.
+
+    Why not the regressor's own cross-validation (:func:`audio_offsets`): that places the
+    videos against each other, not against the sound; the sync model, another network
+    trained to find offsets, has a zero of its own. On the 6 training videos the two
+    differed by 20 to 80 ms, always the same way (weights/README.md, "The training videos'
+    offsets from the sync model").
+    """
+    from dubber.media.audio import picture_lead
+    from dubber.sync.check import check_sync
+
+    out: dict[str, float] = {}
+    for video in map(Path, videos):
+        try:
+            ms = check_sync(video).median_offset_ms
+        except DubberError as exc:
+            log.warning("%s: no measured offset (%s)", video.name, exc)
+            continue
+        if ms is None:
+            log.info("%s: the sync model judges no shot", video.name)
+            continue
+        # check_sync reads the sound from the sample that plays with the first frame
+        shift = ms / 1000 + picture_lead(video)
+        if max_shift is not None:
+            shift = np.clip(shift, -max_shift, max_shift)
+        out[video.stem] = round(float(shift), 3)
+    return out
+
+
 def learning_curve(clips: list[Clip], driver: MouthDriver, sizes: list[int],
-                   draws: int = 8, lam: float = LAMBDA, seed: int = 0) -> list[dict]:
+                   draws: int = 8, lam: float = LAMBDA, seed: int = 0,
+                   measured: dict[str, float] | None = None) -> list[dict]:
     """The regressor's opening r on a video never fitted on, by number of training videos.
 
     For each size ``n`` and each video, ``draws`` random sets of ``n`` of the OTHER videos
-    are fitted on (their offsets removed, :func:`audio_offsets`, found once over all the
-    videos) and the regressor alone (no timing rules) is scored on the video.
+    are fitted on (their offsets removed, :func:`audio_offsets` with ``measured``, found
+    once over all the videos) and the regressor alone (no timing rules) is scored on the video.
 
     Returns:
         one dict per size that fits (``n`` < number of videos): ``videos`` (n), ``r`` (the
         mean over videos and draws), ``sd`` (the spread of the per-draw means), ``fits``.
     """
     rng = np.random.default_rng(seed)
-    shifts = audio_offsets(clips, driver, lam)
+    shifts = audio_offsets(clips, driver, lam, measured)
     feats = {c.name: driver.features(c.analysis, c.times) for c in clips}
     out = []
     for n in sizes:
@@ -171,9 +215,12 @@ def learning_curve(clips: list[Clip], driver: MouthDriver, sizes: list[int],
 
 
 def fit_regressor(clips: list[Clip], driver: MouthDriver, lam: float = LAMBDA,
-                  align: bool = True) -> tuple[MouthRegressor, dict]:
-    """Fit on ``clips``; returns the regressor and its figures (leave-one-video-out r)."""
-    shifts = audio_offsets(clips, driver, lam) if align else {}
+                  align: bool = True, measured: dict[str, float] | None = None
+                  ) -> tuple[MouthRegressor, dict]:
+    """Fit on ``clips``, each with its offset removed (``measured`` where given, else
+    found: :func:`audio_offsets`; none without ``align``); returns the regressor and its
+    figures (leave-one-video-out r)."""
+    shifts = audio_offsets(clips, driver, lam, measured) if align else {}
     if shifts:
         log.info("audio offsets removed: %s", {k: round(v, 2) for k, v in shifts.items()})
     lovo = []
@@ -219,14 +266,14 @@ def _regressor(fit, clips: list[Clip], driver: MouthDriver) -> MouthRegressor:
 
 
 def cross_fit(train: list[Clip], others: list[Clip], driver: MouthDriver, folds: int = 0,
-              lam: float = LAMBDA) -> list[dict]:
+              lam: float = LAMBDA, measured: dict[str, float] | None = None) -> list[dict]:
     """What more training speakers buy on videos kept for judging: each of ``others`` is
     scored by the whole driver (timing rules included) fitted on ``train`` alone, and
     fitted on ``train`` with the ``others`` outside its fold (``folds`` folds, every
     ``folds``-th video in one; 0: one fold per video).
 
-    The ``others``' offsets are found by the fit on ``train`` alone, so that no judged
-    video's lips choose another's. Scores: the opening's r at lag 0 over the whole video
+    The ``others``' offsets are ``measured`` or else found by the fit on ``train`` alone,
+    so that no judged video's lips choose another's. Scores: the opening's r at lag 0 over the whole video
     (zero-shot), and calibrated on its first half (:func:`~dubber.mouth.calibrate.
     calibrate`, the adaptation included) and measured on its second, as the driver's
     bench does.
@@ -237,9 +284,11 @@ def cross_fit(train: list[Clip], others: list[Clip], driver: MouthDriver, folds:
     """
     from dubber.mouth.calibrate import calibrate
 
-    shifts = audio_offsets(train, driver, lam)
+    measured = measured or {}
+    shifts = audio_offsets(train, driver, lam, measured)
     base = ridge(train, driver, shifts, lam)
-    shifts.update({c.name: best_shift(base, c, driver) for c in others})
+    shifts.update({c.name: measured[c.name] if c.name in measured
+                   else best_shift(base, c, driver) for c in others})
     folds = len(others) if folds <= 0 else min(folds, len(others))
 
     def score(c: Clip, d: MouthDriver) -> tuple[float, float]:
@@ -286,6 +335,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--weights", default=None, help="weights folder to publish into")
     ap.add_argument("--cache", default=None, help="analysis cache folder")
     ap.add_argument("--lam", type=float, default=LAMBDA)
+    ap.add_argument("--offsets", choices=("sync", "fit"), default="sync",
+                    help="each video's audio-to-picture offset, removed before fitting: as "
+                         "the sync model measures it (default; fitted where it judges no "
+                         "shot), or found by cross-validation")
     ap.add_argument("--dry-run", action="store_true", help="fit and print, publish nothing")
     ap.add_argument("--learning-curve", action="store_true",
                     help="print r on unseen videos by number of training videos; publish "
@@ -323,9 +376,13 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     finally:
         driver.close()
+    measured = {}
+    if a.offsets == "sync":
+        log.info("measuring the videos' audio offsets (the sync model)")
+        measured = measured_offsets(videos + judged)
     if others:
         logging.getLogger("dubber.mouth.calibrate").setLevel(logging.WARNING)  # a line each
-        rows = cross_fit(clips, others, driver, a.folds, a.lam)
+        rows = cross_fit(clips, others, driver, a.folds, a.lam, measured)
         print(f"opening r of the whole driver on each --cross-fit video: fitted on the "
               f"{len(clips)} training videos alone | with the other --cross-fit videos "
               "outside its fold; zero-shot (the whole video) and calibrated (first half -> "
@@ -341,11 +398,11 @@ def main(argv: list[str] | None = None) -> int:
         sizes = sorted({max(1, round(f * (len(clips) - 1))) for f in (0.25, 0.5, 0.75, 1.0)})
         print(f"opening r (regressor alone) on a video never fitted on, {len(clips)} videos, "
               f"{a.draws} random training sets per video and size:")
-        for row in learning_curve(clips, driver, sizes, max(a.draws, 1), a.lam):
+        for row in learning_curve(clips, driver, sizes, max(a.draws, 1), a.lam, measured):
             print(f"  {row['videos']:3d} training videos: r {row['r']:.3f} "
                   f"(sd {row['sd']:.3f} over the draws, {row['fits']} fits)")
         return 0
-    model, figures = fit_regressor(clips, driver, a.lam)
+    model, figures = fit_regressor(clips, driver, a.lam, measured=measured)
     for k, v in figures.items():
         print(f"{k}: {v}")
     if a.dry_run:
@@ -358,7 +415,10 @@ def main(argv: list[str] | None = None) -> int:
     names = ", ".join(v.stem for v in videos)
     trained_on = (f"{len(videos)} talking-head videos ({names}), "
                   f"{figures['frames']} frames; held out: {', '.join(a.hold_out)}; ridge lambda "
-                  f"{a.lam:g}; command: python -m dubber.mouth.fit")
+                  f"{a.lam:g}; audio offsets "
+                  f"{'as the sync model measures them' if measured else 'cross-validated'}"
+                  f"{'' if a.offsets == 'sync' else ' (--offsets fit)'}; "
+                  "command: python -m dubber.mouth.fit")
     entry = publish(model, "mouth_driver", WEIGHTS_NAME, folder, trained_on, figures,
                     dtype="fp32")
     print(f"wrote {folder / entry.file} (sha256 {entry.sha256[:12]}...)")
