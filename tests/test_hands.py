@@ -200,9 +200,8 @@ def test_dubbing_the_boxer_leaves_the_hand_he_waves_before_his_mouth(dub, tmp_pa
     """The first 3.2 s of two_faces_splitscreen_720p, the right man speaking with his hand
     before his face: every pixel of the hand the bank found is left as it was."""
     from dubber.faces.analyze import tracks_for_run
-    from dubber.mouth.bank import build_banks
-    from dubber.media.color import ColorSpec
     from dubber.media.probe import probe
+    from dubber.mouth.plan import dubbed_banks
 
     clip = tmp_path / "boxer.mkv"
     ffmpeg("-i", str(CLIPS / "two_faces_splitscreen_720p.mp4"), "-t", "3.2", "-c:v", "ffv1",
@@ -223,10 +222,7 @@ def test_dubbing_the_boxer_leaves_the_hand_he_waves_before_his_mouth(dub, tmp_pa
                for line in r.err.splitlines() if line.startswith("dub: warning:"))
     cfg = load_config(str(tmp_path / "p.yaml"))
     tracks = tracks_for_run(clip, cfg)
-    info = probe(clip)
-    color = ColorSpec.from_names(info.color.matrix, info.color.range, info.width, info.height)
-    ids = {t for f in range(tracks.frame_count) for t in tracks.speakers_at(f)}
-    banks = build_banks(info, tracks, ids, cfg.mouth.bank_frames, color)  # from the cache
+    banks = dubbed_banks(probe(clip), tracks, cfg)  # from the cache
     src, dst = decoded_planes(clip), decoded_planes(out)
     changed = seen = 0
     for f in range(len(src)):

@@ -73,16 +73,12 @@ def _laplacian_var(img: np.ndarray) -> float:
 def measure(clip: str, dub: str, out: Path, cfg, cache: str) -> dict:
     """The figures of one dubbed clip (see the module docstring)."""
     from dubber.faces.analyze import analyze
-    from dubber.media.color import ColorSpec
     from dubber.media.probe import probe
-    from dubber.mouth.bank import build_banks
+    from dubber.mouth.plan import dubbed_banks
 
     info = probe(clip)
     tracks = analyze(clip, cfg, cache_dir=Path(cache) / "tracks", info=info)
-    ids = {t for f in range(tracks.frame_count) for t in tracks.speakers_at(f)}
-    color = ColorSpec.from_names(info.color.matrix, info.color.range, info.width, info.height)
-    banks = build_banks(info, tracks, ids, cfg.mouth.bank_frames, color, cache=cache,
-                        hands=cfg.mouth.keep_hands)
+    banks = dubbed_banks(info, tracks, cfg, cache=cache)
     a, b = _luma(Path(clip)), _luma(out)
     frames, boxes, faces = [], [], []
     for f in range(min(len(a), len(b))):

@@ -152,21 +152,17 @@ def bank_hands_cost(clip: Path, label: str, report: Report) -> None:
     comes from the cache (or runs first, untimed)."""
     from dubber.config import load_config
     from dubber.faces.analyze import analyze
-    from dubber.media.color import ColorSpec
     from dubber.media.probe import probe
-    from dubber.mouth.bank import build_banks
+    from dubber.mouth.plan import dubbed_banks
 
     cfg = load_config("fast")
     info = probe(clip)
     tracks = analyze(clip, cfg, info=info)
-    ids = {t for f in range(tracks.frame_count) for t in tracks.speakers_at(f)}
-    color = ColorSpec.from_names(info.color.matrix, info.color.range, info.width, info.height)
     took = {}
     for hands in (False, True):
         with tempfile.TemporaryDirectory() as cache:
             start = time.perf_counter()
-            banks = build_banks(info, tracks, ids, cfg.mouth.bank_frames, color, cache=cache,
-                                hands=hands)
+            banks = dubbed_banks(info, tracks, cfg, cache=cache, hands=hands)
             took[hands] = time.perf_counter() - start
     faces = sum(len(b.frames) for b in banks.values() if b is not None)
     found = sum(int(np.isfinite(b.hands[:, :, 0, 0]).any(1).sum()) for b in banks.values()

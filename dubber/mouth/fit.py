@@ -157,7 +157,7 @@ def measured_offsets(videos: list[Path], max_shift: float | None = MAX_SHIFT
     Why not the regressor's own cross-validation (:func:`audio_offsets`): that places the
     videos against each other, not against the sound; the sync model, another network
     trained to find offsets, has a zero of its own. On the 6 training videos the two
-    differed by 20 to 80 ms, always the same way (weights/README.md, "The training videos'
+    differed by 20 to 60 ms, always the same way (weights/README.md, "The training videos'
     offsets from the sync model").
     """
     from dubber.media.audio import picture_lead

@@ -17,7 +17,7 @@ import numpy as np
 
 from dubber.config import MouthConfig
 from dubber.faces.tracks_file import Tracks
-from dubber.mouth.bank import MouthBank
+from dubber.mouth.bank import MouthBank, build_banks
 from dubber.mouth.choose import Blend, choose, face_scale
 from dubber.mouth.target import actor_targets
 from dubber.mouth.track import MouthTrack
@@ -74,6 +74,21 @@ def dubbed_frames(tracks: Tracks) -> dict[int, np.ndarray]:
 
     frames = {t.id: speaking_frames(tracks, t) for t in tracks.tracks}
     return {tid: f for tid, f in frames.items() if len(f)}
+
+
+def dubbed_banks(info, tracks: Tracks, cfg, per_track: dict[int, np.ndarray] | None = None,
+                 cache=None, progress=None, hands: bool | None = None
+                 ) -> dict[int, MouthBank]:
+    """The mouth banks of every dubbed track (:func:`dubbed_frames`, or the keys of
+    ``per_track``), from the cache or made in one pass
+    (:func:`~dubber.mouth.bank.build_banks`; ``hands``: default ``cfg.mouth.keep_hands``)."""
+    from dubber.media.color import ColorSpec
+
+    per_track = dubbed_frames(tracks) if per_track is None else per_track
+    color = ColorSpec.from_names(info.color.matrix, info.color.range, info.width, info.height)
+    return build_banks(info, tracks, per_track, cfg.mouth.bank_frames, color, cache=cache,
+                       chunk_frames=cfg.media.chunk_frames, progress=progress,
+                       hands=cfg.mouth.keep_hands if hands is None else hands)
 
 
 def make_plan(tracks: Tracks, banks: dict[int, MouthBank],
@@ -139,18 +154,13 @@ def plan_run(info, tracks: Tracks, dub_path, cfg, progress=None, weights_dir=Non
         mouths: the run's :class:`~dubber.mouth.target.DubMouths` when the caller has one
             (the dub is then recognised once for the plan and the generator's cues).
     """
-    from dubber.media.color import ColorSpec
     from dubber.media.probe import frame_times
-    from dubber.mouth.bank import build_banks
     from dubber.mouth.target import DubMouths
 
     per_track = dubbed_frames(tracks)
     if not per_track:
         return {}, {}
-    color = ColorSpec.from_names(info.color.matrix, info.color.range, info.width, info.height)
-    banks = build_banks(info, tracks, per_track, cfg.mouth.bank_frames, color,
-                        chunk_frames=cfg.media.chunk_frames, progress=progress,
-                        hands=cfg.mouth.keep_hands)
+    banks = dubbed_banks(info, tracks, cfg, per_track, progress=progress)
     if cfg.mouth.other_shots:
         from dubber.mouth.actors import pool_banks
 

@@ -92,14 +92,12 @@ class MouthStage:
             for face in chunk.faces[i]:
                 planned = self.plan.get((idx, face.track_id))
                 tgt_pts = self.known_points(face.track_id, idx)
-                weight = 1.0
+                weight, hands = 1.0, NO_HANDS
                 if cfg.mouth.keep_hands:
                     weight = self.hand_weight(face.track_id, idx, max(cfg.mouth.fade, 0))
                     if weight <= 0.0:  # a hand before the lips: the face keeps its mouth
                         self.hidden += 1
                         continue
-                hands = NO_HANDS
-                if cfg.mouth.keep_hands:
                     hands = np.concatenate([self.hands_at(face.track_id, f)
                                             for f in (idx - 1, idx, idx + 1)])
                 if planned is None or tgt_pts is None:
